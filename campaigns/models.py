@@ -1,0 +1,339 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+
+from personalization.models import Channel, Profile, Segment
+
+
+class Template(models.Model):
+    """Marketer-authored content for one channel; rendered in a sandbox (personalization.rendering)."""
+
+    class OnsiteKind(models.TextChoices):
+        MODAL = "modal", "Modal"
+        BANNER = "banner", "Banner"
+        TOAST = "toast", "Toast"
+
+    name = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    onsite_kind = models.CharField(max_length=16, choices=OnsiteKind.choices, blank=True)
+    default_locale = models.CharField(max_length=16, default="en")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(channel="onsite", onsite_kind__in=["modal", "banner", "toast"])
+                | (~Q(channel="onsite") & Q(onsite_kind="")),
+                name="template_onsite_kind_matches_channel",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.channel})"
+
+
+class TemplateLocalization(models.Model):
+    """One locale's content. Lookup falls back fr-FR → fr → the template's default locale."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="localizations")
+    locale = models.CharField(max_length=16)
+    subject = models.CharField(max_length=300, blank=True, help_text="Email subject, push or on-site title")
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True, help_text="Email only")
+    cta_label = models.CharField(max_length=120, blank=True)
+    cta_url = models.CharField(max_length=1000, blank=True)
+    image_url = models.CharField(max_length=1000, blank=True)
+    discount_code = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["template", "locale"], name="template_locale_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} [{self.locale}]"
+
+
+class Campaign(models.Model):
+    class Kind(models.TextChoices):
+        TRIGGERED = "triggered", "Triggered by events"
+        SCHEDULED = "scheduled", "Scheduled send to a segment"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        ARCHIVED = "archived", "Archived"
+
+    class ChannelStrategy(models.TextChoices):
+        FIXED = "fixed", "Fixed: the first channel only"
+        FIRST_AVAILABLE = "first_available", "First available in order"
+        OPTIMIZED = "optimized", "Optimised per shopper"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRIGGERED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+
+    trigger = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Event type or prediction.<model>, e.g. prediction.cart_abandonment",
+    )
+    conditions = models.TextField(blank=True, help_text="Rule over the event, e.g. score >= 0.7")
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    delay_seconds = models.PositiveIntegerField(default=0)
+    require_open_cart = models.BooleanField(
+        default=False, help_text="After the delay, send only if the cart has not been checked out"
+    )
+    exit_events = models.JSONField(default=list, blank=True, help_text='e.g. ["checkout_completed"]')
+
+    channels = models.JSONField(default=list, help_text='Ordered, e.g. ["onsite", "email"]')
+    channel_strategy = models.CharField(
+        max_length=16, choices=ChannelStrategy.choices, default=ChannelStrategy.FIRST_AVAILABLE
+    )
+    priority = models.IntegerField(default=0, help_text="Higher wins when several campaigns match one event")
+    frequency_cap_count = models.PositiveIntegerField(default=0, help_text="0 means no cap")
+    frequency_cap_window_seconds = models.PositiveIntegerField(default=86400)
+    cooldown_seconds = models.PositiveIntegerField(default=0)
+    holdout_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0)
+    expiry_seconds = models.PositiveIntegerField(
+        default=1800, help_text="An intervention not shown by then expires"
+    )
+    use_bandit = models.BooleanField(
+        default=False, help_text="Allocate traffic to variants by Thompson sampling"
+    )
+
+    conversion_goal = models.CharField(max_length=64, default="checkout_completed")
+    attribution_window_seconds = models.PositiveIntegerField(default=86400)
+
+    # Scheduled campaigns: when to send, in each shopper's own time zone when local_time is set.
+    send_at = models.DateTimeField(null=True, blank=True)
+    send_local_time = models.TimeField(null=True, blank=True)
+    recurrence = models.CharField(max_length=100, blank=True, help_text="cron expression, empty for one-off")
+
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(holdout_percent__gte=0, holdout_percent__lte=100), name="campaign_holdout_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True)
+                | Q(starts_at__isnull=True)
+                | Q(ends_at__gt=models.F("starts_at")),
+                name="campaign_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="triggered") | ~Q(trigger="") | Q(status="draft"),
+                name="campaign_triggered_has_trigger",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"], name="campaign_status_kind_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Variant(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    name = models.CharField(max_length=120)
+    weight = models.PositiveIntegerField(default=1)
+    is_control = models.BooleanField(default=False)
+    onsite_template = models.ForeignKey(
+        Template,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"channel": "onsite"},
+    )
+    email_template = models.ForeignKey(
+        Template,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"channel": "email"},
+    )
+    sms_template = models.ForeignKey(
+        Template,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"channel": "sms"},
+    )
+    push_template = models.ForeignKey(
+        Template,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"channel": "push"},
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "name"], name="variant_name_unique"),
+            models.CheckConstraint(condition=Q(weight__lte=10000), name="variant_weight_range"),
+            models.UniqueConstraint(
+                fields=["campaign"], condition=Q(is_control=True), name="variant_one_control"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.name} / {self.name}"
+
+    def template_for(self, channel: str) -> Template | None:
+        template: Template | None = getattr(self, f"{channel}_template", None)
+        return template
+
+
+class Intervention(models.Model):
+    """One decision for one shopper: unique per (campaign, trigger event)."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        PENDING = "pending", "Pending delivery"
+        DELIVERED = "delivered", "Delivered"
+        SUPPRESSED = "suppressed", "Suppressed"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="interventions")
+    variant = models.ForeignKey(Variant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="interventions")
+    user_id = models.CharField(max_length=128)
+    session_id = models.CharField(max_length=128, blank=True)
+    cart_id = models.CharField(max_length=128, blank=True)
+    trigger_event_id = models.CharField(max_length=128)
+    trigger = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    suppression_reason = models.CharField(max_length=32, blank=True)
+    is_holdout = models.BooleanField(default=False)
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
+    content = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    seq = models.PositiveBigIntegerField(null=True, blank=True, help_text="Per-user on-site sequence number")
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "trigger_event_id"], name="intervention_once_per_event"
+            ),
+            models.UniqueConstraint(
+                fields=["user_id", "seq"], condition=Q(seq__isnull=False), name="intervention_user_seq_unique"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="suppressed") | ~Q(suppression_reason=""),
+                name="intervention_suppressed_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user_id", "status"], name="intervention_user_status_idx"),
+            models.Index(fields=["user_id", "seq"], name="intervention_user_seq_idx"),
+            models.Index(fields=["campaign", "variant", "created_at"], name="intervention_report_idx"),
+            models.Index(
+                fields=["scheduled_for"], name="intervention_due_idx", condition=Q(status="scheduled")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.user_id}:{self.status}"
+
+
+class Delivery(models.Model):
+    """The send ledger for one channel of one intervention.
+
+    ``queued → sending → sent → delivered`` or ``failed``; ``unknown`` when a send may have reached the
+    provider but we did not hear back — settled by asking the provider, never by sending again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=16, blank=True, help_text="transient or permanent")
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    provider_response = models.JSONField(default=dict, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["intervention", "channel"], name="delivery_once_per_channel"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due_idx"),
+            models.Index(fields=["provider", "status"], name="delivery_provider_status_idx"),
+            models.Index(fields=["provider_message_id"], name="delivery_provider_msg_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.status}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what in the back office (admin or API), with the field-level changes."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, help_text="User name or API key name")
+    action = models.CharField(max_length=64)
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=300)
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["content_type", "object_id"], name="audit_object_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_repr}"

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from messaging.kafka import ensure_topics
+
+
+class Command(BaseCommand):
+    help = "Prepare a stack to run: migrate, create the Kafka topics, an admin user and the demo data."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--no-demo", action="store_true", help="Do not load the demo data set.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("database migrated")
+        created = ensure_topics()
+        self.stdout.write(f"kafka topics ready ({len(created)} created)")
+        self._ensure_admin()
+
+    def _ensure_admin(self) -> None:
+        username = os.environ.get("ADMIN_USERNAME", "admin")
+        password = os.environ.get("ADMIN_PASSWORD", "admin")
+        user_model = get_user_model()
+        if user_model.objects.filter(username=username).exists():
+            self.stdout.write(f"admin user {username!r} exists")
+            return
+        user_model.objects.create_superuser(username=username, email="", password=password)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"admin user created: log in at /admin/ as {username!r} with password {password!r} "
+                "(set ADMIN_USERNAME / ADMIN_PASSWORD to choose them)"
+            )
+        )

@@ -1,0 +1,82 @@
+"""Liveness, readiness and metrics endpoints.
+
+Readiness names every dependency and says which one failed, so an operator (or an orchestrator's
+probe log) sees at a glance whether it is PostgreSQL, Redis or Kafka that is down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from intervention_engine.observability import metrics_registry
+from messaging.kafka import client_config
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def check_redis() -> None:
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS,
+        socket_connect_timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def check_kafka() -> None:
+    admin = AdminClient(client_config())
+    admin.list_topics(timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "redis": check_redis,
+    "kafka": check_kafka,
+}
+
+
+def run_checks() -> dict[str, dict[str, object]]:
+    results: dict[str, dict[str, object]] = {}
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            check()
+        except Exception as exc:
+            results[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        else:
+            results[name] = {"status": "ok"}
+        results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return results
+
+
+@require_GET
+def live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def ready(request: HttpRequest) -> JsonResponse:
+    components = run_checks()
+    down = sorted(name for name, result in components.items() if result["status"] != "ok")
+    body = {"status": "down" if down else "ok", "failed": down, "components": components}
+    return JsonResponse(body, status=503 if down else 200)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

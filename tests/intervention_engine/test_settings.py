@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_django(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    environment.update(env)
+    environment["DJANGO_SETTINGS_MODULE"] = "intervention_engine.settings"
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key() -> None:
+    result = run_django("check", ENVIRONMENT="production")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when ENVIRONMENT=production" in result.stderr
+
+
+def test_it_refuses_a_short_secret_key_in_production() -> None:
+    result = run_django("check", ENVIRONMENT="production", SECRET_KEY="short")
+
+    assert result.returncode != 0
+    assert "at least 50 random characters" in result.stderr
+
+
+def test_it_passes_the_deployment_checklist_in_production() -> None:
+    result = run_django(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        ENVIRONMENT="production",
+        SECRET_KEY="k2W9xQp7Lr4vT8sZ1nYb6cJ3hF5dG0aM-eU_iO+wN&pR^yV%tX*",
+        ALLOWED_HOSTS="engine.example.com",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_it_rejects_an_unknown_environment() -> None:
+    result = run_django("check", ENVIRONMENT="staging")
+
+    assert result.returncode != 0
+    assert "ENVIRONMENT must be development, test or production" in result.stderr
