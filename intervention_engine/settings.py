@@ -48,7 +48,8 @@ WS_ALLOWED_ORIGINS: list[str] = env.list(
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # The stock admin, with the product's site (branding, dashboard): intervention_engine/admin_site.py.
+    "intervention_engine.admin_site.InterventionEngineAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
