@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN SECRET_KEY=build-only-not-secret-build-only-not-secret-build-only python manage.py collectstatic --noinput
+RUN useradd --system engine && mkdir -p /tmp/metrics && chown engine /tmp/metrics
+USER engine
+EXPOSE 3003
+CMD ["daphne", "-b", "0.0.0.0", "-p", "3003", "intervention_engine.asgi:application"]
