@@ -88,11 +88,27 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
     return numbers
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """For records the system writes (interventions, events, outbox): anyone may look, nobody edits.
+
+    Editing them by hand would make the reports and the replay log lie about what happened.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class InterventionEngineAdminSite(admin.AdminSite):
     site_header = "Intervention Engine"
     site_title = "Intervention Engine"
     index_title = "Back office"
-    enable_nav_sidebar = True
+    index_template = "admin/ie_index.html"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         context = {"dashboard_numbers": dashboard_numbers(request), **(extra_context or {})}
