@@ -45,6 +45,16 @@ WS_ALLOWED_ORIGINS: list[str] = env.list(
     "WS_ALLOWED_ORIGINS",
     default=[f"http://127.0.0.1:{PORT}", f"http://localhost:{PORT}"],
 )
+# WebSocket gateway (docs/websocket.md): ticket lifetime, frame and flood limits, room naming rule.
+WS_TICKET_TTL_SECONDS: int = env.int("WS_TICKET_TTL_SECONDS", default=60)
+WS_MAX_FRAME_BYTES: int = env.int("WS_MAX_FRAME_BYTES", default=16 * 1024)
+WS_MAX_MESSAGES_PER_SECOND: int = env.int("WS_MAX_MESSAGES_PER_SECOND", default=20)
+WS_ROOM_PREFIXES: list[str] = env.list("WS_ROOM_PREFIXES", default=["broadcast", "campaign."])
+WS_MAX_ROOMS_PER_CONNECTION: int = env.int("WS_MAX_ROOMS_PER_CONNECTION", default=20)
+# A socket refreshes its presence on every ping; a crashed process's sockets vanish after this long.
+WS_PRESENCE_TTL_SECONDS: int = env.int("WS_PRESENCE_TTL_SECONDS", default=75)
+# /demo/ (a demo shop driving the whole loop) is on in development only unless asked for.
+DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 INSTALLED_APPS = [
     "daphne",

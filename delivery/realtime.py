@@ -1,0 +1,234 @@
+"""The server-side API of the WebSocket gateway: the ONLY module that talks to the channel layer.
+
+Tasks, services and endpoints push to browsers through these functions — to one connection, to a
+user (every open tab), to a room, or to everyone — never through ``group_send`` of their own.
+Callers inside a transaction must call them from ``transaction.on_commit`` (STYLE rule 6), so a
+browser never hears of a row that could still roll back.
+
+The channel layer is allowed to drop messages (capacity, expiry, a process restart): PostgreSQL is the
+replay log. An on-site intervention stays ``pending`` until the browser acks it, and a reconnecting
+browser's ``resume`` replays every pending, unexpired one after its last ``seq`` (``onsite_replay``).
+Reads and writes used by the consumer live here too, next to the frames they produce, so that the
+consumer stays a thin parser (delivery/services.py belongs to the decision path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from campaigns.models import Intervention
+from intervention_engine.errors import ApplicationError, NotFoundError
+from intervention_engine.observability import get_logger
+
+logger = get_logger(__name__)
+
+# Every socket joins this group, so broadcast() reaches everyone.
+BROADCAST_GROUP = "ws.all"
+ENGAGEMENT_EVENTS = frozenset({"displayed", "clicked", "dismissed"})
+_ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+
+
+# --- Addressing -------------------------------------------------------------------------------------------
+
+
+def user_group(user_id: str) -> str:
+    """A user's group name: hashed, because channel-layer group names are restricted to a short ASCII
+    alphabet while user ids are arbitrary strings from the shop."""
+    return "user." + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+
+
+def room_allowed(room: str) -> bool:
+    """Rooms a client may join: a safe name starting with an allowed prefix (``WS_ROOM_PREFIXES``).
+
+    A prefix ending with "." is a namespace (``campaign.42``); any other prefix is an exact name
+    (``broadcast``). User groups live in another namespace (``user.``), so no room name reaches them.
+    """
+    if not _ROOM_NAME.match(room):
+        return False
+    for prefix in settings.WS_ROOM_PREFIXES:
+        if prefix.endswith("."):
+            if room.startswith(prefix) and len(room) > len(prefix):
+                return True
+        elif room == prefix:
+            return True
+    return False
+
+
+def room_group(room: str) -> str:
+    return f"room.{room}"
+
+
+# --- Sending ---------------------------------------------------------------------------------------------
+
+
+def _frame_event(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "ws.frame", "frame": frame}
+
+
+async def asend_to_connection(channel_name: str, message: dict[str, Any]) -> None:
+    await get_channel_layer().send(channel_name, _frame_event(message))
+
+
+async def asend_to_user(user_id: str, message: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(user_group(user_id), _frame_event(message))
+
+
+async def asend_to_room(room: str, message: dict[str, Any]) -> None:
+    """Send ``{"type": "room_message", "room": room, "data": message}`` to the room's members."""
+    frame = {"type": "room_message", "room": room, "data": message}
+    await get_channel_layer().group_send(room_group(room), _frame_event(frame))
+
+
+async def abroadcast(message: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(BROADCAST_GROUP, _frame_event(message))
+
+
+def send_to_connection(channel_name: str, message: dict[str, Any]) -> None:
+    async_to_sync(asend_to_connection)(channel_name, message)
+
+
+def send_to_user(user_id: str, message: dict[str, Any]) -> None:
+    async_to_sync(asend_to_user)(user_id, message)
+
+
+def send_to_room(room: str, message: dict[str, Any]) -> None:
+    async_to_sync(asend_to_room)(room, message)
+
+
+def broadcast(message: dict[str, Any]) -> None:
+    async_to_sync(abroadcast)(message)
+
+
+# --- On-site interventions ------------------------------------------------------------------------------
+
+
+def _deliverable(*, user_id: str | None = None) -> QuerySet[Intervention]:
+    """Pending, unexpired on-site interventions that have a seq (the replay log)."""
+    now = timezone.now()
+    queryset = Intervention.objects.filter(
+        channel="onsite", status=Intervention.Status.PENDING, seq__isnull=False
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    if user_id is not None:
+        queryset = queryset.filter(user_id=user_id)
+    return queryset
+
+
+def intervention_frame(intervention: Intervention) -> dict[str, Any]:
+    """The SPEC §3.6 ``intervention`` frame. Content was rendered when the intervention was decided."""
+    content = intervention.content or {}
+    return {
+        "type": "intervention",
+        "seq": intervention.seq,
+        "intervention_id": str(intervention.id),
+        "campaign_id": str(intervention.campaign_id),
+        "variant_id": str(intervention.variant_id) if intervention.variant_id else None,
+        "content": {
+            "kind": content.get("kind") or "modal",
+            "title": content.get("title") or content.get("subject") or "",
+            "body": content.get("body") or content.get("body_text") or "",
+            "cta_label": content.get("cta_label") or "",
+            "cta_url": content.get("cta_url") or "",
+            "image_url": content.get("image_url") or "",
+            "discount_code": content.get("discount_code") or "",
+        },
+        "expires_at": intervention.expires_at.isoformat() if intervention.expires_at else None,
+    }
+
+
+def onsite_replay(*, user_id: str, last_seq: int, limit: int = 100) -> list[dict[str, Any]]:
+    """Frames for every pending, unexpired on-site intervention of ``user_id`` after ``last_seq``, in seq
+    order. One query; the (user_id, seq) index serves it."""
+    queryset = _deliverable(user_id=user_id).filter(seq__gt=last_seq).order_by("seq")[:limit]
+    return [intervention_frame(intervention) for intervention in queryset]
+
+
+async def aintervention_push(*, intervention_ids: Iterable[uuid.UUID | str]) -> int:
+    """Send each pending, unexpired on-site intervention to its user's open sockets; returns how many
+    were sent. Anything else (already delivered, expired, another channel) is skipped: a late or
+    repeated call is harmless, and a dropped one is healed by the client's ``resume``."""
+    frames = await database_sync_to_async(_push_frames)(list(intervention_ids))
+    await _group_send_many(frames)
+    return len(frames)
+
+
+def _push_frames(intervention_ids: list[uuid.UUID | str]) -> list[tuple[str, dict[str, Any]]]:
+    interventions = _deliverable().filter(id__in=intervention_ids).order_by("user_id", "seq")
+    return [(intervention.user_id, intervention_frame(intervention)) for intervention in interventions]
+
+
+def intervention_push(*, intervention_ids: Iterable[uuid.UUID | str]) -> int:
+    """Synchronous ``aintervention_push``; call it from ``transaction.on_commit``."""
+    ids = list(intervention_ids)
+    if not ids:
+        return 0
+    frames = _push_frames(ids)
+    if frames:
+        async_to_sync(_group_send_many)(frames)
+    return len(frames)
+
+
+async def _group_send_many(frames: list[tuple[str, dict[str, Any]]]) -> None:
+    layer = get_channel_layer()
+    for user_id, frame in frames:
+        await layer.group_send(user_group(user_id), {"type": "ws.intervention", "frame": frame})
+
+
+def _owned_onsite(*, user_id: str, intervention_ids: list[str]) -> list[Intervention]:
+    valid: list[uuid.UUID] = []
+    for raw in intervention_ids:
+        try:
+            valid.append(uuid.UUID(str(raw)))
+        except ValueError:
+            raise NotFoundError("No such intervention", code="unknown_intervention") from None
+    found = list(Intervention.objects.filter(id__in=valid, user_id=user_id, channel="onsite"))
+    if len(found) != len(set(valid)):
+        # Someone else's intervention looks exactly like a missing one: no oracle for ids.
+        raise NotFoundError("No such intervention", code="unknown_intervention")
+    return found
+
+
+def onsite_ack(*, user_id: str, intervention_ids: list[str], occurred_at: datetime | None = None) -> int:
+    """The browser has the interventions: their on-site Delivery and the Intervention become delivered
+    and ``delivery.delivered`` goes to the outbox (tracking_event_record, idempotent per intervention,
+    so a re-sent ack records nothing twice). Returns how many were acked."""
+    from tracking.services import tracking_event_record
+
+    interventions = _owned_onsite(user_id=user_id, intervention_ids=intervention_ids)
+    for intervention in interventions:
+        tracking_event_record(
+            intervention_id=intervention.id,
+            type="delivered",
+            source="websocket",
+            channel="onsite",
+            occurred_at=occurred_at,
+            event_id=f"ws-delivered:{intervention.id}",
+        )
+    return len(interventions)
+
+
+def onsite_engagement_record(*, user_id: str, intervention_id: str, event: str) -> None:
+    """displayed / clicked / dismissed reported by the browser, once per intervention and event."""
+    from tracking.services import tracking_event_record
+
+    if event not in ENGAGEMENT_EVENTS:
+        raise ApplicationError("Unknown engagement event", code="invalid_event")
+    (intervention,) = _owned_onsite(user_id=user_id, intervention_ids=[intervention_id])
+    tracking_event_record(
+        intervention_id=intervention.id,
+        type=event,
+        source="websocket",
+        channel="onsite",
+        event_id=f"ws-{event}:{intervention.id}",
+    )
