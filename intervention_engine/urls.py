@@ -13,3 +13,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("api.urls")),
 ]
+
+# Under /api/ Django's own 404 and 500 answer in the API's JSON error shape; elsewhere, the usual pages.
+handler404 = "api.exceptions.json_404"
+handler500 = "api.exceptions.json_500"

@@ -1,0 +1,162 @@
+"""``Idempotency-Key`` on writes: a retried request gets the first answer instead of doing the work twice.
+
+Decorate every write handler (``post``/``put``/``patch``/``delete`` of an APIView, or ``create``/``update``/
+``partial_update``/``destroy``/``@action`` methods of a ViewSet) with ``@idempotent``; put ``@action`` or
+``@extend_schema`` outside it. For one API key and one key value:
+
+- first request: its answer (2xx or 4xx) is stored and returned;
+- same key, same method, path and body: the stored answer is replayed with ``Idempotent-Replayed: true``;
+- same key, different request: 422 ``idempotency_key_reused``;
+- same key while the first is still running: 409 ``idempotency_request_in_progress``.
+
+A 5xx or an unexpected exception releases the key, so the client may retry. Records live 24 hours.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
+
+from api.models import ApiKey, IdempotencyRecord
+from intervention_engine.errors import ApplicationError, ConflictError
+
+if TYPE_CHECKING:
+    # rest_framework.views imports the permission and throttle classes named in settings.
+    from rest_framework.views import APIView
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 200
+RECORD_TTL = timedelta(hours=24)
+# A record still without an answer after this long belongs to a process that died mid-request.
+IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
+
+Handler = TypeVar("Handler", bound=Callable[..., Response])
+
+
+def request_fingerprint(request: Request) -> str:
+    """SHA-256 of method, path with query and the body; JSON bodies are canonicalised (key order,
+    whitespace) so a client that re-serialises the same object still matches."""
+    raw = request.body
+    try:
+        body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        body = raw
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.get_full_path().encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def idempotency_claim(
+    *, api_key: ApiKey, key: str, method: str, path: str, request_hash: str
+) -> IdempotencyRecord:
+    """The record this request now owns, or an ApplicationError / the finished record to replay."""
+    now = timezone.now()
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    api_key=api_key, key=key, method=method, path=path[:500], request_hash=request_hash
+                )
+        except IntegrityError:
+            pass
+        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+        if existing is None:
+            continue  # released or purged meanwhile: try to claim again
+        if existing.created_at < now - RECORD_TTL:
+            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+            continue
+        if existing.request_hash != request_hash:
+            raise ApplicationError(
+                "This Idempotency-Key was already used for a different request.",
+                code="idempotency_key_reused",
+                status_code=422,
+                details={"idempotency_key": key},
+            )
+        if existing.status_code is None:
+            stale = existing.created_at < now - IN_FLIGHT_TIMEOUT
+            if stale and IdempotencyRecord.objects.filter(
+                pk=existing.pk, status_code__isnull=True, created_at=existing.created_at
+            ).update(created_at=now):
+                existing.created_at = now
+                return existing
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed; retry later.",
+                code="idempotency_request_in_progress",
+                details={"idempotency_key": key},
+            )
+        return existing
+    raise ConflictError("Could not claim the Idempotency-Key; retry.", code="idempotency_request_in_progress")
+
+
+def idempotency_records_purge(*, older_than: timedelta = RECORD_TTL) -> int:
+    """Delete expired records; returns how many. Safe to run at any time (expired keys are reusable)."""
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def _store(record: IdempotencyRecord, response: Response) -> None:
+    body = json.loads(json.dumps(response.data, cls=JSONEncoder)) if response.data is not None else None
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status_code=response.status_code, response_body=body
+    )
+
+
+def _release(record: IdempotencyRecord) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
+
+
+def idempotent(handler: Handler) -> Handler:
+    """Make a DRF write handler honour ``Idempotency-Key`` (see the module docstring)."""
+
+    @functools.wraps(handler)
+    def wrapper(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get(HEADER)
+        api_key = request.auth
+        if key is None or not isinstance(api_key, ApiKey):
+            return handler(view, request, *args, **kwargs)
+        key = key.strip()
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise ApplicationError(
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", code="invalid_idempotency_key"
+            )
+        request_hash = request_fingerprint(request)
+        record = idempotency_claim(
+            api_key=api_key,
+            key=key,
+            method=request.method,
+            path=request.get_full_path(),
+            request_hash=request_hash,
+        )
+        if record.status_code is not None:
+            headers = {REPLAYED_HEADER: "true"}
+            return Response(record.response_body, status=record.status_code, headers=headers)
+        try:
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:
+                # The error answer is part of the request's outcome and is replayed like a success.
+                response = view.handle_exception(exc)
+        except BaseException:
+            _release(record)
+            raise
+        if response.status_code >= 500:
+            _release(record)
+        else:
+            _store(record, response)
+        return response
+
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # read by api.schema to document the header
+    return cast(Handler, wrapper)
