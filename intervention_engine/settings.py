@@ -187,6 +187,73 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": CELERY_
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# --- Notifications: email, SMS, push providers (docs/notifications.md) ---------------------------------
+
+# EMAIL_URL picks the transport, e.g. smtp://user:pass@127.0.0.1:1025 or smtps://… . Without it, development
+# email is written as readable .eml files under var/mail. An ESP goes through django-anymail: set
+# EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend and its keys in ANYMAIL (JSON), e.g. {"POSTMARK_SERVER_TOKEN": "…"}.
+EMAIL_URL: str = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    vars().update(env.email_url_config(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=EMAIL_BACKEND)
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=10)
+# A second transport for failover (provider "email_secondary"), same URL forms as EMAIL_URL.
+EMAIL_SECONDARY_URL: str = env.str("EMAIL_SECONDARY_URL", default="")
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="Shop <shop@localhost>")
+UNSUBSCRIBE_MAILTO: str = env.str("UNSUBSCRIBE_MAILTO", default="unsubscribe@localhost")
+ANYMAIL: dict[str, Any] = env.json("ANYMAIL", default={})
+ANYMAIL.setdefault("WEBHOOK_SECRET", env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None)
+if not ANYMAIL["WEBHOOK_SECRET"]:
+    del ANYMAIL["WEBHOOK_SECRET"]
+
+TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM: str = env.str("TWILIO_FROM", default="")
+# Points the real twilio client at another server (a local one in tests); empty means Twilio itself.
+TWILIO_API_BASE: str = env.str("TWILIO_API_BASE", default="")
+TWILIO_SECONDARY_ACCOUNT_SID: str = env.str("TWILIO_SECONDARY_ACCOUNT_SID", default="")
+TWILIO_SECONDARY_AUTH_TOKEN: str = env.str("TWILIO_SECONDARY_AUTH_TOKEN", default="")
+TWILIO_SECONDARY_FROM: str = env.str("TWILIO_SECONDARY_FROM", default="")
+TWILIO_SECONDARY_API_BASE: str = env.str("TWILIO_SECONDARY_API_BASE", default="")
+TWILIO_TIMEOUT: float = env.float("TWILIO_TIMEOUT", default=10.0)
+# Where Twilio posts delivery status (https://…/api/v1/webhooks/twilio/status); empty sends none.
+TWILIO_STATUS_CALLBACK_URL: str = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
+
+FCM_CREDENTIALS_FILE: str = env.str("FCM_CREDENTIALS_FILE", default="")
+FCM_PROJECT_ID: str = env.str("FCM_PROJECT_ID", default="")
+# Overrides https://fcm.googleapis.com/v1/projects/{project}/messages:send (a local server in tests).
+FCM_ENDPOINT: str = env.str("FCM_ENDPOINT", default="")
+FCM_TIMEOUT: float = env.float("FCM_TIMEOUT", default=10.0)
+
+# Ordered provider names per channel: the first is primary, the next are used when it fails transiently.
+NOTIFICATION_PROVIDERS: dict[str, list[str]] = {
+    "email": env.list("NOTIFICATION_PROVIDERS_EMAIL", default=["email"]),
+    "sms": env.list("NOTIFICATION_PROVIDERS_SMS", default=["twilio"]),
+    "push": env.list("NOTIFICATION_PROVIDERS_PUSH", default=["fcm"]),
+}
+# Sends per second per provider (token bucket in Redis), e.g. "twilio=100,fcm=500"; absent = unlimited.
+NOTIFICATION_RATE_LIMITS: dict[str, float] = {
+    name: float(rate)
+    for name, rate in (
+        item.split("=", 1) for item in env.list("NOTIFICATION_RATE_LIMITS", default=[]) if "=" in item
+    )
+}
+NOTIFICATION_MAX_ATTEMPTS: int = env.int("NOTIFICATION_MAX_ATTEMPTS", default=6)
+NOTIFICATION_BACKOFF_BASE_SECONDS: float = env.float("NOTIFICATION_BACKOFF_BASE_SECONDS", default=30.0)
+NOTIFICATION_BACKOFF_MAX_SECONDS: float = env.float("NOTIFICATION_BACKOFF_MAX_SECONDS", default=3600.0)
+# Retries due sooner than this go back to the broker with a countdown; later ones wait in PostgreSQL for
+# beat. Always far below CELERY_VISIBILITY_TIMEOUT, so the Redis transport never redelivers an ETA task.
+NOTIFICATION_COUNTDOWN_MAX_SECONDS: int = min(env.int("NOTIFICATION_COUNTDOWN_MAX_SECONDS", default=60), 300)
+# A row still "sending" this long after its claim belongs to a worker that died mid-send.
+NOTIFICATION_SENDING_TIMEOUT_SECONDS: int = env.int("NOTIFICATION_SENDING_TIMEOUT_SECONDS", default=120)
+# A "queued" row nobody claimed this long after it was due lost its broker message (worker killed with
+# prefetched messages, broker restart); beat enqueues it again — the claim makes the copy harmless.
+NOTIFICATION_REQUEUE_AFTER_SECONDS: int = env.int("NOTIFICATION_REQUEUE_AFTER_SECONDS", default=60)
+NOTIFICATION_SWEEP_INTERVAL_SECONDS: float = env.float("NOTIFICATION_SWEEP_INTERVAL_SECONDS", default=15.0)
+
 # --- Auth, i18n, static -----------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,74 @@
+"""The provider registry: names in ``NOTIFICATION_PROVIDERS`` → configured provider objects.
+
+Providers hold connection pools (HTTP sessions, a Firebase app), so each is built once per process and
+rebuilt only when the settings change (tests override them).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from intervention_engine.errors import ApplicationError
+from notifications.providers.base import Provider
+
+_cache: dict[str, Provider] = {}
+_lock = threading.Lock()
+
+
+def _build(name: str) -> Provider:
+    if name == "email":
+        from notifications.providers.email import EmailProvider
+
+        return EmailProvider(name=name)
+    if name == "email_secondary":
+        from notifications.providers.email import EmailProvider
+
+        return EmailProvider(name=name, url=settings.EMAIL_SECONDARY_URL)
+    if name in ("twilio", "twilio_secondary"):
+        from notifications.providers.sms import TwilioSmsProvider
+
+        prefix = "TWILIO_SECONDARY_" if name == "twilio_secondary" else "TWILIO_"
+        return TwilioSmsProvider(
+            name=name,
+            account_sid=getattr(settings, f"{prefix}ACCOUNT_SID"),
+            auth_token=getattr(settings, f"{prefix}AUTH_TOKEN"),
+            from_=getattr(settings, f"{prefix}FROM"),
+            api_base=getattr(settings, f"{prefix}API_BASE"),
+            timeout=settings.TWILIO_TIMEOUT,
+        )
+    if name == "fcm":
+        from notifications.providers.push import FcmPushProvider
+
+        return FcmPushProvider(
+            name=name,
+            project_id=settings.FCM_PROJECT_ID,
+            credentials_file=settings.FCM_CREDENTIALS_FILE,
+            endpoint=settings.FCM_ENDPOINT,
+            timeout=settings.FCM_TIMEOUT,
+        )
+    raise ApplicationError(f"Unknown notification provider {name!r}", code="unknown_provider")
+
+
+def provider_get(name: str) -> Provider:
+    provider = _cache.get(name)
+    if provider is None:
+        with _lock:
+            provider = _cache.get(name) or _build(name)
+            _cache[name] = provider
+    return provider
+
+
+def providers_for(channel: str) -> list[Provider]:
+    return [provider_get(name) for name in settings.NOTIFICATION_PROVIDERS.get(channel, [])]
+
+
+@receiver(setting_changed)
+def _forget_providers(**kwargs: Any) -> None:
+    setting: str = kwargs["setting"]
+    if setting.startswith(("TWILIO_", "FCM_", "EMAIL_", "NOTIFICATION_", "ANYMAIL")):
+        _cache.clear()

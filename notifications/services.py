@@ -1,0 +1,570 @@
+"""The send ledger: every email, SMS and push goes out once, or is visibly failed or unknown — never lost.
+
+A delivery moves ``queued → sending → sent → delivered`` (or ``failed``, ``cancelled``, ``unknown``):
+
+- **Claim.** A worker takes a delivery with one conditional UPDATE (``queued`` and due → ``sending``,
+  attempts + 1). A duplicate or redelivered task finds nothing to claim and returns, so one delivery
+  never reaches a provider twice from our side.
+- **Outcome.** Sent → ``sent``. Transient error → the next provider of the channel (failover); when all
+  failed, back to ``queued`` with ``next_attempt_at`` (exponential backoff, full jitter) until
+  ``NOTIFICATION_MAX_ATTEMPTS``. Permanent error → ``failed`` at once, and the contact point is
+  suppressed. No answer (read timeout) → ``unknown``: the provider may have the message.
+- **Crash.** A row left ``sending`` by a dead worker, or ``unknown``, is settled by asking the provider
+  (Twilio lists the messages it accepted); a provider with no lookup (SMTP, FCM) leaves it ``unknown``
+  for an operator — never a blind resend.
+- **Lost broker messages.** A ``queued`` row nobody claimed in time is enqueued again by beat; the
+  claim makes the extra copy harmless.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.html import escape
+
+from campaigns.lifecycle import intervention_events_enqueue
+from campaigns.models import Delivery, Intervention
+from intervention_engine.errors import ApplicationError, ConflictError
+from intervention_engine.observability import get_logger
+from notifications import metrics
+from notifications.channels import channel_reachable, quiet_hours_end
+from notifications.models import ProviderAttempt
+from notifications.providers import providers_for
+from notifications.providers.base import (
+    OutgoingMessage,
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    SendResult,
+    TransientProviderError,
+    UnknownOutcomeError,
+)
+from notifications.ratelimit import ratelimit_acquire
+from notifications.signed_links import click_url, open_pixel_url, unsubscribe_url
+from personalization.models import Profile, PushToken
+
+logger = get_logger(__name__)
+
+SEND_CHANNELS = ("email", "sms", "push")
+TASK_FOR_CHANNEL = {
+    "email": "notifications.delivery_send_email",
+    "sms": "notifications.delivery_send_sms",
+    "push": "notifications.delivery_send_push",
+}
+# Longest a worker thread sleeps for a rate-limit token before handing the delivery back to the queue.
+_MAX_THROTTLE_SLEEP = 2.0
+_HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+
+# --- Enqueue ----------------------------------------------------------------------------------------
+
+
+def deliveries_enqueue(*, delivery_ids: Sequence[UUID | str]) -> int:
+    """Put queued deliveries on their channel's Celery queue. Call after the rows are committed.
+
+    Sending a delivery twice is harmless (the claim), so this may be called again for the same ids.
+    Returns how many tasks were published.
+    """
+    if not delivery_ids:
+        return 0
+    rows = Delivery.objects.filter(
+        id__in=list(delivery_ids), status=Delivery.Status.QUEUED, channel__in=SEND_CHANNELS
+    ).values_list("id", "channel")
+    count = 0
+    for delivery_id, channel in rows:
+        _publish(delivery_id=delivery_id, channel=channel)
+        count += 1
+    metrics.ENQUEUED.inc(count)
+    return count
+
+
+def _publish(*, delivery_id: UUID | str, channel: str, countdown: float | None = None) -> None:
+    current_app.send_task(
+        TASK_FOR_CHANNEL[channel], args=[str(delivery_id)], queue=channel, countdown=countdown
+    )
+
+
+# --- Send -------------------------------------------------------------------------------------------
+
+
+def delivery_send(*, delivery_id: UUID | str) -> str:
+    """Send one delivery if it is still queued and due; returns what happened (for logs and tests)."""
+    now = timezone.now()
+    # A retry's countdown may fire a moment before next_attempt_at on a worker with a drifting clock.
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
+    claimed = Delivery.objects.filter(due, id=delivery_id, status=Delivery.Status.QUEUED).update(
+        status=Delivery.Status.SENDING, attempts=F("attempts") + 1, sending_at=now, next_attempt_at=None
+    )
+    if not claimed:
+        metrics.SKIPPED.inc()
+        return "skipped"
+    delivery = Delivery.objects.select_related(
+        "intervention__profile", "intervention__campaign", "intervention__variant"
+    ).get(id=delivery_id)
+    intervention = delivery.intervention
+    profile = intervention.profile
+
+    if intervention.status in (Intervention.Status.CANCELLED, Intervention.Status.EXPIRED):
+        return _cancel(delivery=delivery, reason=f"intervention {intervention.status}")
+    # Consent, contact points and quiet hours may have changed since the decision was taken.
+    if not channel_reachable(profile=profile, channel=delivery.channel):
+        return _cancel(delivery=delivery, reason="consent")
+    quiet_end = quiet_hours_end(profile=profile, at=now)
+    if quiet_end is not None:
+        _release(delivery=delivery, at=quiet_end, error="quiet hours", count_attempt=False)
+        return "deferred"
+
+    message = message_build(delivery=delivery)
+    last_error: ProviderError | None = None
+    for provider in providers_for(delivery.channel):
+        wait = _throttle(provider=provider)
+        if wait:
+            # This provider is at its rate; another may have room, else try again shortly.
+            last_error = TransientProviderError(f"{provider.name} rate limited for {wait:.1f}s")
+            continue
+        try:
+            result = _call(provider=provider, delivery=delivery, message=message)
+        except TransientProviderError as error:
+            last_error = error
+            continue
+        except PermanentProviderError as error:
+            _fail(delivery=delivery, provider=provider.name, error=error)
+            return "failed"
+        except UnknownOutcomeError as error:
+            _mark_unknown(delivery=delivery, provider=provider.name, error=str(error))
+            return "unknown"
+        _mark_sent(delivery=delivery, provider=provider.name, result=result)
+        return "sent"
+
+    if last_error is None:
+        last_error = TransientProviderError(f"no provider configured for {delivery.channel}")
+    return _retry_or_fail(delivery=delivery, error=last_error)
+
+
+def _throttle(*, provider: Provider) -> float:
+    """0 when a token was taken (sleeping a little for it if needed), else the wait still ahead."""
+    slept = 0.0
+    while (wait := ratelimit_acquire(provider=provider.name)) > 0:
+        if slept + wait > _MAX_THROTTLE_SLEEP:
+            return wait
+        time.sleep(wait)
+        slept += wait
+    return 0.0
+
+
+def _call(*, provider: Provider, delivery: Delivery, message: OutgoingMessage) -> SendResult:
+    started = time.perf_counter()
+    outcome, error_text = ProviderAttempt.Outcome.SENT, ""
+    try:
+        return provider.send(message)
+    except ProviderError as error:
+        outcome, error_text = ProviderAttempt.Outcome(error.kind), str(error)[:2000]
+        logger.warning(
+            "provider_send_failed",
+            provider=provider.name,
+            delivery_id=str(delivery.pk),
+            kind=error.kind,
+            error=error_text,
+        )
+        raise
+    finally:
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        metrics.PROVIDER_CALLS.labels(provider=provider.name, outcome=outcome).inc()
+        metrics.PROVIDER_LATENCY.labels(provider=provider.name).observe(latency_ms / 1000)
+        ProviderAttempt.objects.create(
+            provider=provider.name,
+            channel=delivery.channel,
+            delivery_id=delivery.pk,
+            outcome=outcome,
+            latency_ms=latency_ms,
+            error=error_text,
+        )
+
+
+def _event(delivery: Delivery, type: str, *, reason: str = "", provider: str = "") -> None:
+    extra: dict[str, Any] = {"delivery_id": str(delivery.pk)}
+    if provider:
+        extra["provider"] = provider
+    intervention_events_enqueue(
+        events=[
+            (delivery.intervention, type, {"channel": delivery.channel, "reason": reason, "extra": extra})
+        ]
+    )
+
+
+@transaction.atomic
+def _mark_sent(*, delivery: Delivery, provider: str, result: SendResult) -> None:
+    now = timezone.now()
+    # "unknown" too: a send that outlived the sending timeout may have been marked so by the sweeper.
+    Delivery.objects.filter(
+        pk=delivery.pk, status__in=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN]
+    ).update(
+        status=Delivery.Status.SENT,
+        provider=provider,
+        provider_message_id=result.provider_message_id[:200],
+        provider_response=result.response,
+        sent_at=now,
+        last_error="",
+        error_kind="",
+    )
+    if result.dead_tokens:
+        push_tokens_deactivate(profile=delivery.intervention.profile, tokens=result.dead_tokens)
+    _event(delivery, "delivery.sent", provider=provider)
+    metrics.OUTCOMES.labels(channel=delivery.channel, outcome="sent").inc()
+
+
+@transaction.atomic
+def _fail(*, delivery: Delivery, provider: str, error: ProviderError) -> None:
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.FAILED,
+        provider=provider,
+        provider_response=error.response,
+        last_error=str(error)[:2000],
+        error_kind=error.kind,
+        failed_at=timezone.now(),
+    )
+    if isinstance(error, PermanentProviderError):
+        contact_suppress(delivery=delivery, subject=error.subject)
+    _event(delivery, "delivery.failed", reason=error.kind, provider=provider)
+    metrics.OUTCOMES.labels(channel=delivery.channel, outcome="failed").inc()
+
+
+@transaction.atomic
+def _mark_unknown(*, delivery: Delivery, provider: str, error: str) -> None:
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.UNKNOWN, provider=provider, last_error=error[:2000], error_kind="unknown"
+    )
+    metrics.OUTCOMES.labels(channel=delivery.channel, outcome="unknown").inc()
+
+
+@transaction.atomic
+def _cancel(*, delivery: Delivery, reason: str) -> str:
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.CANCELLED, last_error=reason, resolved_at=timezone.now()
+    )
+    _event(delivery, "delivery.cancelled", reason=reason)
+    metrics.OUTCOMES.labels(channel=delivery.channel, outcome="cancelled").inc()
+    return "cancelled"
+
+
+def _release(*, delivery: Delivery, at: datetime, error: str, count_attempt: bool, kind: str = "") -> None:
+    """Hand the delivery back to the queue, due at ``at``; short delays ride a Celery countdown."""
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.QUEUED,
+        next_attempt_at=at,
+        last_error=error[:2000],
+        error_kind=kind,
+        attempts=F("attempts") if count_attempt else F("attempts") - 1,
+    )
+    delay = (at - timezone.now()).total_seconds()
+    if delay <= settings.NOTIFICATION_COUNTDOWN_MAX_SECONDS:
+        channel = delivery.channel
+        transaction.on_commit(
+            lambda: _publish(delivery_id=delivery.pk, channel=channel, countdown=max(delay, 0))
+        )
+    # Longer delays wait in PostgreSQL: deliveries_requeue_due (beat) publishes them when due.
+
+
+def retry_delay(*, attempts: int) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base · 2^(attempts-1)))."""
+    ceiling = min(
+        settings.NOTIFICATION_BACKOFF_MAX_SECONDS,
+        settings.NOTIFICATION_BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0),
+    )
+    return random.uniform(0, ceiling)  # noqa: S311  (jitter, not security)
+
+
+@transaction.atomic
+def _retry_or_fail(*, delivery: Delivery, error: ProviderError) -> str:
+    attempts = Delivery.objects.values_list("attempts", flat=True).get(pk=delivery.pk)
+    if attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+        _fail(delivery=delivery, provider=delivery.provider, error=error)
+        return "failed"
+    at = timezone.now() + timedelta(seconds=retry_delay(attempts=attempts))
+    _release(delivery=delivery, at=at, error=str(error), count_attempt=True, kind="transient")
+    metrics.OUTCOMES.labels(channel=delivery.channel, outcome="retry").inc()
+    return "retry"
+
+
+# --- Message ----------------------------------------------------------------------------------------
+
+
+def _content(delivery: Delivery) -> dict[str, Any]:
+    """The intervention's rendered content for this channel (per-channel dict, or one flat dict)."""
+    content: dict[str, Any] = delivery.intervention.content or {}
+    nested = content.get(delivery.channel)
+    return nested if isinstance(nested, dict) else content
+
+
+def message_build(*, delivery: Delivery) -> OutgoingMessage:
+    """What goes to the provider; deterministic, so a lookup can recognise an earlier attempt."""
+    intervention = delivery.intervention
+    profile = intervention.profile
+    content = _content(delivery)
+    subject = str(content.get("subject") or content.get("title") or "")
+    text = str(content.get("body_text") or content.get("body") or "")
+    cta_url = str(content.get("cta_url") or "")
+    delivery_id = str(delivery.pk)
+    if delivery.channel == "email":
+        return _email_message(delivery=delivery, profile=profile, subject=subject, text=text, content=content)
+    if delivery.channel == "sms":
+        if cta_url:
+            text = f"{text} {click_url(delivery_id=delivery_id, target=cta_url)}".strip()
+        return OutgoingMessage(
+            delivery_id=delivery_id,
+            channel="sms",
+            to=profile.phone,
+            text=text,
+            status_callback=settings.TWILIO_STATUS_CALLBACK_URL,
+        )
+    tokens = tuple(profile.push_tokens.filter(is_active=True).order_by("id").values_list("token", flat=True))
+    data = {"intervention_id": str(intervention.pk)}
+    if cta_url:
+        data["url"] = click_url(delivery_id=delivery_id, target=cta_url)
+    return OutgoingMessage(
+        delivery_id=delivery_id,
+        channel="push",
+        to=tokens[0] if tokens else "",
+        subject=subject,
+        text=text,
+        data=data,
+        tokens=tokens,
+    )
+
+
+def _email_message(
+    *, delivery: Delivery, profile: Profile, subject: str, text: str, content: dict[str, Any]
+) -> OutgoingMessage:
+    delivery_id = str(delivery.pk)
+    unsubscribe = unsubscribe_url(delivery_id=delivery_id, profile_id=profile.pk)
+    cta_url = str(content.get("cta_url") or "")
+    body_html = str(content.get("body_html") or content.get("html") or "")
+    if not body_html and text:
+        body_html = "<p>" + escape(text).replace("\n", "<br>") + "</p>"
+    # Every http(s) link goes through the signed click redirect.
+    body_html = _HREF.sub(
+        lambda match: f'href="{escape(click_url(delivery_id=delivery_id, target=match.group(1)))}"', body_html
+    )
+    html = render_to_string(
+        "notifications/email.html",
+        {
+            "subject": subject,
+            "body_html": body_html,
+            "cta_label": content.get("cta_label") or "",
+            "cta_url": click_url(delivery_id=delivery_id, target=cta_url) if cta_url else "",
+            "image_url": content.get("image_url") or "",
+            "unsubscribe_url": unsubscribe,
+            "pixel_url": open_pixel_url(delivery_id=delivery_id),
+        },
+    )
+    text_lines = [text]
+    if cta_url:
+        text_lines.append(
+            f"{content.get('cta_label') or cta_url}: {click_url(delivery_id=delivery_id, target=cta_url)}"
+        )
+    text_lines.append(f"Unsubscribe: {unsubscribe}")
+    mailto = f"mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe"
+    return OutgoingMessage(
+        delivery_id=delivery_id,
+        channel="email",
+        to=profile.email,
+        subject=subject,
+        text="\n\n".join(line for line in text_lines if line),
+        html=html,
+        # RFC 2369 + RFC 8058: mail clients show a one-click unsubscribe that POSTs to the https URL.
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+
+
+# --- Profile side effects ---------------------------------------------------------------------------
+
+
+def contact_suppress(*, delivery: Delivery, subject: str) -> None:
+    """A permanent error names a dead contact point: stop using it (address, number or push tokens)."""
+    profile = delivery.intervention.profile
+    now = timezone.now()
+    if delivery.channel == "email":
+        Profile.objects.filter(pk=profile.pk, email_suppressed_at__isnull=True).update(
+            email_suppressed_at=now
+        )
+    elif delivery.channel == "sms" and subject == "phone":
+        Profile.objects.filter(pk=profile.pk, phone_suppressed_at__isnull=True).update(
+            phone_suppressed_at=now
+        )
+    elif delivery.channel == "push" and subject:
+        push_tokens_deactivate(profile=profile, tokens=subject.split(","))
+
+
+def push_tokens_deactivate(*, profile: Profile, tokens: Iterable[str]) -> int:
+    return PushToken.objects.filter(profile=profile, token__in=list(tokens), is_active=True).update(
+        is_active=False, invalidated_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def profile_email_unsubscribe(*, profile_id: int) -> Profile:
+    """Record a one-click opt-out at once (RFC 8058): no further marketing email to this shopper."""
+    profile = Profile.objects.select_for_update().get(pk=profile_id)
+    if profile.consent_email:
+        profile.consent_email = False
+        profile.save(update_fields=["consent_email", "updated_at"])
+    # Queued email that has not left yet is cancelled at its send-time consent check.
+    return profile
+
+
+# --- Sweeps (beat) ----------------------------------------------------------------------------------
+
+
+def deliveries_requeue_due(*, limit: int = 1000) -> int:
+    """Publish queued deliveries whose broker message is due but will not come by itself.
+
+    Two kinds: a retry delayed longer than a countdown may be (it waits in the table), and a row whose
+    message was lost (a worker killed with prefetched messages: the Redis transport would restore them
+    only after the visibility timeout). Publishing an extra copy is harmless.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
+    long_delay = timedelta(seconds=settings.NOTIFICATION_COUNTDOWN_MAX_SECONDS)
+    rows = list(
+        Delivery.objects.filter(status=Delivery.Status.QUEUED, channel__in=SEND_CHANNELS)
+        .filter(
+            Q(next_attempt_at__lte=now, next_attempt_at__gt=F("updated_at") + long_delay)
+            | Q(next_attempt_at__isnull=True, updated_at__lte=stale)
+            | Q(next_attempt_at__lte=stale)
+        )
+        .order_by("updated_at")
+        .values_list("id", "channel")[:limit]
+    )
+    for delivery_id, channel in rows:
+        _publish(delivery_id=delivery_id, channel=channel)
+    # Touch them so the next sweep does not publish them again before a worker had a chance.
+    if rows:
+        Delivery.objects.filter(
+            id__in=[r[0] for r in rows], status=Delivery.Status.QUEUED, next_attempt_at__isnull=True
+        ).update(updated_at=now)
+    metrics.REQUEUED.inc(len(rows))
+    return len(rows)
+
+
+def deliveries_settle_stuck(*, limit: int = 500) -> dict[str, int]:
+    """Settle ``sending`` rows of dead workers and ``unknown`` rows by asking the provider.
+
+    Found at the provider → ``sent``. Every provider of the channel can look messages up and none has it
+    → it never left: ``queued`` again. Otherwise → ``unknown``, for an operator (never resent blindly).
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.NOTIFICATION_SENDING_TIMEOUT_SECONDS)
+    rows = list(
+        Delivery.objects.select_related("intervention__profile")
+        .filter(
+            Q(status=Delivery.Status.SENDING, sending_at__lte=cutoff)
+            | Q(status=Delivery.Status.UNKNOWN, resolved_at__isnull=True, updated_at__lte=cutoff)
+        )
+        .order_by("sending_at")[:limit]
+    )
+    counts = {"sent": 0, "queued": 0, "unknown": 0}
+    for delivery in rows:
+        counts[delivery_settle(delivery=delivery)] += 1
+    return counts
+
+
+def delivery_settle(*, delivery: Delivery) -> str:
+    message = message_build(delivery=delivery)
+    sent_after = delivery.sending_at or delivery.queued_at
+    all_can_tell = True
+    for provider in providers_for(delivery.channel):
+        try:
+            found = provider.lookup(message, sent_after=sent_after)
+        except ProviderError:
+            found = None
+        if found is None:
+            all_can_tell = False
+            continue
+        if found.found:
+            with transaction.atomic():
+                _mark_sent(
+                    delivery=delivery,
+                    provider=provider.name,
+                    result=SendResult(
+                        provider_message_id=found.provider_message_id,
+                        response={**found.response, "settled": True},
+                    ),
+                )
+            return "sent"
+    with transaction.atomic():
+        current = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        if current.status not in (Delivery.Status.SENDING, Delivery.Status.UNKNOWN):
+            return "unknown" if current.status == Delivery.Status.UNKNOWN else "sent"
+        if all_can_tell:
+            Delivery.objects.filter(pk=delivery.pk).update(
+                status=Delivery.Status.QUEUED,
+                next_attempt_at=None,
+                last_error="not found at the provider after an interrupted send",
+            )
+            channel = delivery.channel
+            transaction.on_commit(lambda: _publish(delivery_id=delivery.pk, channel=channel))
+            return "queued"
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.UNKNOWN,
+            error_kind="unknown",
+            last_error=current.last_error or "worker stopped during the provider call; outcome unknown",
+        )
+        return "unknown"
+
+
+# --- Operator actions (admin) -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """An operator's retry of a failed or unknown delivery: queued again with a fresh attempt budget.
+
+    For ``unknown`` this is the operator's decision that the provider did not send it.
+    """
+    if delivery.channel not in SEND_CHANNELS:
+        raise ApplicationError("Only email, SMS and push deliveries are sent by workers.")
+    updated = Delivery.objects.filter(
+        pk=delivery.pk, status__in=[Delivery.Status.FAILED, Delivery.Status.UNKNOWN]
+    ).update(
+        status=Delivery.Status.QUEUED,
+        attempts=0,
+        next_attempt_at=None,
+        error_kind="",
+        resolved_at=None,
+        failed_at=None,
+    )
+    if not updated:
+        raise ConflictError(
+            f"Delivery {delivery.pk} is {delivery.status}; only failed or unknown can be retried."
+        )
+    channel = delivery.channel
+    transaction.on_commit(lambda: _publish(delivery_id=delivery.pk, channel=channel))
+    delivery.refresh_from_db()
+    return delivery
+
+
+@transaction.atomic
+def delivery_resolve(*, delivery: Delivery, note: str = "") -> Delivery:
+    """An operator closes a failed or unknown delivery: it stays as it is and leaves the work lists."""
+    updated = Delivery.objects.filter(
+        pk=delivery.pk, status__in=[Delivery.Status.FAILED, Delivery.Status.UNKNOWN]
+    ).update(resolved_at=timezone.now(), last_error=note if note else F("last_error"))
+    if not updated:
+        raise ConflictError(
+            f"Delivery {delivery.pk} is {delivery.status}; only failed or unknown can be resolved."
+        )
+    delivery.refresh_from_db()
+    return delivery
