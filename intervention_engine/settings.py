@@ -154,6 +154,11 @@ KAFKA_CONSUMER_GROUP: str = env.str("KAFKA_CONSUMER_GROUP", default="interventio
 KAFKA_SESSION_TIMEOUT_MS: int = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_FETCH_WAIT_MAX_MS: int = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=5)
 KAFKA_TOPIC_PARTITIONS: int = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+# Decision path: messages per shopper per (local) day across every campaign and channel; 0 = no budget.
+SHOPPER_DAILY_MESSAGE_BUDGET: int = env.int("SHOPPER_DAILY_MESSAGE_BUDGET", default=3)
+# Messages the consumer takes per batch (one transaction each) and how long it waits to fill one.
+KAFKA_CONSUMER_BATCH_SIZE: int = env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500)
+KAFKA_CONSUMER_POLL_TIMEOUT: float = env.float("KAFKA_CONSUMER_POLL_TIMEOUT", default=0.05)
 # Topic names are the contract (SPEC §3); a prefix exists only to isolate test runs on a shared broker.
 KAFKA_TOPIC_PREFIX: str = env.str("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPICS: dict[str, str] = {
