@@ -40,7 +40,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key is created once and then only revoked: its scopes are part of what was handed out.
         return [] if obj is None else list(self.readonly_fields)
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         return ["name", "scopes"] if obj is None else list(self.readonly_fields)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:

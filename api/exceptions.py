@@ -76,6 +76,11 @@ def _from_validation_error(exc: exceptions.ValidationError) -> Response:
     return Response(body, status=status.HTTP_400_BAD_REQUEST)
 
 
+def _retry_after(exc: exceptions.APIException) -> int | None:
+    wait: float | None = getattr(exc, "wait", None)
+    return int(wait) + 1 if isinstance(exc, exceptions.Throttled) and wait is not None else None
+
+
 CODES_BY_TYPE: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.ParseError, "malformed_json"),
     (exceptions.NotAuthenticated, "not_authenticated"),
@@ -124,15 +129,16 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         details: dict[str, Any] = {}
         if isinstance(exc, InsufficientScope):
             details["missing_scopes"] = exc.missing
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            details["retry_after"] = int(exc.wait) + 1
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            details["retry_after"] = retry_after
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response = Response(error_body(code, str(message), details), status=exc.status_code)
 
     if auth_header := getattr(exc, "auth_header", None):
         response["WWW-Authenticate"] = auth_header
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        response["Retry-After"] = str(int(exc.wait) + 1)
+    if (retry_after := _retry_after(exc)) is not None:
+        response["Retry-After"] = str(retry_after)
     return response
 
 

@@ -53,7 +53,7 @@ def request_fingerprint(request: Request) -> str:
     except (ValueError, RecursionError):
         body = raw
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.get_full_path().encode(), body):
+    for part in (str(request.method).encode(), request.get_full_path().encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
@@ -136,7 +136,7 @@ def idempotent(handler: Handler) -> Handler:
         record = idempotency_claim(
             api_key=api_key,
             key=key,
-            method=request.method,
+            method=str(request.method),
             path=request.get_full_path(),
             request_hash=request_hash,
         )

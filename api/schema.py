@@ -21,7 +21,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignor
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
-        return build_bearer_security_scheme_object(  # type: ignore[no-any-return]
+        return build_bearer_security_scheme_object(
             header_name="Authorization",
             token_prefix="Bearer",  # noqa: S106  (the scheme name, not a secret)
             bearer_format="ie_<prefix>_<secret>",
@@ -56,5 +56,7 @@ class ApiAutoSchema(AutoSchema):
             codes.append("404")
         for code in codes:
             if code not in responses:
-                responses[code] = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
+                    ErrorSerializer, code, direction=direction
+                )
         return responses

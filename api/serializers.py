@@ -18,13 +18,23 @@ class StrictFieldsMixin:
     fields: Any
 
     def to_internal_value(self, data: Any) -> Any:
+        unknown: dict[str, list[ErrorDetail]] = {}
         if isinstance(data, Mapping):
-            unknown = sorted(str(name) for name in data if name not in self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: [ErrorDetail("Unknown field.", code="unknown_field")] for name in unknown}
-                )
-        return super().to_internal_value(data)  # type: ignore[misc]
+            unknown = {
+                str(name): [ErrorDetail("Unknown field.", code="unknown_field")]
+                for name in data
+                if name not in self.fields
+            }
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            # Report unknown fields with the other errors, nested ones included, in one answer.
+            if unknown and isinstance(exc.detail, dict):
+                exc.detail.update(unknown)  # type: ignore[arg-type]
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 class StrictSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -1,3 +1,9 @@
-from django.urls import URLPattern, URLResolver
+"""``/api/v1/``: each app's API routes, gathered here by path (no app imports another's views)."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", include("personalization.api.urls")),
+]

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
 from django.utils import timezone
 
-from personalization.models import Profile
+from intervention_engine.errors import ApplicationError, NotFoundError
+from personalization.models import Profile, PushToken
+from personalization.signals import profile_erasing, profile_exporting
 
 # --- Batched writes for the Kafka decision path and tracking ingest (appended by the decision path) ---
 
@@ -136,3 +139,109 @@ def profile_onsite_seq_allocate(
     if counts:
         Profile.objects.bulk_update([profiles[u] for u in counts], ["onsite_seq"])
     return first
+
+
+# --- Shopper preferences and data rights (GDPR), used by the users API (appended by the API) ---------
+
+_CONSENT_CHANNELS = ("onsite", "email", "sms", "push")
+
+
+def _validate_preferences(data: Mapping[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    tz = data.get("timezone")
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = [f"{tz!r} is not an IANA time zone (e.g. Europe/Paris)."]
+    unknown = sorted(set(data.get("consent") or {}) - set(_CONSENT_CHANNELS))
+    if unknown:
+        errors["consent"] = [f"Unknown channel(s): {', '.join(unknown)}."]
+    if "quiet_hours" in data and data["quiet_hours"] is not None:
+        start, end = data["quiet_hours"].get("start"), data["quiet_hours"].get("end")
+        if start is None or end is None or start == end:
+            errors["quiet_hours"] = [
+                "Quiet hours need a start and a different end (the window may wrap midnight)."
+            ]
+    if errors:
+        raise ApplicationError("The preferences are not valid.", code="invalid", details=errors)
+
+
+@transaction.atomic
+def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Profile:
+    """Change what ``data`` names and leave the rest: ``consent`` ({channel: bool}), ``quiet_hours``
+    ({"start", "end"} times in the shopper's zone, or None to clear), ``timezone`` (IANA), ``locale``.
+
+    Creates the profile when the shopper is not known yet, so consent can be recorded before any event."""
+    _validate_preferences(data)
+    profile = profiles_lock(user_ids=[user_id])[user_id]
+    for channel, allowed in (data.get("consent") or {}).items():
+        setattr(profile, f"consent_{channel}", bool(allowed))
+    if "quiet_hours" in data:
+        window = data["quiet_hours"]
+        profile.quiet_hours_start = window["start"] if window else None
+        profile.quiet_hours_end = window["end"] if window else None
+    if "timezone" in data:
+        profile.timezone = data["timezone"] or ""
+    if "locale" in data:
+        profile.locale = data["locale"] or ""
+    profile.save()
+    return profile
+
+
+@transaction.atomic
+def profile_erase(*, user_id: str) -> Profile:
+    """Erase a shopper's personal data (GDPR art. 17); erasing twice is harmless.
+
+    The row stays, keyed by the pseudonymous ``user_id``, so interventions and conversions still count in
+    campaign results; contact points, attributes, cart, engagement and push tokens go, every consent is
+    withdrawn, and ``erased_at`` stops later events from writing contact data again. Apps above connect
+    ``personalization.signals.profile_erasing`` to anonymise their own rows in this transaction.
+    """
+    profile = Profile.objects.select_for_update().filter(user_id=user_id).first()
+    if profile is None:
+        raise NotFoundError(f"No shopper with user_id {user_id!r}.")
+    profile.email = ""
+    profile.phone = ""
+    profile.first_name = ""
+    profile.locale = ""
+    profile.timezone = ""
+    profile.attributes = {}
+    profile.last_cart = {}
+    profile.engagement = {}
+    for channel in _CONSENT_CHANNELS:
+        setattr(profile, f"consent_{channel}", False)
+    profile.quiet_hours_start = None
+    profile.quiet_hours_end = None
+    profile.erased_at = profile.erased_at or timezone.now()
+    profile.save()
+    PushToken.objects.filter(profile=profile).delete()
+    profile_erasing.send(sender=Profile, profile=profile)
+    return profile
+
+
+def profile_export(*, user_id: str) -> dict[str, Any]:
+    """Everything held about a shopper, as JSON-able data (GDPR art. 15/20). A read, kept beside erase
+    because the two must list the same data."""
+    profile = Profile.objects.filter(user_id=user_id).prefetch_related("push_tokens").first()
+    if profile is None:
+        raise NotFoundError(f"No shopper with user_id {user_id!r}.")
+    fields = [f.name for f in Profile._meta.concrete_fields if f.name != "id"]
+    export: dict[str, Any] = {
+        "user_id": profile.user_id,
+        "profile": {name: getattr(profile, name) for name in fields},
+        "push_tokens": [
+            {
+                "token": t.token,
+                "platform": t.platform,
+                "is_active": t.is_active,
+                "created_at": t.created_at,
+                "invalidated_at": t.invalidated_at,
+            }
+            for t in profile.push_tokens.all()
+        ],
+    }
+    for _receiver, section in profile_exporting.send(sender=Profile, profile=profile):
+        if isinstance(section, Mapping):
+            export.update(section)
+    return export

@@ -42,3 +42,21 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     if process.poll() is None:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def api_client():
+    """``api_client(scopes=None)``: a DRF APIClient sending a real API key (every scope by default)."""
+    from rest_framework.test import APIClient
+
+    from api.services import api_key_create
+
+    counter = iter(range(1_000_000))
+
+    def make(scopes=None, name=None):
+        _, raw_key = api_key_create(name=name or f"test-key-{next(counter)}", scopes=scopes)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    return make

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.test import Client
+
+
+def test_it_generates_a_valid_schema_without_warnings(tmp_path) -> None:
+    # when the OpenAPI schema is generated with warnings as errors
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+
+    # then it declares the Bearer scheme and documents Idempotency-Key on idempotent writes
+    schema = yaml.safe_load(target.read_text())
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "ie_<prefix>_<secret>",
+    }
+    put = schema["paths"]["/api/v1/users/{user_id}/preferences"]["put"]
+    assert "Idempotency-Key" in [p["name"] for p in put["parameters"]]
+    assert "429" in put["responses"]
+
+
+@pytest.mark.django_db
+def test_it_serves_the_schema_and_swagger_ui_without_a_cdn() -> None:
+    schema = Client().get("/api/schema/")
+    docs = Client().get("/api/docs/")
+
+    assert schema.status_code == 200
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
+    assert "cdn" not in html.lower()
