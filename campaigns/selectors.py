@@ -1,0 +1,133 @@
+"""Reads over templates, campaigns and the audit trail, with the joins each caller needs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalization, Variant
+from personalization import selectors as personalization_selectors
+from personalization.models import Segment
+
+_TEMPLATE_SLOTS = ("onsite_template", "email_template", "sms_template", "push_template")
+
+
+def _variants_prefetch() -> Prefetch[Any]:
+    by_locale = TemplateLocalization.objects.order_by("locale")
+    variants = (
+        Variant.objects.order_by("id")
+        .select_related(*_TEMPLATE_SLOTS)
+        .prefetch_related(
+            *(Prefetch(f"{slot}__localizations", queryset=by_locale) for slot in _TEMPLATE_SLOTS)
+        )
+    )
+    return Prefetch("variants", queryset=variants)
+
+
+def campaigns_active_triggered() -> list[Campaign]:
+    """Active, in-date triggered campaigns, highest priority first, with variants, templates and
+    localizations loaded: the decision path calls this once per cache refresh, never per event."""
+    now = timezone.now()
+    queryset = (
+        Campaign.objects.filter(status=Campaign.Status.ACTIVE, kind=Campaign.Kind.TRIGGERED)
+        .filter(
+            Q(starts_at__isnull=True) | Q(starts_at__lte=now), Q(ends_at__isnull=True) | Q(ends_at__gt=now)
+        )
+        .select_related("segment")
+        .prefetch_related(_variants_prefetch())
+        .order_by("-priority", "id")
+    )
+    return list(queryset)
+
+
+def campaign_get(*, campaign_id: int) -> Campaign | None:
+    return (
+        Campaign.objects.select_related("segment", "created_by")
+        .prefetch_related(_variants_prefetch())
+        .filter(pk=campaign_id)
+        .first()
+    )
+
+
+def campaign_list() -> QuerySet[Campaign]:
+    return Campaign.objects.select_related("segment").prefetch_related(_variants_prefetch()).order_by("-id")
+
+
+def template_list() -> QuerySet[Template]:
+    return Template.objects.prefetch_related(
+        Prefetch("localizations", queryset=TemplateLocalization.objects.order_by("locale"))
+    ).order_by("name")
+
+
+def template_get(*, template_id: int) -> Template | None:
+    return template_list().filter(pk=template_id).first()
+
+
+def segment_list() -> QuerySet[Segment]:
+    return personalization_selectors.segment_list()
+
+
+def campaigns_using_template(*, template: Template) -> list[int]:
+    return list(
+        Variant.objects.filter(
+            Q(onsite_template=template)
+            | Q(email_template=template)
+            | Q(sms_template=template)
+            | Q(push_template=template)
+        )
+        .values_list("campaign_id", flat=True)
+        .distinct()
+    )
+
+
+def campaigns_using_segment(*, segment: Segment) -> list[int]:
+    return list(Campaign.objects.filter(segment=segment).values_list("id", flat=True))
+
+
+def audit_entries_for(*, obj: Model) -> QuerySet[AuditEntry]:
+    """The audit trail of one object, newest first."""
+    return (
+        AuditEntry.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk))
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+    )
+
+
+def _bucket(salt: str, campaign_id: int | None, user_id: str) -> float:
+    """A stable number in [0, 1) for (campaign, user): the same shopper always lands in the same place."""
+    digest = hashlib.sha256(f"{salt}:{campaign_id}:{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def variant_assign(*, campaign: Campaign, variants: Sequence[Variant], user_id: str) -> Variant | None:
+    """Pick a variant by weight, deterministically per (campaign, user); None when no variant has weight.
+
+    Variants are ordered by id so that the same set always maps the same buckets, whatever order the
+    caller passes them in.
+    """
+    weighted = sorted((v for v in variants if v.weight > 0), key=lambda v: v.pk or 0)
+    total = sum(v.weight for v in weighted)
+    if total <= 0:
+        return None
+    point = _bucket("variant", campaign.pk, user_id) * total
+    running = 0
+    for variant in weighted:
+        running += variant.weight
+        if point < running:
+            return variant
+    return weighted[-1]
+
+
+def holdout_assign(*, campaign: Campaign, user_id: str) -> bool:
+    """True when the shopper is in the campaign's holdout (never contacted, measured as the baseline)."""
+    percent = Decimal(campaign.holdout_percent or 0)
+    if percent <= 0:
+        return False
+    # A different salt than variant_assign, so holdout membership and variant are independent.
+    return Decimal(str(_bucket("holdout", campaign.pk, user_id))) * 100 < percent

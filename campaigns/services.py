@@ -1,0 +1,753 @@
+"""Writes for the back office: templates, segments, campaigns and their variants, with an audit trail.
+
+The admin and the API both call these functions, so the rules live here once:
+
+* every change is validated first (rules compile, templates render with sample data) and recorded as an
+  ``AuditEntry`` with the field-level diff, in the same transaction;
+* campaign status follows ``ALLOWED_TRANSITIONS`` (also enforced by a PostgreSQL trigger, so even a raw
+  ``UPDATE`` cannot skip it) and activation requires a campaign that can actually run;
+* an active campaign may be edited, but every edit is re-checked as if the campaign were being activated
+  again, so it never becomes unrunnable; completed and archived campaigns are read-only;
+* after commit, ``campaign_changed`` is sent and the Redis counter ``ie:campaigns:version`` bumped so the
+  decision path refreshes its in-memory campaigns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.db.models import Model, ProtectedError
+
+from campaigns import selectors
+from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalization, Variant
+from campaigns.signals import campaign_changed
+from intervention_engine.errors import ApplicationError, ConflictError, NotFoundError
+from intervention_engine.observability import get_logger
+from personalization.models import CHANNELS, Segment
+from personalization.rendering import TemplateRenderError, render_fields, validate_fields
+from personalization.rules import RuleError, validate_rule
+
+logger = get_logger(__name__)
+
+Actor = User | None
+
+CAMPAIGNS_VERSION_KEY = "ie:campaigns:version"
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"active", "archived"}),
+    "active": frozenset({"paused", "completed"}),
+    "paused": frozenset({"active", "completed", "archived"}),
+    "completed": frozenset({"archived"}),
+    "archived": frozenset(),
+}
+READ_ONLY_STATUSES = frozenset({"completed", "archived"})
+
+LOCALIZATION_FIELDS = (
+    "subject",
+    "body_text",
+    "body_html",
+    "cta_label",
+    "cta_url",
+    "image_url",
+    "discount_code",
+)
+TEMPLATE_FIELDS = ("name", "channel", "onsite_kind", "default_locale", "description")
+CAMPAIGN_FIELDS = (
+    "name",
+    "description",
+    "kind",
+    "trigger",
+    "conditions",
+    "segment",
+    "delay_seconds",
+    "require_open_cart",
+    "exit_events",
+    "channels",
+    "channel_strategy",
+    "priority",
+    "frequency_cap_count",
+    "frequency_cap_window_seconds",
+    "cooldown_seconds",
+    "holdout_percent",
+    "expiry_seconds",
+    "use_bandit",
+    "conversion_goal",
+    "attribution_window_seconds",
+    "send_at",
+    "send_local_time",
+    "recurrence",
+    "starts_at",
+    "ends_at",
+)
+VARIANT_FIELDS = ("name", "weight", "is_control", *(f"{channel}_template" for channel in CHANNELS))
+
+# Which fields each channel must fill in a localization.
+_REQUIRED_BY_CHANNEL: dict[str, tuple[str, ...]] = {
+    "onsite": ("subject", "body_text"),
+    "email": ("subject",),
+    "sms": ("body_text",),
+    "push": ("subject", "body_text"),
+}
+
+
+class CampaignTransitionError(ConflictError):
+    code = "invalid_transition"
+
+
+# --- Audit -------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Model):
+        return value.pk
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    return value
+
+
+def audit_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """``{field: [old, new]}`` for each field whose value changed (JSON-able values)."""
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = _jsonable(before.get(key)), _jsonable(after.get(key))
+        if old != new:
+            changes[key] = [old, new]
+    return changes
+
+
+def audit_record(
+    *, actor: Actor, actor_label: str, action: str, obj: Model, changes: dict[str, Any]
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        actor=actor if actor is not None and actor.pk is not None else None,
+        actor_label=actor_label[:200],
+        action=action,
+        content_type=ContentType.objects.get_for_model(obj),
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:300],
+        changes=_jsonable(changes),
+    )
+
+
+def _snapshot(obj: Model, fields: Iterable[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name in fields:
+        field = obj._meta.get_field(name)
+        attname = getattr(field, "attname", name)
+        result[name] = _jsonable(getattr(obj, attname))
+    return result
+
+
+# --- Change notification -------------------------------------------------------------------------------
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def campaigns_version() -> int:
+    """The counter bumped on every campaign change; a process can poll it to know its cache is stale."""
+    value = _redis(settings.REDIS_URL).get(CAMPAIGNS_VERSION_KEY)
+    return int(value) if value else 0
+
+
+def _notify_changed(campaign_ids: Iterable[int]) -> None:
+    ids = sorted(set(campaign_ids))
+    if not ids:
+        return
+
+    def send() -> None:
+        try:
+            _redis(settings.REDIS_URL).incr(CAMPAIGNS_VERSION_KEY)
+        except redis.RedisError:
+            # The signal below still refreshes this process; other processes refresh on their timer.
+            logger.warning("campaigns_version_bump_failed", campaign_ids=ids)
+        for campaign_id in ids:
+            campaign_changed.send(sender=Campaign, campaign_id=campaign_id)
+
+    transaction.on_commit(send)
+
+
+# --- Templates ---------------------------------------------------------------------------------------
+
+
+def _locale_key(locale: str) -> str:
+    return locale.strip().replace("_", "-").lower()
+
+
+def template_localization_for(*, template: Template, locale: str) -> TemplateLocalization:
+    """The best localization for ``locale``: fr-FR → fr → the template's default locale → the first one.
+
+    Uses prefetched localizations when the caller loaded them (the decision path does)."""
+    localizations = sorted(template.localizations.all(), key=lambda loc: loc.locale)
+    if not localizations:
+        raise NotFoundError(f"template {template.name!r} has no localization")
+    by_locale = {_locale_key(loc.locale): loc for loc in localizations}
+    wanted = _locale_key(locale or "")
+    default = _locale_key(template.default_locale or "")
+    for candidate in (wanted, wanted.split("-")[0], default, default.split("-")[0]):
+        if candidate and candidate in by_locale:
+            return by_locale[candidate]
+    return localizations[0]
+
+
+def template_render(*, template: Template, locale: str, context: Mapping[str, Any]) -> dict[str, str]:
+    """Render the best localization for ``locale`` in the sandbox; ``kind`` is added for on-site content.
+
+    The localization's ``discount_code`` is rendered first and offered to the other fields as
+    ``discount_code`` unless the caller's context already carries one (a per-shopper code)."""
+    localization = template_localization_for(template=template, locale=locale)
+    fields = {name: getattr(localization, name) for name in LOCALIZATION_FIELDS}
+    render_context = dict(context)
+    code = render_fields({"discount_code": fields.pop("discount_code")}, render_context)["discount_code"]
+    if not render_context.get("discount_code"):
+        render_context["discount_code"] = code
+    rendered = render_fields(fields, render_context)
+    rendered["discount_code"] = str(render_context.get("discount_code") or "")
+    if template.channel == "onsite":
+        rendered["kind"] = template.onsite_kind
+    return rendered
+
+
+def template_validate(*, template: Template, localizations: Iterable[Mapping[str, str]]) -> None:
+    """Refuse content that cannot render: each localization compiles and renders with sample data in
+    its own locale, and has the fields its channel needs."""
+    items = list(localizations)
+    if not items:
+        raise TemplateRenderError("add at least one localization", field="localizations")
+    seen: set[str] = set()
+    required = _REQUIRED_BY_CHANNEL.get(template.channel, ())
+    for item in items:
+        locale = str(item.get("locale") or "").strip()
+        if not locale:
+            raise TemplateRenderError("each localization needs a locale (e.g. en, fr-FR)", field="locale")
+        if _locale_key(locale) in seen:
+            raise TemplateRenderError(f"locale {locale!r} appears twice", field="locale")
+        seen.add(_locale_key(locale))
+        for name in required:
+            if not str(item.get(name) or "").strip():
+                raise TemplateRenderError(f"required for {template.channel} content ({locale})", field=name)
+        if template.channel == "email" and not (item.get("body_text") or item.get("body_html")):
+            raise TemplateRenderError(f"an email needs a text or an HTML body ({locale})", field="body_text")
+        if template.channel != "email" and item.get("body_html"):
+            raise TemplateRenderError("only email templates have an HTML body", field="body_html")
+        fields = {name: str(item.get(name) or "") for name in LOCALIZATION_FIELDS}
+        try:
+            validate_fields(fields, locales=(locale,))
+        except TemplateRenderError as error:
+            # Name the locale too: the marketer edits several localizations on one page.
+            raise TemplateRenderError(
+                f"[{locale}] {error.message.split(': ', 1)[-1]}", field=error.field, line=error.line
+            ) from None
+
+
+def _template_check_fields(template: Template) -> None:
+    if template.channel not in CHANNELS:
+        raise ApplicationError(
+            f"channel must be one of {', '.join(CHANNELS)}", details={"channel": ["invalid"]}
+        )
+    if template.channel == "onsite" and template.onsite_kind not in ("modal", "banner", "toast"):
+        raise ApplicationError(
+            "on-site templates need a kind: modal, banner or toast", details={"onsite_kind": ["required"]}
+        )
+    if template.channel != "onsite":
+        template.onsite_kind = ""
+
+
+def _localizations_snapshot(template: Template) -> dict[str, dict[str, str]]:
+    return {
+        loc.locale: {name: getattr(loc, name) for name in LOCALIZATION_FIELDS}
+        for loc in template.localizations.order_by("locale")
+    }
+
+
+def _localizations_save(template: Template, localizations: Sequence[Mapping[str, str]]) -> None:
+    existing = {loc.locale: loc for loc in template.localizations.all()}
+    keep: set[str] = set()
+    for item in localizations:
+        locale = str(item["locale"]).strip()
+        keep.add(locale)
+        localization = existing.get(locale) or TemplateLocalization(template=template, locale=locale)
+        for name in LOCALIZATION_FIELDS:
+            setattr(localization, name, str(item.get(name) or ""))
+        localization.save()
+    template.localizations.exclude(locale__in=keep).delete()
+
+
+@transaction.atomic
+def template_create(
+    *,
+    data: Mapping[str, Any],
+    localizations: Iterable[Mapping[str, str]],
+    actor_label: str,
+    actor: Actor = None,
+) -> Template:
+    """Create a template with its localizations; refused unless every localization renders."""
+    template = Template(**{name: data[name] for name in TEMPLATE_FIELDS if name in data})
+    _template_check_fields(template)
+    items = list(localizations)
+    template_validate(template=template, localizations=items)
+    try:
+        with transaction.atomic():
+            template.save()
+    except IntegrityError:
+        raise ConflictError(f"a template named {template.name!r} already exists") from None
+    _localizations_save(template, items)
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="template.created",
+        obj=template,
+        changes=audit_diff(
+            {}, {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
+        ),
+    )
+    return template
+
+
+@transaction.atomic
+def template_update(
+    *,
+    template: Template,
+    data: Mapping[str, Any],
+    localizations: Iterable[Mapping[str, str]] | None = None,
+    actor_label: str,
+    actor: Actor = None,
+) -> Template:
+    """Change the fields ``data`` names and, when given, replace the localizations (matched by locale)."""
+    template = Template.objects.select_for_update().get(pk=template.pk)
+    before = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
+    used_by = selectors.campaigns_using_template(template=template)
+    if "channel" in data and data["channel"] != template.channel and used_by:
+        raise ConflictError("the channel cannot change while campaign variants use this template")
+    for name in TEMPLATE_FIELDS:
+        if name in data:
+            setattr(template, name, data[name])
+    _template_check_fields(template)
+    items = list(localizations) if localizations is not None else list(_localizations_as_dicts(template))
+    template_validate(template=template, localizations=items)
+    try:
+        with transaction.atomic():
+            template.save()
+    except IntegrityError:
+        raise ConflictError(f"a template named {template.name!r} already exists") from None
+    if localizations is not None:
+        _localizations_save(template, items)
+    after = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="template.updated",
+        obj=template,
+        changes=audit_diff(before, after),
+    )
+    _notify_changed(used_by)
+    return template
+
+
+def _localizations_as_dicts(template: Template) -> Iterable[dict[str, str]]:
+    for loc in template.localizations.all():
+        yield {"locale": loc.locale, **{name: getattr(loc, name) for name in LOCALIZATION_FIELDS}}
+
+
+# --- Segments ----------------------------------------------------------------------------------------
+
+SEGMENT_FIELDS = ("name", "description", "rules")
+
+
+@transaction.atomic
+def segment_create(
+    *, name: str, rules: str, description: str = "", actor_label: str, actor: Actor = None
+) -> Segment:
+    validate_rule(rules, for_segment=True)
+    segment = Segment(name=name, rules=rules, description=description)
+    try:
+        with transaction.atomic():
+            segment.save()
+    except IntegrityError:
+        raise ConflictError(f"a segment named {name!r} already exists") from None
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="segment.created",
+        obj=segment,
+        changes=audit_diff({}, _snapshot(segment, SEGMENT_FIELDS)),
+    )
+    return segment
+
+
+@transaction.atomic
+def segment_update(
+    *,
+    segment: Segment,
+    name: str | None = None,
+    rules: str | None = None,
+    description: str | None = None,
+    actor_label: str,
+    actor: Actor = None,
+) -> Segment:
+    """Change what is given (None leaves a field as it is)."""
+    segment = Segment.objects.select_for_update().get(pk=segment.pk)
+    before = _snapshot(segment, SEGMENT_FIELDS)
+    if rules is not None:
+        validate_rule(rules, for_segment=True)
+        segment.rules = rules
+    if name is not None:
+        segment.name = name
+    if description is not None:
+        segment.description = description
+    try:
+        with transaction.atomic():
+            segment.save()
+    except IntegrityError:
+        raise ConflictError(f"a segment named {segment.name!r} already exists") from None
+    changes = audit_diff(before, _snapshot(segment, SEGMENT_FIELDS))
+    audit_record(actor=actor, actor_label=actor_label, action="segment.updated", obj=segment, changes=changes)
+    if "rules" in changes:
+        _notify_changed(selectors.campaigns_using_segment(segment=segment))
+    return segment
+
+
+# --- Campaigns ---------------------------------------------------------------------------------------
+
+
+def _resolve_segment(value: Any) -> Segment | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, Segment):
+        return value
+    segment = Segment.objects.filter(pk=value).first()
+    if segment is None:
+        raise ApplicationError(f"segment {value!r} does not exist", details={"segment": ["not found"]})
+    return segment
+
+
+def _resolve_template(value: Any, *, channel: str) -> Template | None:
+    if value is None or value == "":
+        return None
+    template = value if isinstance(value, Template) else Template.objects.filter(pk=value).first()
+    if template is None:
+        raise ApplicationError(
+            f"template {value!r} does not exist", details={f"{channel}_template": ["not found"]}
+        )
+    if template.channel != channel:
+        raise ApplicationError(
+            f"template {template.name!r} is for {template.channel}, not {channel}",
+            details={f"{channel}_template": [f"must be a {channel} template"]},
+        )
+    return template
+
+
+def _campaign_apply(campaign: Campaign, data: Mapping[str, Any]) -> None:
+    unknown = sorted(set(data) - {*CAMPAIGN_FIELDS, "segment_id", "status"})
+    if unknown:
+        raise ApplicationError(
+            f"unknown campaign field(s): {', '.join(unknown)}", details={"fields": unknown}
+        )
+    for name in CAMPAIGN_FIELDS:
+        if name == "segment":
+            continue
+        if name in data:
+            setattr(campaign, name, data[name])
+    if "segment" in data or "segment_id" in data:
+        campaign.segment = _resolve_segment(data.get("segment", data.get("segment_id")))
+
+
+def _campaign_check(campaign: Campaign) -> None:
+    """Shape rules that hold in every status (activation adds more, see _campaign_check_runnable)."""
+    errors: dict[str, list[str]] = {}
+    channels = campaign.channels
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        errors["channels"] = ['a list such as ["onsite", "email"]']
+    else:
+        bad = [c for c in channels if c not in CHANNELS]
+        if bad:
+            errors["channels"] = [f"unknown channel(s) {', '.join(bad)}; use {', '.join(CHANNELS)}"]
+        elif len(set(channels)) != len(channels):
+            errors["channels"] = ["a channel appears twice"]
+    exit_events = campaign.exit_events
+    if not isinstance(exit_events, list) or not all(isinstance(e, str) and e for e in exit_events):
+        errors["exit_events"] = ['a list of event types such as ["checkout_completed"]']
+    if campaign.kind not in Campaign.Kind.values:
+        errors["kind"] = [f"one of {', '.join(Campaign.Kind.values)}"]
+    if campaign.channel_strategy not in Campaign.ChannelStrategy.values:
+        errors["channel_strategy"] = [f"one of {', '.join(Campaign.ChannelStrategy.values)}"]
+    try:
+        holdout = Decimal(str(campaign.holdout_percent))
+        if not Decimal(0) <= holdout <= Decimal(100):
+            errors["holdout_percent"] = ["between 0 and 100"]
+    except InvalidOperation:
+        errors["holdout_percent"] = ["a number between 0 and 100"]
+    if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
+        errors["ends_at"] = ["must be after starts_at"]
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise ApplicationError(f"{field}: {messages[0]}", details=errors)
+    try:
+        validate_rule(campaign.conditions or "", for_segment=False)
+    except RuleError as error:
+        raise RuleError(f"conditions: {error.message}", details={"conditions": [error.message]}) from None
+
+
+def _variants_check(variants: Sequence[Mapping[str, Any]]) -> None:
+    names = [str(v.get("name") or "").strip() for v in variants]
+    if any(not name for name in names):
+        raise ApplicationError("every variant needs a name", details={"variants": ["name required"]})
+    if len(set(names)) != len(names):
+        raise ApplicationError("variant names must be unique", details={"variants": ["duplicate name"]})
+    if sum(1 for v in variants if v.get("is_control")) > 1:
+        raise ApplicationError(
+            "a campaign has at most one control variant", details={"variants": ["one control"]}
+        )
+    for variant in variants:
+        weight = variant.get("weight", 1)
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 10000:
+            raise ApplicationError(
+                f"variant {variant.get('name')!r}: weight must be a whole number from 0 to 10000",
+                details={"variants": ["weight"]},
+            )
+
+
+def _campaign_check_runnable(campaign: Campaign) -> None:
+    """What activation requires: the campaign can decide and deliver something."""
+    problems: list[str] = []
+    if campaign.kind == Campaign.Kind.TRIGGERED and not campaign.trigger.strip():
+        problems.append("a triggered campaign needs a trigger (e.g. prediction.cart_abandonment)")
+    if campaign.kind == Campaign.Kind.SCHEDULED and campaign.segment_id is None:
+        problems.append("a scheduled campaign needs a segment to send to")
+    if not campaign.channels:
+        problems.append("choose at least one channel")
+    variants = list(campaign.variants.select_related(*(f"{c}_template" for c in CHANNELS)))
+    treatments = [v for v in variants if not v.is_control]
+    if not treatments:
+        problems.append("add at least one variant that is not the control")
+    if sum(v.weight for v in variants) <= 0:
+        problems.append("variant weights must add up to more than 0")
+    for variant in treatments:
+        missing = [c for c in campaign.channels if variant.template_for(c) is None]
+        if missing:
+            problems.append(f"variant {variant.name!r} has no template for {', '.join(missing)}")
+    if problems:
+        raise CampaignTransitionError(
+            "the campaign cannot run yet: " + "; ".join(problems), details={"problems": problems}
+        )
+
+
+def _variant_snapshot(campaign: Campaign) -> dict[str, dict[str, Any]]:
+    return {
+        variant.name: _snapshot(variant, VARIANT_FIELDS) for variant in campaign.variants.order_by("name")
+    }
+
+
+def _campaign_snapshot(campaign: Campaign) -> dict[str, Any]:
+    return {**_snapshot(campaign, (*CAMPAIGN_FIELDS, "status")), "variants": _variant_snapshot(campaign)}
+
+
+def _variants_save(campaign: Campaign, variants: Sequence[Mapping[str, Any]]) -> None:
+    """Replace the campaign's variants by name: update those named, create new ones, delete the rest."""
+    existing = {variant.name: variant for variant in campaign.variants.all()}
+    wanted = {str(item["name"]).strip() for item in variants}
+    stale = [variant for name, variant in existing.items() if name not in wanted]
+    try:
+        for variant in stale:
+            variant.delete()
+    except ProtectedError:
+        raise ConflictError(
+            "a variant that already has interventions cannot be removed; set its weight to 0 instead"
+        ) from None
+    # The old control stops being one before a new one is saved: "one control" holds at each statement.
+    campaign.variants.filter(is_control=True).exclude(
+        name__in=[str(v["name"]).strip() for v in variants if v.get("is_control")]
+    ).update(is_control=False)
+    for item in variants:
+        name = str(item["name"]).strip()
+        variant = existing.get(name) or Variant(campaign=campaign, name=name)
+        variant.weight = item.get("weight", variant.weight if variant.pk else 1)
+        variant.is_control = bool(item.get("is_control", False))
+        for channel in CHANNELS:
+            for key in (f"{channel}_template", f"{channel}_template_id"):
+                if key in item:
+                    setattr(variant, f"{channel}_template", _resolve_template(item[key], channel=channel))
+        variant.save()
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    data: Mapping[str, Any],
+    variants: Sequence[Mapping[str, Any]],
+    actor_label: str,
+    actor: Actor = None,
+) -> Campaign:
+    """Create a draft campaign with its variants; ``data["status"] == "active"`` then activates it."""
+    status = data.get("status", Campaign.Status.DRAFT)
+    if status not in (Campaign.Status.DRAFT, Campaign.Status.ACTIVE):
+        raise ApplicationError("a new campaign is draft or active", details={"status": ["draft or active"]})
+    campaign = Campaign(status=Campaign.Status.DRAFT)
+    if actor is not None and actor.pk is not None:
+        campaign.created_by_id = actor.pk
+    _campaign_apply(campaign, data)
+    _campaign_check(campaign)
+    _variants_check(variants)
+    try:
+        with transaction.atomic():
+            campaign.save()
+    except IntegrityError:
+        raise ConflictError(f"a campaign named {campaign.name!r} already exists") from None
+    _variants_save(campaign, variants)
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="campaign.created",
+        obj=campaign,
+        changes=audit_diff({}, _campaign_snapshot(campaign)),
+    )
+    _notify_changed([campaign.pk])
+    if status == Campaign.Status.ACTIVE:
+        campaign = campaign_transition(
+            campaign=campaign, to_status=Campaign.Status.ACTIVE, actor_label=actor_label, actor=actor
+        )
+    return campaign
+
+
+@transaction.atomic
+def campaign_update(
+    *,
+    campaign: Campaign,
+    data: Mapping[str, Any],
+    variants: Sequence[Mapping[str, Any]] | None = None,
+    actor_label: str,
+    actor: Actor = None,
+) -> Campaign:
+    """Change the fields ``data`` names; when ``variants`` is given it replaces the variants by name.
+
+    A ``status`` in ``data`` is applied last through ``campaign_transition``. Completed and archived
+    campaigns are read-only; an active campaign must stay runnable after the edit."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status in READ_ONLY_STATUSES:
+        raise ConflictError(f"a {campaign.status} campaign cannot be edited; duplicate it instead")
+    before = _campaign_snapshot(campaign)
+    _campaign_apply(campaign, data)
+    _campaign_check(campaign)
+    if variants is not None:
+        _variants_check(variants)
+    try:
+        with transaction.atomic():
+            campaign.save()
+    except IntegrityError:
+        raise ConflictError(f"a campaign named {campaign.name!r} already exists") from None
+    if variants is not None:
+        _variants_save(campaign, variants)
+    if campaign.status == Campaign.Status.ACTIVE:
+        _campaign_check_runnable(campaign)
+    changes = audit_diff(before, _campaign_snapshot(campaign))
+    if changes:
+        audit_record(
+            actor=actor, actor_label=actor_label, action="campaign.updated", obj=campaign, changes=changes
+        )
+    _notify_changed([campaign.pk])
+    to_status = data.get("status")
+    if to_status and to_status != campaign.status:
+        campaign = campaign_transition(
+            campaign=campaign, to_status=to_status, actor_label=actor_label, actor=actor
+        )
+    return campaign
+
+
+@transaction.atomic
+def campaign_transition(
+    *, campaign: Campaign, to_status: str, actor_label: str, actor: Actor = None
+) -> Campaign:
+    """Move a campaign to ``to_status`` if ALLOWED_TRANSITIONS permits it (activation also requires a
+    runnable campaign); raises CampaignTransitionError with the reason otherwise."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    from_status = campaign.status
+    if to_status not in Campaign.Status.values:
+        raise CampaignTransitionError(f"unknown status {to_status!r}")
+    if to_status not in ALLOWED_TRANSITIONS[from_status]:
+        allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[from_status])) or "nothing (archived is final)"
+        raise CampaignTransitionError(
+            f"a {from_status} campaign cannot become {to_status}; it can become: {allowed}",
+            details={"from": from_status, "to": to_status},
+        )
+    if to_status == Campaign.Status.ACTIVE:
+        _campaign_check(campaign)
+        _campaign_check_runnable(campaign)
+    campaign.status = to_status
+    campaign.save(update_fields=["status", "updated_at"])
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action=f"campaign.{to_status}",
+        obj=campaign,
+        changes={"status": [from_status, to_status]},
+    )
+    _notify_changed([campaign.pk])
+    return campaign
+
+
+def campaign_activate(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
+    return campaign_transition(campaign=campaign, to_status="active", actor_label=actor_label, actor=actor)
+
+
+def campaign_pause(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
+    return campaign_transition(campaign=campaign, to_status="paused", actor_label=actor_label, actor=actor)
+
+
+def campaign_complete(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
+    return campaign_transition(campaign=campaign, to_status="completed", actor_label=actor_label, actor=actor)
+
+
+def campaign_archive(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
+    return campaign_transition(campaign=campaign, to_status="archived", actor_label=actor_label, actor=actor)
+
+
+@transaction.atomic
+def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
+    """A draft copy named "<name> (copy)" (then "(copy 2)"…), with the same variants and templates."""
+    source = Campaign.objects.get(pk=campaign.pk)
+    base = f"{source.name} (copy)"
+    name, number = base, 1
+    while Campaign.objects.filter(name=name).exists():
+        number += 1
+        name = f"{source.name} (copy {number})"
+    data = _snapshot(source, CAMPAIGN_FIELDS)
+    data["segment"] = source.segment_id
+    data["name"] = name
+    data["holdout_percent"] = source.holdout_percent
+    for key in ("send_at", "starts_at", "ends_at", "send_local_time"):
+        data[key] = getattr(source, key)
+    variants = [
+        {
+            "name": variant.name,
+            "weight": variant.weight,
+            "is_control": variant.is_control,
+            **{f"{c}_template_id": getattr(variant, f"{c}_template_id") for c in CHANNELS},
+        }
+        for variant in source.variants.order_by("id")
+    ]
+    copy = campaign_create(data=data, variants=variants, actor_label=actor_label, actor=actor)
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="campaign.duplicated",
+        obj=copy,
+        changes={"duplicated_from": [None, source.pk]},
+    )
+    return copy
