@@ -210,14 +210,15 @@ def template_localization_for(*, template: Template, locale: str) -> TemplateLoc
 def template_render(*, template: Template, locale: str, context: Mapping[str, Any]) -> dict[str, str]:
     """Render the best localization for ``locale`` in the sandbox; ``kind`` is added for on-site content.
 
-    The localization's ``discount_code`` is rendered first and offered to the other fields as
-    ``discount_code`` unless the caller's context already carries one (a per-shopper code)."""
+    The localization's ``discount_code`` is rendered first and, when not empty, is the ``discount_code``
+    the other fields see; a per-shopper code comes in through the context and is used when the template
+    has none, or by writing ``{{ discount_code }}`` in the template's discount code field."""
     localization = template_localization_for(template=template, locale=locale)
     fields = {name: getattr(localization, name) for name in LOCALIZATION_FIELDS}
     render_context = dict(context)
     code = render_fields({"discount_code": fields.pop("discount_code")}, render_context)["discount_code"]
-    if not render_context.get("discount_code"):
-        render_context["discount_code"] = code
+    if code.strip():
+        render_context["discount_code"] = code.strip()
     rendered = render_fields(fields, render_context)
     rendered["discount_code"] = str(render_context.get("discount_code") or "")
     if template.channel == "onsite":
@@ -253,7 +254,7 @@ def template_validate(*, template: Template, localizations: Iterable[Mapping[str
         except TemplateRenderError as error:
             # Name the locale too: the marketer edits several localizations on one page.
             raise TemplateRenderError(
-                f"[{locale}] {error.message.split(': ', 1)[-1]}", field=error.field, line=error.line
+                f"{error.reason} (locale {locale})", field=error.field, line=error.line
             ) from None
 
 

@@ -104,6 +104,7 @@ class TemplateRenderError(ApplicationError):
         super().__init__(f"{where}: {message}", details={"field": field, "line": line})
         self.field = field
         self.line = line
+        self.reason = message
 
 
 class _Undefined(ChainableUndefined):
@@ -244,8 +245,8 @@ def _check_tree(tree: nodes.Template, *, field: str) -> set[str]:
                 )
             if node.recursive:
                 raise TemplateRenderError("recursive loops are not allowed", field=field, line=node.lineno)
-            for target in node.target.find_all(nodes.Name):
-                loop_names.add(target.name)
+            targets = [node.target, *node.target.find_all(nodes.Name)]
+            loop_names.update(target.name for target in targets if isinstance(target, nodes.Name))
             loop_names.add("loop")
             visit(node.iter, loop_depth)
             for child in [node.target, *node.body, *node.else_]:

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from campaigns.demo import demo_load
 from messaging.kafka import ensure_topics
 
 
@@ -22,6 +23,9 @@ class Command(BaseCommand):
         created = ensure_topics()
         self.stdout.write(f"kafka topics ready ({len(created)} created)")
         self._ensure_admin()
+        if not options["no_demo"]:
+            demo = demo_load()
+            self.stdout.write(f"demo data ready ({sum(len(names) for names in demo.values())} created)")
 
     def _ensure_admin(self) -> None:
         username = os.environ.get("ADMIN_USERNAME", "admin")
