@@ -1,5 +1,9 @@
 """WebSocket routes served by daphne through Channels."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from delivery.consumers import InterventionConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws", InterventionConsumer.as_asgi()),
+]

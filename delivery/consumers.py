@@ -1,0 +1,224 @@
+"""The ``/ws`` socket: authenticate at the handshake, keep subscriptions, relay frames (SPEC §3.6).
+
+Thin by design (STYLE rule 5): it parses frames, enforces the transport limits, and calls the gateway's
+services in delivery.realtime / delivery.tickets / delivery.presence. See docs/websocket.md for the
+protocol, the close codes and the reasons behind them.
+
+Refusals at the handshake close before accepting, so daphne answers the upgrade with HTTP 403 and no
+socket ever opens; the ASGI close code tells tests (and logs) why: 4401 for the ticket, 4403 for the
+Origin. After the handshake: 1009 for an oversized frame, 1008 for a flood; a malformed message gets an
+``error`` frame and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from delivery import presence, realtime, stats
+from delivery.tickets import TicketRefused, aws_ticket_redeem, ticket_fingerprint
+from intervention_engine.errors import ApplicationError
+from intervention_engine.observability import get_logger
+
+logger = get_logger(__name__)
+
+CLOSE_TICKET = 4401
+CLOSE_ORIGIN = 4403
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+# How many intervention ids a socket remembers having sent, to drop a push that a resume already sent.
+_SENT_MEMORY = 512
+_MAX_ACK_BATCH = 100
+
+
+def origin_allowed(origin: str) -> bool:
+    """Exact match of scheme, host and port against WS_ALLOWED_ORIGINS: no prefix or suffix matching,
+    so ``https://shop.example.com.evil.com`` never passes for ``https://shop.example.com``."""
+    return origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in settings.WS_ALLOWED_ORIGINS}
+
+
+class TokenBucket:
+    """``rate`` messages per second sustained, bursts up to ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class InterventionConsumer(AsyncWebsocketConsumer):
+    user_id: str = ""
+    session_id: str = ""
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if not origin_allowed(origin):
+            logger.info("ws_refused", reason="origin", origin=origin[:200])
+            await self.close(code=CLOSE_ORIGIN)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        ticket = (query.get("ticket") or [""])[0]
+        try:
+            claims = await aws_ticket_redeem(ticket=ticket)
+        except TicketRefused as exc:
+            logger.info("ws_refused", reason=exc.code, ticket=ticket_fingerprint(ticket) if ticket else "")
+            await self.close(code=CLOSE_TICKET)
+            return
+        self.user_id, self.session_id = claims.user_id, claims.session_id
+        self.rooms: set[str] = set()
+        self.sent: OrderedDict[str, None] = OrderedDict()
+        self.bucket = TokenBucket(settings.WS_MAX_MESSAGES_PER_SECOND)
+        self.opened = True
+        await self.channel_layer.group_add(realtime.user_group(self.user_id), self.channel_name)
+        await self.channel_layer.group_add(realtime.BROADCAST_GROUP, self.channel_name)
+        await self.accept()
+        await presence.apresence_refresh(user_id=self.user_id, channel_name=self.channel_name)
+        stats.connection_opened(user_id=self.user_id)
+
+    async def disconnect(self, code: int) -> None:
+        if not getattr(self, "opened", False):
+            return
+        self.opened = False
+        await self.channel_layer.group_discard(realtime.user_group(self.user_id), self.channel_name)
+        await self.channel_layer.group_discard(realtime.BROADCAST_GROUP, self.channel_name)
+        for room in self.rooms:
+            await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
+        stats.connection_closed(user_id=self.user_id, rooms=self.rooms)
+        await presence.apresence_remove(user_id=self.user_id, channel_name=self.channel_name)
+
+    # --- Client → server ----------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        stats.STATS.messages_in += 1
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > settings.WS_MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self.bucket.take():
+            logger.info("ws_flood_closed", user_id=self.user_id)
+            await self.close(code=CLOSE_POLICY)
+            return
+        try:
+            message = json.loads(text_data if text_data is not None else (bytes_data or b""))
+        except (ValueError, UnicodeDecodeError):
+            await self.send_error("invalid_json")
+            return
+        if not isinstance(message, dict):
+            await self.send_error("invalid_message")
+            return
+        handler = self.handlers.get(str(message.get("type")))
+        if handler is None:
+            await self.send_error("unknown_type")
+            return
+        try:
+            await handler(self, message)
+        except ApplicationError as exc:
+            await self.send_error(exc.code)
+
+    async def on_ping(self, message: dict[str, Any]) -> None:
+        await presence.apresence_refresh(user_id=self.user_id, channel_name=self.channel_name)
+        await self.send_json({"type": "pong"})
+
+    async def on_ack(self, message: dict[str, Any]) -> None:
+        ids = message.get("intervention_ids") or [message.get("intervention_id")]
+        if not isinstance(ids, list) or not ids or len(ids) > _MAX_ACK_BATCH:
+            raise ApplicationError("ack needs intervention_id", code="invalid_message")
+        if not all(isinstance(i, str) and i for i in ids):
+            raise ApplicationError("ack needs intervention_id", code="invalid_message")
+        await database_sync_to_async(realtime.onsite_ack)(user_id=self.user_id, intervention_ids=ids)
+
+    async def on_engagement(self, message: dict[str, Any]) -> None:
+        intervention_id, event = message.get("intervention_id"), message.get("event")
+        if not isinstance(intervention_id, str) or event not in realtime.ENGAGEMENT_EVENTS:
+            raise ApplicationError("engagement needs intervention_id and event", code="invalid_message")
+        await database_sync_to_async(realtime.onsite_engagement_record)(
+            user_id=self.user_id, intervention_id=intervention_id, event=str(event)
+        )
+
+    async def on_resume(self, message: dict[str, Any]) -> None:
+        last_seq = message.get("last_seq", 0)
+        if last_seq is None:
+            last_seq = 0
+        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+            raise ApplicationError("resume needs last_seq", code="invalid_message")
+        # Messages to one consumer are handled one at a time, so no push interleaves with the replay;
+        # a push of the same intervention arriving later is dropped by send_intervention.
+        frames = await database_sync_to_async(realtime.onsite_replay)(user_id=self.user_id, last_seq=last_seq)
+        for frame in frames:
+            await self.send_intervention(frame)
+
+    async def on_join_room(self, message: dict[str, Any]) -> None:
+        room = message.get("room")
+        if not isinstance(room, str) or not realtime.room_allowed(room):
+            raise ApplicationError("room not allowed", code="room_forbidden")
+        if room not in self.rooms:
+            if len(self.rooms) >= settings.WS_MAX_ROOMS_PER_CONNECTION:
+                raise ApplicationError("too many rooms", code="too_many_rooms")
+            await self.channel_layer.group_add(realtime.room_group(room), self.channel_name)
+            self.rooms.add(room)
+            stats.room_joined(room=room)
+        await self.send_json({"type": "room_joined", "room": room})
+
+    async def on_leave_room(self, message: dict[str, Any]) -> None:
+        room = message.get("room")
+        if not isinstance(room, str) or room not in self.rooms:
+            raise ApplicationError("not in that room", code="not_in_room")
+        await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
+        self.rooms.discard(room)
+        stats.room_left(room=room)
+        await self.send_json({"type": "room_left", "room": room})
+
+    handlers = {
+        "ping": on_ping,
+        "ack": on_ack,
+        "engagement": on_engagement,
+        "resume": on_resume,
+        "join_room": on_join_room,
+        "leave_room": on_leave_room,
+    }
+
+    # --- Server → client (channel-layer events) -------------------------------------------------------
+
+    async def ws_frame(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["frame"])
+
+    async def ws_intervention(self, event: dict[str, Any]) -> None:
+        await self.send_intervention(event["frame"])
+
+    async def send_intervention(self, frame: dict[str, Any]) -> None:
+        """Send an intervention unless it expired in transit or this socket already has it."""
+        expires_at = frame.get("expires_at")
+        if expires_at and datetime.fromisoformat(expires_at).timestamp() <= time.time():
+            return
+        intervention_id = frame["intervention_id"]
+        if intervention_id in self.sent:
+            return
+        self.sent[intervention_id] = None
+        if len(self.sent) > _SENT_MEMORY:
+            self.sent.popitem(last=False)
+        await self.send_json(frame)
+
+    async def send_error(self, code: str) -> None:
+        await self.send_json({"type": "error", "code": code})
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        stats.STATS.messages_out += 1
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
