@@ -429,7 +429,11 @@ async def test_it_records_engagement_from_the_socket(open_socket, onsite_interve
     await socket.roundtrip()
 
     events = (await database_sync_to_async(_state)(intervention.id))["events"]
-    assert sorted(events) == [("clicked", "websocket"), ("dismissed", "websocket"), ("displayed", "websocket")]
+    assert sorted(events) == [
+        ("clicked", "websocket"),
+        ("dismissed", "websocket"),
+        ("displayed", "websocket"),
+    ]
 
 
 @with_db
