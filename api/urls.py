@@ -6,4 +6,6 @@ from django.urls import URLPattern, URLResolver, include, path
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("personalization.api.urls")),
+    path("", include("campaigns.api.urls")),
+    path("", include("delivery.api.urls")),
 ]
