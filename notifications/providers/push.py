@@ -15,6 +15,7 @@ from typing import Any
 
 import firebase_admin
 import requests
+import requests.adapters
 from firebase_admin import credentials, exceptions, messaging
 from google.auth.credentials import AnonymousCredentials
 
@@ -51,9 +52,14 @@ class FcmPushProvider:
             self.app = firebase_admin.initialize_app(
                 credential, {"projectId": project_id, "httpTimeout": timeout}, name=name
             )
+        service = messaging._get_messaging_service(self.app)
         if endpoint:
-            service = messaging._get_messaging_service(self.app)
             service._fcm_url = endpoint.format(project_id)
+        # The send ledger owns retries (backoff with jitter, failover, an attempt budget); the library's
+        # own silent retries of 500/503 would multiply them and hold a worker thread for seconds.
+        session = service._client.session
+        for prefix in ("http://", "https://", "https://fcm.googleapis.com"):
+            session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=10, pool_maxsize=100))
 
     def _send_one(self, message: OutgoingMessage, token: str) -> str:
         fcm_message = messaging.Message(
