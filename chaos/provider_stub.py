@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
-import logging
 import json
+import logging
 import threading
 import time
 import uuid

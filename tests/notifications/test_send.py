@@ -4,7 +4,8 @@ servers speaking their protocols."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,7 +16,7 @@ from campaigns.models import Delivery
 from chaos.provider_stub import ProviderStub, SmtpStub
 from messaging.models import OutboxMessage
 from notifications.models import ProviderAttempt
-from notifications.services import delivery_send, deliveries_settle_stuck
+from notifications.services import deliveries_settle_stuck, delivery_send
 from personalization.models import PushToken
 
 pytestmark = pytest.mark.django_db
