@@ -61,9 +61,11 @@ def profile_changes_apply(*, profiles: Mapping[str, Profile], changes: Sequence[
         profile = profiles[change.user_id]
         touched[change.user_id] = profile
         profile.updated_at = now
-        if profile.last_seen_at is None or change.seen_at > profile.last_seen_at:
+        # An older event (a replay, a late partition) must not overwrite what a newer one said.
+        fresh = profile.last_seen_at is None or change.seen_at >= profile.last_seen_at
+        if fresh:
             profile.last_seen_at = change.seen_at
-        if change.user and profile.erased_at is None:
+        if fresh and change.user and profile.erased_at is None:
             for field, max_length in _CONTACT_FIELDS.items():
                 value = change.user.get(field)
                 if isinstance(value, str) and value:
@@ -71,7 +73,7 @@ def profile_changes_apply(*, profiles: Mapping[str, Profile], changes: Sequence[
             attributes = change.user.get("attributes")
             if isinstance(attributes, dict) and attributes:
                 profile.attributes = {**profile.attributes, **attributes}
-        if change.cart is not None:
+        if fresh and change.cart is not None:
             profile.last_cart = dict(change.cart)
         if change.order_revenue is not None:
             profile.orders_count += 1

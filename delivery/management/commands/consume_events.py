@@ -1,50 +1,149 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
 
+from delivery import metrics
+from delivery.event_handlers import BatchResult, EventBatchHandler
 from intervention_engine.observability import get_logger
-from messaging.kafka import consumer_config, topic
+from messaging.kafka import consumer_config, producer_config, topic
 from messaging.workers import Worker
 
 logger = get_logger(__name__)
 
 
 class EventConsumer(Worker):
-    """Reads cart events and predictions in batches and runs the decision path on each batch."""
+    """Reads cart events and predictions in batches and runs the decision path on each batch.
+
+    Offsets are stored only after a batch is fully done (DLQ acknowledged, transaction committed);
+    librdkafka commits stored offsets in the background and on close. A batch that fails is rewound and
+    retried; after ``max_batch_attempts`` failures its events are processed one by one and the ones that
+    still fail go to the DLQ, so a poison message cannot stall its partition.
+    """
 
     name = "consume_events"
 
-    def __init__(self, *, batch_size: int, poll_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        poll_timeout: float,
+        group_id: str | None = None,
+        max_batch_attempts: int = 2,
+        retry_backoff: float = 1.0,
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
+        self.group_id = group_id
+        self.max_batch_attempts = max_batch_attempts
+        self.retry_backoff = retry_backoff
         self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.handler: EventBatchHandler | None = None
+        self._failures = 0
 
     def setup(self) -> None:
-        self.consumer = Consumer(consumer_config())
+        self.consumer = Consumer(consumer_config(group_id=self.group_id))
+        self.producer = Producer(producer_config())
+        self.handler = EventBatchHandler(producer=self.producer)
         self.consumer.subscribe([topic("cart-events-enriched"), topic("prediction-results")])
 
     def run_once(self) -> None:
         assert self.consumer is not None
         messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
-        for message in messages:
-            if message.error() is None:
-                self.consumer.store_offsets(message=message)
+        batch = [m for m in messages if self._usable(m)]
+        if batch:
+            self.process(batch)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("kafka_consume_error", error=str(error))
+        return False
+
+    def process(self, batch: Sequence[Message]) -> BatchResult | None:
+        """Process one batch and store its offsets; on failure rewind so the batch comes again."""
+        assert self.consumer is not None
+        assert self.handler is not None
+        metrics.BATCH_SIZE.observe(len(batch))
+        try:
+            with metrics.BATCH_SECONDS.time():
+                if self._failures >= self.max_batch_attempts:
+                    result = self.handler.handle_one_by_one(batch)
+                else:
+                    result = self.handler.handle(batch)
+        except Exception:
+            self._failures += 1
+            metrics.BATCH_FAILURES.inc()
+            logger.exception("consumer_batch_failed", size=len(batch), attempt=self._failures)
+            self._rewind(batch)
+            close_old_connections()
+            self.wait(self.retry_backoff)
+            return None
+        self._failures = 0
+        self.consumer.store_offsets(offsets=_next_offsets(batch))
+        self._report_lag(batch)
+        return result
+
+    def _rewind(self, batch: Sequence[Message]) -> None:
+        assert self.consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        for message in batch:
+            key = (message.topic() or "", message.partition() or 0)
+            offset = message.offset() or 0
+            first[key] = min(offset, first.get(key, offset))
+        for (name, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(name, partition, offset))
+            except Exception:
+                # The partition was revoked meanwhile: its new owner starts from the committed offset.
+                logger.warning("consumer_rewind_failed", topic=name, partition=partition)
+
+    def _report_lag(self, batch: Sequence[Message]) -> None:
+        assert self.consumer is not None
+        last: dict[tuple[str, int], int] = {}
+        for message in batch:
+            last[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
+        for (name, partition), offset in last.items():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), cached=True)
+            except Exception:  # noqa: S112  (lag is informative; a missing sample is fine)
+                continue
+            if high is not None and high >= 0:
+                metrics.CONSUMER_LAG.labels(name, str(partition)).set(max(0, high - offset - 1))
 
     def teardown(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(10)
         if self.consumer is not None:
             self.consumer.close()
+
+
+def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for message in batch:
+        key = (message.topic() or "", message.partition() or 0)
+        last[key] = max(message.offset() or 0, last.get(key, -1))
+    return [TopicPartition(name, partition, offset + 1) for (name, partition), offset in last.items()]
 
 
 class Command(BaseCommand):
     help = "Consume cart-events-enriched and prediction-results and decide interventions until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=500)
-        parser.add_argument("--poll-timeout", type=float, default=0.1)
+        parser.add_argument("--batch-size", type=int, default=settings.KAFKA_CONSUMER_BATCH_SIZE)
+        parser.add_argument("--poll-timeout", type=float, default=settings.KAFKA_CONSUMER_POLL_TIMEOUT)
+        parser.add_argument("--group", default=None, help="Consumer group (default KAFKA_CONSUMER_GROUP)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        EventConsumer(batch_size=options["batch_size"], poll_timeout=options["poll_timeout"]).run()
+        EventConsumer(
+            batch_size=options["batch_size"], poll_timeout=options["poll_timeout"], group_id=options["group"]
+        ).run()

@@ -1,0 +1,206 @@
+"""Kafka messages in, decisions out: the batch handler the ``consume_events`` command drives.
+
+``EventBatchHandler.handle(messages)`` validates every message, sends the invalid ones to the dead-letter
+topic (and waits for the broker to acknowledge them), runs the decision path for the valid ones in one
+transaction, and only then reports the batch done — the caller stores the offsets after that, so a crash
+at any point redelivers the batch and the unique (campaign, trigger event) key makes the replay a no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Message, Producer
+from django.conf import settings
+from django.utils import timezone
+
+from delivery import metrics
+from delivery.events import InboundEvent, InvalidEvent, parse_cart_event, parse_prediction
+from delivery.services import BatchOutcome, decisions_process_batch
+from intervention_engine.observability import get_logger
+from messaging.kafka import topic
+
+logger = get_logger(__name__)
+
+DLQ = "intervention-engine.dlq"
+
+
+@dataclass
+class DeadLetter:
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        """The DLQ message body (see docs/decision-path.md): reason, origin, original bytes."""
+        original: str | None
+        encoding = "utf-8"
+        if self.value is None:
+            original = None
+        else:
+            try:
+                original = self.value.decode("utf-8")
+            except UnicodeDecodeError:
+                original, encoding = base64.b64encode(self.value).decode("ascii"), "base64"
+        return {
+            "reason": self.reason,
+            "error": self.error,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "original": original,
+            "original_encoding": encoding,
+            "failed_at": timezone.now().isoformat(),
+        }
+
+
+def parsers() -> dict[str, Callable[[bytes | None], InboundEvent]]:
+    return {
+        topic("cart-events-enriched"): parse_cart_event,
+        topic("prediction-results"): parse_prediction,
+    }
+
+
+@dataclass
+class BatchResult:
+    valid: int
+    dead: int
+    outcome: BatchOutcome | None
+
+
+class EventBatchHandler:
+    """Validation, dead-lettering and the decision path for one batch of Kafka messages."""
+
+    def __init__(self, *, producer: Producer, dlq_flush_timeout: float = 10.0) -> None:
+        self.producer = producer
+        self.dlq_flush_timeout = dlq_flush_timeout
+        self._parsers = parsers()
+
+    def split(self, messages: Sequence[Message]) -> tuple[list[InboundEvent], list[DeadLetter]]:
+        events: list[InboundEvent] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            source = message.topic() or ""
+            value = message.value()
+            parse = self._parsers.get(source)
+            try:
+                if parse is None:
+                    raise InvalidEvent("unknown_topic", f"no handler for topic {source!r}")
+                event = parse(value)
+            except InvalidEvent as exc:
+                dead.append(self._dead(message, reason=exc.reason, error=exc.message))
+                continue
+            event.topic, event.partition, event.offset = (
+                source,
+                message.partition() or 0,
+                message.offset() or 0,
+            )
+            events.append(event)
+            metrics.EVENTS_CONSUMED.labels(
+                source, event.trigger if event.kind == "cart" else "prediction"
+            ).inc()
+        return events, dead
+
+    def _dead(self, message: Message, *, reason: str, error: str) -> DeadLetter:
+        source = message.topic() or ""
+        metrics.EVENTS_CONSUMED.labels(source, "invalid").inc()
+        return DeadLetter(
+            reason=reason,
+            error=error,
+            topic=source,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            value=message.value(),
+            headers=list(_header_list(message.headers())),
+        )
+
+    def dead_letter(self, dead: Sequence[DeadLetter]) -> None:
+        """Publish to the DLQ and wait for the broker: offsets move on only once the message is safe."""
+        if not dead:
+            return
+        failures: list[str] = []
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for letter in dead:
+            headers: list[tuple[str, str | bytes | None]] = [
+                *letter.headers,
+                ("dlq.reason", letter.reason.encode()),
+                ("dlq.source.topic", letter.topic.encode()),
+                ("dlq.source.partition", str(letter.partition).encode()),
+                ("dlq.source.offset", str(letter.offset).encode()),
+            ]
+            self.producer.produce(
+                topic(DLQ),
+                key=letter.key,
+                value=json.dumps(letter.payload(), separators=(",", ":")).encode(),
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+        remaining = self.producer.flush(self.dlq_flush_timeout)
+        if remaining or failures:
+            raise RuntimeError(f"dead-letter publish failed: {failures[:1] or 'timeout'}")
+        for letter in dead:
+            metrics.EVENTS_DLQ.labels(letter.reason).inc()
+            logger.warning(
+                "event_dead_lettered",
+                reason=letter.reason,
+                error=letter.error,
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+            )
+
+    def handle(self, messages: Sequence[Message]) -> BatchResult:
+        """Process one batch; raises if it could not be completed (the caller rewinds and retries)."""
+        events, dead = self.split(messages)
+        self.dead_letter(dead)
+        outcome = decisions_process_batch(events=events) if events else None
+        return BatchResult(valid=len(events), dead=len(dead), outcome=outcome)
+
+    def handle_one_by_one(self, messages: Sequence[Message]) -> BatchResult:
+        """Fallback after a batch failed twice: each event in its own transaction, and an event whose
+        processing fails is dead-lettered (reason ``processing_error``) so one poison message cannot stop
+        the partition. Events that succeed here are the same decisions the batch would have made."""
+        events, dead = self.split(messages)
+        by_position = {(m.topic(), m.partition(), m.offset()): m for m in messages}
+        valid = 0
+        for event in events:
+            try:
+                decisions_process_batch(events=[event])
+                valid += 1
+            except Exception as exc:
+                logger.exception("event_processing_failed", topic=event.topic, offset=event.offset)
+                message = by_position[(event.topic, event.partition, event.offset)]
+                dead.append(
+                    self._dead(message, reason="processing_error", error=f"{type(exc).__name__}: {exc}")
+                )
+        self.dead_letter(dead)
+        return BatchResult(valid=valid, dead=len(dead), outcome=None)
+
+
+def dlq_topic() -> str:
+    return str(settings.KAFKA_TOPICS[DLQ])
+
+
+def _header_list(
+    headers: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+) -> list[tuple[str, str | bytes | None]]:
+    if headers is None:
+        return []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers)

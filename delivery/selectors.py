@@ -1,0 +1,146 @@
+"""Reads of the decision path: the in-memory set of active triggered campaigns, and pending work.
+
+The decision path never queries campaigns per event. :class:`CampaignCache` holds the active triggered
+campaigns with their variants, templates and compiled rules, and reloads them only when the campaign
+version counter in Redis (``ie:campaigns:version``, bumped by campaigns on every change) has moved —
+looked at no more than once a second, so a change reaches every consumer process within about a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from campaigns.models import Campaign, Intervention, Variant
+from campaigns.selectors import campaigns_active_triggered
+from intervention_engine.observability import get_logger
+from personalization.rules import Rule, RuleError, compile_rule
+
+logger = get_logger(__name__)
+
+CAMPAIGNS_VERSION_KEY = "ie:campaigns:version"
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """One active triggered campaign, ready to be evaluated in memory."""
+
+    campaign: Campaign
+    variants: tuple[Variant, ...]
+    condition: Rule
+    segment: Rule | None
+    exit_events: frozenset[str]
+
+    @property
+    def id(self) -> int:
+        return self.campaign.pk
+
+    def live_at(self, moment: datetime) -> bool:
+        campaign = self.campaign
+        if campaign.starts_at is not None and moment < campaign.starts_at:
+            return False
+        return campaign.ends_at is None or moment < campaign.ends_at
+
+
+@dataclass
+class CampaignSet:
+    version: str
+    plans: tuple[CampaignPlan, ...]
+    by_trigger: dict[str, list[CampaignPlan]] = field(default_factory=dict)
+    by_exit_event: dict[str, list[CampaignPlan]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, *, version: str, campaigns: Iterable[Campaign]) -> CampaignSet:
+        plans: list[CampaignPlan] = []
+        for campaign in campaigns:
+            try:
+                condition = compile_rule(campaign.conditions or "")
+                segment = compile_rule(campaign.segment.rules) if campaign.segment is not None else None
+            except RuleError as exc:
+                # Rules are validated on save; a rule that no longer compiles disables its campaign only.
+                logger.error("campaign_rule_invalid", campaign_id=campaign.pk, error=str(exc))
+                continue
+            exit_events = frozenset(e for e in (campaign.exit_events or []) if isinstance(e, str))
+            plans.append(
+                CampaignPlan(
+                    campaign=campaign,
+                    variants=tuple(campaign.variants.all()),
+                    condition=condition,
+                    segment=segment,
+                    exit_events=exit_events,
+                )
+            )
+        # Highest priority first; the older campaign wins a tie, so arbitration is deterministic.
+        plans.sort(key=lambda plan: (-plan.campaign.priority, plan.campaign.pk))
+        by_trigger: dict[str, list[CampaignPlan]] = defaultdict(list)
+        by_exit: dict[str, list[CampaignPlan]] = defaultdict(list)
+        for plan in plans:
+            by_trigger[plan.campaign.trigger].append(plan)
+            for event_type in plan.exit_events:
+                by_exit[event_type].append(plan)
+        return cls(
+            version=version, plans=tuple(plans), by_trigger=dict(by_trigger), by_exit_event=dict(by_exit)
+        )
+
+
+class CampaignCache:
+    """The process's view of active campaigns; ``current()`` is cheap enough to call per batch."""
+
+    def __init__(self, *, check_interval: float = 1.0, max_age: float = 60.0) -> None:
+        self.check_interval = check_interval
+        # Reload now and then even without a change, so start and end dates take effect on their own.
+        self.max_age = max_age
+        self._loaded_at = 0.0
+        self._set: CampaignSet | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._set = None
+
+    def current(self) -> CampaignSet:
+        now = time.monotonic()
+        with self._lock:
+            if self._set is not None and now - self._checked_at < self.check_interval:
+                return self._set
+            version = _version()
+            self._checked_at = now
+            stale = now - self._loaded_at >= self.max_age
+            if self._set is None or self._set.version != version or stale:
+                self._loaded_at = now
+                self._set = CampaignSet.build(version=version, campaigns=campaigns_active_triggered())
+                logger.info("campaigns_loaded", version=version, count=len(self._set.plans))
+            return self._set
+
+
+def _version() -> str:
+    from delivery.stores import redis_sync
+
+    value: Any = redis_sync().get(CAMPAIGNS_VERSION_KEY)
+    return str(value or "0")
+
+
+campaign_cache = CampaignCache()
+
+
+def interventions_open_for_exit(*, pairs: set[tuple[str, int]]) -> QuerySet[Intervention]:
+    """Pending or scheduled interventions of these (user_id, campaign_id) pairs, locked for update."""
+    users = {user_id for user_id, _ in pairs}
+    campaigns = {campaign_id for _, campaign_id in pairs}
+    return (
+        Intervention.objects.select_for_update(of=("self",))
+        .filter(
+            user_id__in=users,
+            campaign_id__in=campaigns,
+            status__in=[Intervention.Status.PENDING, Intervention.Status.SCHEDULED],
+        )
+        .order_by("pk")
+    )
