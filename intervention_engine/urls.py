@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from delivery import views as delivery_views
 from intervention_engine import health
 
 urlpatterns = [
@@ -12,6 +13,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("api.urls")),
+    path("ws/stats", delivery_views.stats_view, name="ws-stats"),
+    path("demo/", delivery_views.demo_page, name="demo"),
+    path("demo/ticket", delivery_views.demo_ticket, name="demo-ticket"),
+    path("demo/idle", delivery_views.demo_idle, name="demo-idle"),
 ]
 
 # Under /api/ Django's own 404 and 500 answer in the API's JSON error shape; elsewhere, the usual pages.
