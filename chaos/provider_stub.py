@@ -54,6 +54,7 @@ class Fault:
     status: int = 503
     delay: float = 0.0
     times: int | None = None  # None: until changed
+    account: str = ""  # Twilio only: fault just this account (a primary down, its secondary up)
 
 
 @dataclass
@@ -65,10 +66,12 @@ class StubState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     timeout_seconds: float = 30.0
 
-    def take_fault(self, api: str) -> Fault:
+    def take_fault(self, api: str, account: str = "") -> Fault:
         with self.lock:
             self.requests[api] += 1
             fault = self.faults[api]
+            if fault.account and fault.account != account:
+                return Fault()
             if fault.mode == "ok" and not fault.delay:
                 return fault
             if fault.times is not None:
@@ -175,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
                         status=int(control.get("status", 503)),
                         delay=float(control.get("delay", 0.0)),
                         times=control.get("times"),
+                        account=control.get("account", ""),
                     )
             self._reply(200, {"ok": True})
             return
@@ -189,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _twilio_send(self, account: str, raw: bytes) -> None:
         state = self.server.state
         form = {key: values[0] for key, values in parse_qs(raw.decode()).items()}
-        fault = state.take_fault("twilio")
+        fault = state.take_fault("twilio", account)
         if self._apply(fault):
             if fault.mode == "error":
                 error = TWILIO_ERRORS.get(fault.status, TWILIO_ERRORS[503])
@@ -272,10 +276,19 @@ class ProviderStub:
         self.server.server_close()
 
     def fault(
-        self, api: str, mode: str = "ok", *, status: int = 503, delay: float = 0.0, times: int | None = None
+        self,
+        api: str,
+        mode: str = "ok",
+        *,
+        status: int = 503,
+        delay: float = 0.0,
+        times: int | None = None,
+        account: str = "",
     ) -> None:
         with self.state.lock:
-            self.state.faults[api] = Fault(mode=mode, status=status, delay=delay, times=times)
+            self.state.faults[api] = Fault(
+                mode=mode, status=status, delay=delay, times=times, account=account
+            )
 
     @property
     def sms(self) -> list[dict[str, Any]]:

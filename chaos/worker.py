@@ -1,0 +1,82 @@
+"""A real Celery worker process that a fault test or drill can start, kill -9 and start again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class CeleryWorker:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        queues: str = "email,sms,push",
+        pool: str = "threads",
+        concurrency: int = 8,
+        name: str = "chaos",
+    ) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "intervention_engine",
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, *, wait: float = 30.0) -> CeleryWorker:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            self.command, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as reader:
+                reader.seek(offset)
+                if b" ready." in reader.read():
+                    return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log_path}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {wait}s; see {self.log_path}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown, no acknowledgement, in-flight work abandoned mid-call."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
