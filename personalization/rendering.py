@@ -11,9 +11,9 @@ Templates are written by marketers and filled with shopper data, so both sides a
   from what the caller passes, never a model instance;
 * templates and outputs are size-limited; HTML is autoescaped in HTML fields only.
 
-Undefined policy: a top-level name outside the allow-list is an error when the template is validated (so a
-typo is refused on save), while a missing key inside the data (``profile.attributes.tier`` for a shopper
-without a tier) renders as empty text — use ``|default("…")``.
+Undefined policy: a top-level name outside the allow-list is always an error (so a typo is refused on
+save, and Jinja's own ``self`` is unreachable), while a missing key inside the data
+(``profile.attributes.tier`` for a shopper without a tier) renders as empty text — use ``|default("…")``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ TEMPLATE_FILENAME = "<template>"
 
 _REPR = re.compile(r"<[^>]*>|0x[0-9a-fA-F]+|/[\w./-]+")
 
-CONTEXT_NAMES = ("profile", "cart", "event", "campaign", "variant", "discount_code", "links")
+# ``first_name`` is a top-level shorthand for ``profile.first_name``, the variable marketers use most.
+CONTEXT_NAMES = ("profile", "cart", "event", "campaign", "variant", "discount_code", "links", "first_name")
 
 _ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
     nodes.Template,
@@ -317,19 +318,21 @@ def render_context(context: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(plain[name], dict):
             plain[name] = {}
     plain["discount_code"] = plain["discount_code"] or ""
+    plain["first_name"] = plain["profile"].get("first_name") or ""
     return plain
 
 
-def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bool, strict: bool) -> str:
+def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bool) -> str:
     template, names = _compile(source, html=html, field=field)
-    if strict:
-        unknown = sorted(names - set(CONTEXT_NAMES))
-        if unknown:
-            raise TemplateRenderError(
-                f"unknown variable {unknown[0]!r} (available: {', '.join(CONTEXT_NAMES)})",
-                field=field,
-                line=_first_line(source, unknown[0], html=html),
-            )
+    # Unknown top-level names are refused at every render, not only on save: Jinja binds some names itself
+    # (``self`` is the template object) and only the allow-listed context may be read.
+    unknown = sorted(names - set(CONTEXT_NAMES))
+    if unknown:
+        raise TemplateRenderError(
+            f"unknown variable {unknown[0]!r} (available: {', '.join(CONTEXT_NAMES)})",
+            field=field,
+            line=_first_line(source, unknown[0], html=html),
+        )
     try:
         chunks: list[str] = []
         size = 0
@@ -377,7 +380,7 @@ def render_fields(
     """
     plain = render_context(context)
     return {
-        field: _render_one(field, source, plain, html=field in html_fields, strict=False) if source else ""
+        field: _render_one(field, source, plain, html=field in html_fields) if source else ""
         for field, source in fields.items()
     }
 
@@ -393,7 +396,7 @@ def validate_fields(
         plain = render_context(sample_context(locale=locale))
         for field, source in fields.items():
             if source:
-                _render_one(field, source, plain, html=field in html_fields, strict=True)
+                _render_one(field, source, plain, html=field in html_fields)
 
 
 def sample_context(*, locale: str = "en") -> dict[str, Any]:

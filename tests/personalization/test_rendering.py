@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from personalization.models import Profile
+from personalization.rendering import (
+    MAX_OUTPUT_CHARS,
+    MAX_TEMPLATE_CHARS,
+    TemplateRenderError,
+    render_fields,
+    sample_context,
+    validate_fields,
+)
+
+PAYLOADS = json.loads((Path(__file__).parent / "injection_payloads.json").read_text())
+# What must never appear in an output or an error message: a secret, a Python repr, a file path.
+LEAKS = re.compile(
+    r"<class|<function|<built-in|<bound|object at 0x|<TemplateReference|<Context|site-packages|/work/|\.py\b"
+)
+
+
+def _assert_harmless(text: str) -> None:
+    assert settings.SECRET_KEY not in text
+    assert not LEAKS.search(text), text
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("field", ["body_text", "body_html"])
+def test_it_neither_executes_nor_leaks_a_template_injection(payload, field) -> None:
+    # given a context holding a secret-looking value (never exposed through any name)
+    context = {**sample_context(), "settings": settings, "config": {"SECRET_KEY": settings.SECRET_KEY}}
+
+    # when the payload is validated then rendered
+    with pytest.raises(TemplateRenderError) as refused:
+        validate_fields({field: payload})
+    _assert_harmless(refused.value.message)
+    outcome: TemplateRenderError | str
+    try:
+        outcome = render_fields({field: payload}, context)[field]
+    except TemplateRenderError as error:
+        outcome = error
+
+    if isinstance(outcome, TemplateRenderError):
+        # then it is refused with a message naming the field, without leaking anything
+        assert outcome.field == field
+        assert outcome.message.startswith(field)
+        _assert_harmless(outcome.message)
+    else:
+        # or it rendered something small and harmless
+        assert len(outcome) < 1000
+        _assert_harmless(outcome)
+
+
+def test_it_renders_personalised_content_with_money_in_the_shoppers_locale() -> None:
+    # given sample data for a French shopper
+    context = sample_context(locale="fr-FR")
+
+    # when a template uses the name, the cart total and the items
+    rendered = render_fields(
+        {
+            "subject": "{{ profile.first_name }}, votre panier de {{ cart.total|money(cart.currency) }}",
+            "body_text": "{% for item in cart.items %}{{ item.name|upper }} x{{ item.quantity }};"
+            "{% endfor %}",
+            "cta_label": "",
+        },
+        context,
+    )
+
+    # then the values are filled in, French-style, and empty fields stay empty
+    assert rendered == {
+        "subject": "Camille, votre panier de 129,90\u00a0€",
+        "body_text": "CHAUSSURE DE TRAIL x1;CHAUSSETTES x2;",
+        "cta_label": "",
+    }
+    english = render_fields({"s": "{{ cart.total|money('USD') }}"}, sample_context(locale="en"))
+    assert english == {"s": "$129.90"}
+
+
+def test_it_escapes_shopper_data_in_html_bodies_only() -> None:
+    # given a shopper whose first name is an HTML payload
+    context = {**sample_context(), "profile": {"first_name": "<script>alert(1)</script>"}}
+
+    # when the same template renders as text and as HTML
+    rendered = render_fields(
+        {"body_text": "Hi {{ first_name }}", "body_html": "<p>Hi {{ first_name }}</p>"}, context
+    )
+
+    # then only the HTML body is escaped
+    assert rendered["body_text"] == "Hi <script>alert(1)</script>"
+    assert rendered["body_html"] == "<p>Hi &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+
+
+def test_it_renders_missing_data_as_empty_and_honours_default() -> None:
+    rendered = render_fields(
+        {
+            "s": "[{{ profile.attributes.tier }}|{{ profile.attributes.tier|default('member') }}|"
+            "{{ event.a.b.c }}]"
+        },
+        {"profile": {"attributes": {}}},
+    )
+
+    assert rendered == {"s": "[|member|]"}
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        ("Hello\n\n{{ cart.total }", 3, "unexpected '}'"),
+        ("Hello\n{{ name|nosuch }}", 2, "No filter named 'nosuch'"),
+        ("Hello\n{{ cartt.total }}", 2, "unknown variable 'cartt'"),
+        ("ok\n{% if cart.total %}\n{{ cart.total / 0 }}\n{% endif %}", 3, "division by zero"),
+    ],
+)
+def test_it_names_the_field_and_line_of_an_error(source, line, message) -> None:
+    with pytest.raises(TemplateRenderError) as raised:
+        validate_fields({"body_html": source})
+
+    assert raised.value.code == "template_error"
+    assert raised.value.field == "body_html"
+    assert raised.value.line == line
+    assert raised.value.message.startswith(f"body_html, line {line}: ")
+    assert message in raised.value.message
+
+
+def test_it_limits_template_and_output_sizes() -> None:
+    with pytest.raises(TemplateRenderError, match="longer than"):
+        render_fields({"body_text": "x" * (MAX_TEMPLATE_CHARS + 1)}, sample_context())
+
+    # a loop over large data may not produce an unbounded output
+    big = {**sample_context(), "cart": {"items": ["x" * 1000] * 200}}
+    with pytest.raises(TemplateRenderError, match="output is longer"):
+        render_fields(
+            {
+                "body_text": "{% for a in cart.items %}{% for b in cart.items %}{{ a }}"
+                "{% endfor %}{% endfor %}"
+            },
+            big,
+        )
+    assert MAX_OUTPUT_CHARS < 200 * 200 * 1000
+
+
+@pytest.mark.django_db
+def test_it_never_hands_a_model_instance_to_a_template() -> None:
+    # given a caller that mistakenly passes a Profile model instance
+    profile = Profile.objects.create(user_id="u-1", first_name="Ada")
+
+    # when a template reads it, then it sees nothing of the object
+    rendered = render_fields(
+        {"s": "[{{ profile }}|{{ profile.first_name }}|{{ cart.total }}]"},
+        {"profile": profile, "cart": {"total": Decimal("1.50")}},
+    )
+    assert rendered == {"s": "[{}||1.50]"}
+
+
+def test_it_offers_realistic_sample_data_for_previews() -> None:
+    context = sample_context(locale="fr")
+
+    assert context["profile"]["first_name"]
+    assert context["cart"]["item_count"] == len(context["cart"]["items"])
+    assert set(context) >= {"profile", "cart", "event", "campaign", "variant", "discount_code", "links"}
+    validate_fields({"subject": "{{ links.unsubscribe_url }} {{ campaign.name }} {{ variant.name }}"})
