@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from api.models import IdempotencyRecord
+from api.tasks import idempotency_records_purge_task
 from personalization.models import Profile
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +82,19 @@ def test_it_refuses_an_overlong_key(api_client) -> None:
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_it_purges_records_after_a_day_and_the_key_can_be_used_again(api_client) -> None:
+    # given a key used more than a day ago
+    client = api_client()
+    client.put(URL, {"locale": "fr-FR"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+
+    # when the purge runs
+    purged = idempotency_records_purge_task()
+
+    # then the record is gone and the key starts afresh
+    assert purged == 1
+    response = client.put(URL, {"locale": "it-IT"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 200
+    assert "Idempotent-Replayed" not in response

@@ -1,0 +1,13 @@
+"""Housekeeping for the API. Schedule ``api.idempotency_records_purge`` hourly with beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from api.idempotency import idempotency_records_purge
+
+
+@shared_task(name="api.idempotency_records_purge")
+def idempotency_records_purge_task() -> int:
+    """Drop Idempotency-Key records older than 24 hours; safe to run twice or concurrently."""
+    return idempotency_records_purge()
