@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from delivery import views as delivery_views
 from intervention_engine import health
+from tracking.api import links as tracking_links
+from tracking.api import webhooks as tracking_webhooks
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +14,13 @@ urlpatterns = [
     path("metrics", health.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Provider webhooks and signed message links (tracking/api/webhooks.py, links.py).
+    path("api/v1/webhooks/anymail/", include("anymail.urls")),
+    path("api/v1/webhooks/twilio/status", tracking_webhooks.twilio_status, name="webhook-twilio-status"),
+    path("api/v1/webhooks/push-receipts", tracking_webhooks.PushReceiptsView.as_view(), name="webhook-push"),
+    path("t/o/<str:token>.gif", tracking_links.open_pixel, name="track-open"),
+    path("t/c/<str:token>", tracking_links.click_redirect, name="track-click"),
+    path("u/<str:token>", tracking_links.unsubscribe, name="unsubscribe"),
     path("api/v1/", include("api.urls")),
     path("ws/stats", delivery_views.stats_view, name="ws-stats"),
     path("demo/", delivery_views.demo_page, name="demo"),

@@ -568,3 +568,39 @@ def delivery_resolve(*, delivery: Delivery, note: str = "") -> Delivery:
         )
     delivery.refresh_from_db()
     return delivery
+
+
+# --- Provider reports after the send (webhooks) -----------------------------------------------------
+
+
+@transaction.atomic
+def delivery_failure_report(
+    *, delivery: Delivery, reason: str, permanent: bool, response: dict[str, Any] | None = None
+) -> bool:
+    """A provider reports a message it had accepted as undeliverable (bounce, Twilio "undelivered").
+
+    Permanent reports suppress the contact point like a permanent send error. Returns False when the
+    delivery was not in a state a report can change (already failed, cancelled).
+    """
+    updated = Delivery.objects.filter(
+        pk=delivery.pk,
+        status__in=[Delivery.Status.SENT, Delivery.Status.DELIVERED, Delivery.Status.UNKNOWN],
+    ).update(
+        status=Delivery.Status.FAILED,
+        error_kind="permanent" if permanent else "transient",
+        last_error=reason[:2000],
+        provider_response={**delivery.provider_response, "report": response or {}},
+        failed_at=timezone.now(),
+    )
+    if not updated:
+        return False
+    if permanent:
+        contact_suppress(delivery=delivery, subject="phone" if delivery.channel == "sms" else "address")
+    _event(delivery, "delivery.failed", reason=reason[:200], provider=delivery.provider)
+    return True
+
+
+@transaction.atomic
+def profile_email_complaint_record(*, profile_id: int) -> None:
+    """A spam complaint: never email this shopper again (consent off, address suppressed)."""
+    Profile.objects.filter(pk=profile_id).update(consent_email=False, email_suppressed_at=timezone.now())

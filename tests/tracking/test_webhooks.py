@@ -1,0 +1,204 @@
+"""Provider webhooks through the real libraries: anymail (Postmark), Twilio signatures, push receipts."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from campaigns.models import Delivery
+from notifications.models import ProviderCallback
+from personalization.models import Profile
+from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)
+from tracking.models import TrackingEvent
+
+pytestmark = pytest.mark.django_db
+
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "status-callback-token"
+CALLBACK_URL = "http://testserver/api/v1/webhooks/twilio/status"
+
+
+@pytest.fixture
+def sent(make_delivery):  # noqa: F811
+    def make(channel: str, **fields) -> Delivery:
+        delivery = make_delivery(channel, **fields)
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.SENT, provider_message_id=f"msg-{uuid.uuid4().hex}", provider="twilio"
+        )
+        delivery.refresh_from_db()
+        return delivery
+
+    return make
+
+
+@pytest.fixture
+def twilio_settings(settings):
+    settings.TWILIO_ACCOUNT_SID = TWILIO_SID
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.TWILIO_STATUS_CALLBACK_URL = CALLBACK_URL
+    return settings
+
+
+def twilio_post(client, params: dict[str, str], *, token: str = TWILIO_TOKEN):
+    signature = RequestValidator(token).compute_signature(CALLBACK_URL, params)
+    return client.post("/api/v1/webhooks/twilio/status", params, HTTP_X_TWILIO_SIGNATURE=signature)
+
+
+def test_it_marks_an_sms_delivered_from_a_signed_twilio_callback(client, twilio_settings, sent):
+    # given
+    delivery = sent("sms")
+    params = {
+        "AccountSid": TWILIO_SID,
+        "MessageSid": delivery.provider_message_id,
+        "MessageStatus": "delivered",
+    }
+
+    # when
+    response = twilio_post(client, params)
+
+    # then
+    delivery.refresh_from_db()
+    assert response.status_code == 204
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert TrackingEvent.objects.filter(delivery_id=delivery.pk, type="delivered").count() == 1
+
+
+def test_it_refuses_a_forged_twilio_callback_and_writes_nothing(client, twilio_settings, sent):
+    # given a callback signed with the wrong token
+    delivery = sent("sms")
+    params = {
+        "AccountSid": TWILIO_SID,
+        "MessageSid": delivery.provider_message_id,
+        "MessageStatus": "delivered",
+    }
+
+    # when
+    forged = twilio_post(client, params, token="not-the-token")
+    unsigned = client.post("/api/v1/webhooks/twilio/status", params)
+
+    # then
+    assert (forged.status_code, unsigned.status_code) == (403, 403)
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT
+    assert TrackingEvent.objects.count() == 0
+    assert ProviderCallback.objects.count() == 0
+
+
+def test_it_refuses_a_replayed_twilio_callback(client, twilio_settings, sent):
+    # given a callback already processed
+    delivery = sent("sms")
+    params = {
+        "AccountSid": TWILIO_SID,
+        "MessageSid": delivery.provider_message_id,
+        "MessageStatus": "undelivered",
+        "ErrorCode": "30005",
+    }
+    assert twilio_post(client, params).status_code == 204
+
+    # when it is replayed
+    replay = twilio_post(client, params)
+
+    # then
+    assert replay.status_code == 409
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert Profile.objects.get(pk=delivery.intervention.profile_id).phone_suppressed_at is not None
+
+
+@pytest.fixture
+def anymail_settings(settings):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret-words"}
+    return settings
+
+
+def postmark_post(client, payload: dict, *, credentials: str = "hook:secret-words"):
+    auth = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return client.post(
+        "/api/v1/webhooks/anymail/postmark/tracking/",
+        payload,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=auth,
+    )
+
+
+def test_it_records_an_esp_bounce_and_suppresses_the_address(client, anymail_settings, sent):
+    # given a hard bounce reported by Postmark for a sent email
+    delivery = sent("email")
+    payload = {
+        "RecordType": "Bounce",
+        "ID": 4323372036854775807,
+        "Type": "HardBounce",
+        "TypeCode": 1,
+        "MessageID": delivery.provider_message_id,
+        "Email": delivery.intervention.profile.email,
+        "BouncedAt": "2026-11-28T10:00:00Z",
+        "Description": "The server was unable to deliver your message",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+    # when, twice (the ESP retries)
+    first = postmark_post(client, payload)
+    second = postmark_post(client, payload)
+
+    # then
+    delivery.refresh_from_db()
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert delivery.status == Delivery.Status.FAILED
+    assert Profile.objects.get(pk=delivery.intervention.profile_id).email_suppressed_at is not None
+    assert TrackingEvent.objects.filter(delivery_id=delivery.pk, type="bounced").count() == 1
+
+
+def test_it_records_an_esp_open_and_refuses_a_webhook_without_the_secret(client, anymail_settings, sent):
+    # given
+    delivery = sent("email")
+    payload = {
+        "RecordType": "Open",
+        "MessageID": delivery.provider_message_id,
+        "Recipient": delivery.intervention.profile.email,
+        "ReceivedAt": "2026-11-28T10:05:00Z",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+    # when
+    forged = postmark_post(client, payload, credentials="hook:guessed")
+    genuine = postmark_post(client, payload)
+
+    # then
+    assert forged.status_code in (400, 401, 403)
+    assert genuine.status_code == 200
+    assert TrackingEvent.objects.filter(delivery_id=delivery.pk, type="opened").count() == 1
+
+
+def test_it_records_push_receipts_once_with_a_scoped_api_key(api_client, sent):
+    # given
+    delivery = sent("push")
+    body = {"receipts": [{"receipt_id": "r-1", "delivery_id": str(delivery.pk), "status": "delivered"}]}
+
+    # when
+    first = api_client(scopes=["webhooks"]).post("/api/v1/webhooks/push-receipts", body, format="json")
+    replay = api_client(scopes=["webhooks"]).post("/api/v1/webhooks/push-receipts", body, format="json")
+    wrong_scope = api_client(scopes=["events"]).post("/api/v1/webhooks/push-receipts", body, format="json")
+
+    # then
+    delivery.refresh_from_db()
+    assert first.status_code == 200
+    assert replay.status_code == 409
+    assert wrong_scope.status_code == 403
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert TrackingEvent.objects.filter(delivery_id=delivery.pk).count() == 1
+
+
+def test_it_refuses_push_receipts_without_a_key(client, sent):
+    # given
+    delivery = sent("push")
+    body = {"receipts": [{"receipt_id": "r-2", "delivery_id": str(delivery.pk), "status": "opened"}]}
+
+    # when
+    response = client.post("/api/v1/webhooks/push-receipts", body, content_type="application/json")
+
+    # then
+    assert response.status_code in (401, 403)
+    assert TrackingEvent.objects.count() == 0
