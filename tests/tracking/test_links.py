@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent_email(settings, make_delivery) -> Delivery:  # noqa: F811
+def sent_email(settings, make_delivery):  # noqa: F811
     settings.PUBLIC_URL = "http://testserver"
     delivery = make_delivery("email")
     Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.SENT)

@@ -23,7 +23,7 @@ CALLBACK_URL = "http://testserver/api/v1/webhooks/twilio/status"
 
 @pytest.fixture
 def sent(make_delivery):  # noqa: F811
-    def make(channel: str, **fields) -> Delivery:
+    def make(channel: str, **fields):
         delivery = make_delivery(channel, **fields)
         Delivery.objects.filter(pk=delivery.pk).update(
             status=Delivery.Status.SENT, provider_message_id=f"msg-{uuid.uuid4().hex}", provider="twilio"
