@@ -220,10 +220,14 @@ def _channel_preview(
     return preview
 
 
-def _preview_context(*, campaign: Campaign, variant: Variant | None, locale: str) -> dict[str, Any]:
+def _preview_context(
+    *, locale: str, campaign: Campaign | None = None, variant: Variant | None = None
+) -> dict[str, Any]:
     context = dict(sample_context(locale=locale))
+    # Live, a per-shopper code may replace the template's; the preview shows what the marketer wrote.
+    context.pop("discount_code", None)
     # The sample shopper sees this campaign, so names in the content resolve as they will live.
-    if isinstance(context.get("campaign"), dict):
+    if campaign is not None and isinstance(context.get("campaign"), dict):
         context["campaign"] = {**context["campaign"], "id": campaign.pk, "name": campaign.name}
     if variant is not None and isinstance(context.get("variant"), dict):
         context["variant"] = {**context["variant"], "id": variant.pk, "name": variant.name}
@@ -358,7 +362,7 @@ class TemplateAdmin(ServiceBackedAdmin):
                     template=template,
                     channel=template.channel,
                     locale=locale,
-                    context=sample_context(locale=locale),
+                    context=_preview_context(locale=locale),
                 ),
                 preview_locales=available,
                 preview_locale=locale,

@@ -60,3 +60,24 @@ def api_client():
         return client
 
     return make
+
+
+@pytest.fixture
+def marketer(db):
+    """A staff user in the "marketer" group (the group is re-ensured: transactional tests flush it)."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group, User
+
+    importlib.import_module("campaigns.migrations.0002_marketer_group").ensure_marketer_group(apps)
+    user = User.objects.create_user("mia", "mia@example.com", "a-long-test-password", is_staff=True)
+    user.groups.add(Group.objects.get(name="marketer"))
+    return user
+
+
+@pytest.fixture
+def marketer_client(client, marketer):
+    """Django's test client logged in as the ``marketer`` user."""
+    client.force_login(marketer)
+    return client

@@ -1,0 +1,652 @@
+"""The marketers' back office, driven as a marketer would: through the admin's pages and forms."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import AuditEntry, Campaign, Intervention, Template
+from campaigns.services import campaign_activate, campaign_create, segment_create, template_create
+from messaging.models import OutboxMessage
+from personalization.models import Profile, PushToken, Segment
+from tracking.models import Conversion, TrackingEvent
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Demo-like data, made through the services ---------------------------------------------------------
+
+
+def build_cart_rescue(*, name: str = "Cart rescue") -> Campaign:
+    """The README's demo: a cart-abandonment campaign, two variants on four channels, a control, a
+    10% holdout, English and French content."""
+    label = "test-setup"
+    pop_up = template_create(
+        data={"name": f"{name}: 10% pop-up", "channel": "onsite", "onsite_kind": "modal"},
+        localizations=[
+            {
+                "locale": "en",
+                "subject": "{{ profile.first_name }}, your cart is waiting",
+                "body_text": "Finish your order of {{ cart.item_count }} items and save 10%.",
+                "cta_label": "Use my 10% off",
+                "cta_url": "{{ links.cart_url }}",
+                "image_url": "",
+                "discount_code": "SAVE10",
+            },
+            {
+                "locale": "fr",
+                "subject": "{{ profile.first_name }}, votre panier vous attend",
+                "body_text": "Finalisez votre commande de {{ cart.item_count }} articles : -10 %.",
+                "cta_label": "J'en profite",
+                "cta_url": "{{ links.cart_url }}",
+                "discount_code": "SAVE10",
+            },
+        ],
+        actor_label=label,
+    )
+    banner = template_create(
+        data={"name": f"{name}: free shipping banner", "channel": "onsite", "onsite_kind": "banner"},
+        localizations=[
+            {
+                "locale": "en",
+                "subject": "Free shipping on your cart today",
+                "body_text": "Your {{ cart.items[0].name }} ships free until midnight.",
+                "cta_label": "Check out now",
+                "cta_url": "{{ links.cart_url }}",
+            }
+        ],
+        actor_label=label,
+    )
+    email = template_create(
+        data={"name": f"{name}: email", "channel": "email"},
+        localizations=[
+            {
+                "locale": "en",
+                "subject": "You left something behind, {{ profile.first_name }}",
+                "body_text": "Your cart: {{ cart.item_count }} items.",
+                "body_html": "<h1>Still thinking, {{ profile.first_name }}?</h1>"
+                "<p>Code {{ discount_code }}</p>",
+                "discount_code": "SAVE10",
+            }
+        ],
+        actor_label=label,
+    )
+    sms = template_create(
+        data={"name": f"{name}: SMS", "channel": "sms"},
+        localizations=[
+            {
+                "locale": "en",
+                "body_text": "Your cart misses you. Code {{ discount_code }}.",
+                "discount_code": "SAVE10",
+            }
+        ],
+        actor_label=label,
+    )
+    push = template_create(
+        data={"name": f"{name}: push", "channel": "push"},
+        localizations=[{"locale": "en", "subject": "Cart saved", "body_text": "10% off, today only."}],
+        actor_label=label,
+    )
+    return campaign_create(
+        data={
+            "name": name,
+            "kind": "triggered",
+            "trigger": "prediction.cart_abandonment",
+            "conditions": "score >= 0.7",
+            "channels": ["onsite", "email", "sms", "push"],
+            "holdout_percent": Decimal("10"),
+            "exit_events": ["checkout_completed"],
+        },
+        variants=[
+            {
+                "name": "10% discount",
+                "weight": 45,
+                "onsite_template": pop_up,
+                "email_template": email,
+                "sms_template": sms,
+                "push_template": push,
+            },
+            {
+                "name": "Free shipping",
+                "weight": 45,
+                "onsite_template": banner,
+                "email_template": email,
+                "sms_template": sms,
+                "push_template": push,
+            },
+            {"name": "Control", "weight": 10, "is_control": True},
+        ],
+        actor_label=label,
+    )
+
+
+class _FormReader(HTMLParser):
+    """What a browser would submit for the admin's change form, read from the rendered page."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.form_id = form_id
+        self.inside = False
+        self.fields: list[tuple[str, str]] = []
+        self.select: str | None = None
+        self.textarea: str | None = None
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and a.get("id") == self.form_id:
+            self.inside = True
+        if not self.inside:
+            return
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = a.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.fields.append((name, a.get("value") or "on"))
+            elif kind not in ("submit", "button", "image", "file"):
+                self.fields.append((name, a.get("value", "")))
+        elif tag == "select" and name:
+            self.select = name
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields.append((self.select, a.get("value", "")))
+        elif tag == "textarea" and name:
+            self.textarea, self.text = name, ""
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea" and self.textarea:
+            self.fields.append((self.textarea, self.text.removeprefix("\n")))
+            self.textarea = None
+
+
+def form_data(response, form_id: str) -> dict[str, list[str]]:
+    reader = _FormReader(form_id)
+    reader.feed(response.content.decode())
+    data: dict[str, list[str]] = {}
+    for name, value in reader.fields:
+        data.setdefault(name, []).append(value)
+    return data
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+# --- Every page renders for a marketer --------------------------------------------------------------------
+
+
+def _one_of_each() -> dict[str, Any]:
+    campaign = build_cart_rescue()
+    profile = Profile.objects.create(user_id="u-42", email="ada@example.com", locale="en")
+    PushToken.objects.create(profile=profile, token="token-abc")
+    variant = campaign.variants.get(name="10% discount")
+    intervention = Intervention.objects.create(
+        campaign=campaign,
+        variant=variant,
+        profile=profile,
+        user_id="u-42",
+        trigger_event_id="e-1",
+        trigger="prediction.cart_abandonment",
+        channel="onsite",
+    )
+    event = TrackingEvent.objects.create(
+        type="clicked",
+        source="websocket",
+        intervention=intervention,
+        user_id="u-42",
+        occurred_at=timezone.now(),
+    )
+    conversion = Conversion.objects.create(
+        order_id="o-1",
+        user_id="u-42",
+        revenue=Decimal("129.90"),
+        currency="EUR",
+        occurred_at=timezone.now(),
+        intervention=intervention,
+        campaign=campaign,
+        variant=variant,
+    )
+    return {
+        "campaigns.campaign": campaign,
+        "campaigns.template": Template.objects.get(name="Cart rescue: 10% pop-up"),
+        "personalization.segment": segment_create(
+            name="Gold", rules='attributes.tier == "gold"', actor_label="t"
+        ),
+        "personalization.profile": profile,
+        "campaigns.intervention": intervention,
+        "campaigns.auditentry": AuditEntry.objects.first(),
+        "tracking.trackingevent": event,
+        "tracking.conversion": conversion,
+    }
+
+
+MANAGED = ("campaigns.campaign", "campaigns.template", "personalization.segment")
+VIEWED = (
+    "personalization.profile",
+    "campaigns.intervention",
+    "campaigns.auditentry",
+    "tracking.trackingevent",
+    "tracking.conversion",
+)
+
+
+def _url(model: str, view: str, *args: object) -> str:
+    return reverse(f"admin:{model.replace('.', '_')}_{view}", args=args)
+
+
+def test_it_renders_every_list_add_and_change_page_for_a_marketer(marketer_client):
+    # given
+    objects = _one_of_each()
+
+    # when / then
+    for model in (*MANAGED, *VIEWED):
+        assert marketer_client.get(_url(model, "changelist")).status_code == 200, model
+        assert marketer_client.get(_url(model, "change", objects[model].pk)).status_code == 200, model
+    for model in MANAGED:
+        assert marketer_client.get(_url(model, "add")).status_code == 200, model
+    for model in VIEWED:
+        assert marketer_client.get(_url(model, "add")).status_code == 403, model
+
+
+def test_it_shows_the_dashboard_with_live_numbers(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    campaign_activate(campaign=campaign, actor_label="t")
+
+    # when
+    response = marketer_client.get(reverse("admin:index"))
+
+    # then
+    assert response.status_code == 200
+    numbers = {n.label: n.value for n in response.context["dashboard_numbers"]}
+    assert numbers["Active campaigns"] == 1
+    assert numbers["Interventions today"] == 0
+    assert "Intervention Engine" in response.content.decode()
+
+
+def test_it_keeps_marketers_out_of_api_keys_users_groups_and_beat(marketer_client):
+    for path in (
+        "/admin/api/apikey/",
+        "/admin/auth/user/",
+        "/admin/auth/group/",
+        "/admin/django_celery_beat/periodictask/",
+    ):
+        assert marketer_client.get(path).status_code == 403, path
+
+
+def test_it_lists_the_outbox_for_a_superuser_with_a_published_filter(client):
+    # given
+    admin_user = User.objects.create_superuser("root", "root@example.com", "a-long-test-password")
+    client.force_login(admin_user)
+    OutboxMessage.objects.create(topic="intervention-events", key="u-1", payload={"a": 1})
+    OutboxMessage.objects.create(
+        topic="intervention-events", key="u-2", payload={"a": 2}, published_at=timezone.now()
+    )
+
+    # when
+    waiting = client.get(reverse("admin:messaging_outboxmessage_changelist") + "?published=no")
+
+    # then
+    assert waiting.status_code == 200
+    assert [m.key for m in waiting.context["cl"].result_list] == ["u-1"]
+
+
+def test_it_lists_campaigns_without_a_query_per_row(marketer_client, django_assert_max_num_queries):
+    # given
+    for number in range(4):
+        build_cart_rescue(name=f"Campaign {number}")
+    marketer_client.get(reverse("admin:campaigns_campaign_changelist"))  # warm the session and caches
+
+    # when / then: the same few queries whatever the number of rows
+    with django_assert_max_num_queries(12):
+        response = marketer_client.get(reverse("admin:campaigns_campaign_changelist"))
+    assert response.status_code == 200
+    assert "ie-badge--draft" in response.content.decode()
+
+
+# --- Templates and rules are validated on save ----------------------------------------------------------
+
+
+def _template_post(**localization: str) -> dict[str, str]:
+    data = {
+        "name": "Broken pop-up",
+        "channel": "onsite",
+        "onsite_kind": "modal",
+        "default_locale": "en",
+        "description": "",
+        "localizations-TOTAL_FORMS": "1",
+        "localizations-INITIAL_FORMS": "0",
+        "localizations-MIN_NUM_FORMS": "1",
+        "localizations-MAX_NUM_FORMS": "1000",
+    }
+    fields = {"locale": "en", "subject": "Hello", "body_text": "Hi", **localization}
+    for name in ("locale", "subject", "body_text", "body_html", "cta_label", "cta_url", "image_url"):
+        data[f"localizations-0-{name}"] = fields.get(name, "")
+    data["localizations-0-discount_code"] = fields.get("discount_code", "")
+    return data
+
+
+def test_it_refuses_a_template_that_cannot_render_naming_the_field_and_line(marketer_client):
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_template_add"),
+        _template_post(body_text="Hello {{ profile.first_name }},\nyour cart: {{ cart.total | }}"),
+    )
+
+    # then
+    assert response.status_code == 200
+    assert not Template.objects.filter(name="Broken pop-up").exists()
+    page = response.content.decode()
+    assert "body_text, line 2" in page
+
+
+def test_it_refuses_a_template_reaching_outside_its_sandbox(marketer_client):
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_template_add"), _template_post(subject="{{ settings.SECRET_KEY }}")
+    )
+
+    # then
+    assert response.status_code == 200
+    assert not Template.objects.filter(name="Broken pop-up").exists()
+    assert "subject" in str(response.context["inline_admin_formsets"][0].formset.errors)
+
+
+def test_it_saves_a_valid_template_through_the_service_with_an_audit_entry(marketer_client, marketer):
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_template_add"), _template_post(subject="Hi {{ profile.first_name }}")
+    )
+
+    # then
+    assert response.status_code == 302
+    template = Template.objects.get(name="Broken pop-up")
+    assert template.localizations.get().subject == "Hi {{ profile.first_name }}"
+    entry = AuditEntry.objects.get(object_id=str(template.pk), action="template.created")
+    assert entry.actor == marketer
+    assert entry.actor_label == "mia"
+
+
+def test_it_refuses_an_invalid_segment_rule_on_the_field(marketer_client):
+    # when
+    response = marketer_client.post(
+        reverse("admin:personalization_segment_add"),
+        {"name": "Broken", "description": "", "rules": "cart.total >= "},
+    )
+
+    # then
+    assert response.status_code == 200
+    assert not Segment.objects.filter(name="Broken").exists()
+    assert response.context["adminform"].form.errors["rules"]
+
+
+def test_it_refuses_invalid_campaign_conditions_on_the_field(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    data = form_data(marketer_client.get(url), "campaign_form")
+    data["conditions"] = ["score >= = 0.7"]
+
+    # when
+    response = marketer_client.post(url, data)
+
+    # then
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["conditions"]
+    campaign.refresh_from_db()
+    assert campaign.conditions == "score >= 0.7"
+
+
+# --- Saving campaigns: through the services, audited ----------------------------------------------------
+
+
+def test_it_records_field_level_changes_when_a_marketer_saves_a_campaign(marketer_client, marketer):
+    # given
+    campaign = build_cart_rescue()
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    data = form_data(marketer_client.get(url), "campaign_form")
+    data["priority"] = ["7"]
+    data["variants-0-weight"] = ["60"]
+
+    # when
+    response = marketer_client.post(url, data)
+
+    # then
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert campaign.priority == 7
+    entry = AuditEntry.objects.filter(object_id=str(campaign.pk), action="campaign.updated").get()
+    assert entry.actor == marketer
+    assert entry.changes["priority"] == [0, 7]
+    assert "variants" in entry.changes
+
+
+def test_it_shows_the_services_refusal_when_an_active_campaign_would_stop_being_runnable(marketer_client):
+    # given: an active campaign sending SMS, then a variant's SMS template removed in the form
+    campaign = build_cart_rescue()
+    campaign_activate(campaign=campaign, actor_label="t")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    data = form_data(marketer_client.get(url), "campaign_form")
+    data["variants-0-sms_template"] = [""]
+    data["priority"] = ["9"]
+
+    # when
+    response = marketer_client.post(url, data)
+
+    # then: the same form again, with the reason, and nothing saved
+    assert response.status_code == 200
+    assert "cannot run yet" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.priority == 0
+    assert campaign.variants.get(name="10% discount").sms_template is not None
+    assert not AuditEntry.objects.filter(object_id=str(campaign.pk), action="campaign.updated").exists()
+
+
+def test_it_creates_a_campaign_with_variants_from_the_add_page(marketer_client):
+    # given
+    source = build_cart_rescue()
+    data = form_data(
+        marketer_client.get(reverse("admin:campaigns_campaign_change", args=[source.pk])), "campaign_form"
+    )
+    data["name"] = ["Cart rescue, winter"]
+    for key in [k for k in data if k.startswith("variants-") and k.endswith(("-id", "-campaign"))]:
+        data[key] = [""]
+    data["variants-INITIAL_FORMS"] = ["0"]
+
+    # when
+    response = marketer_client.post(reverse("admin:campaigns_campaign_add"), data)
+
+    # then
+    assert response.status_code == 302
+    created = Campaign.objects.get(name="Cart rescue, winter")
+    assert created.status == "draft"
+    assert sorted(created.variants.values_list("name", flat=True)) == [
+        "10% discount",
+        "Control",
+        "Free shipping",
+    ]
+    assert AuditEntry.objects.filter(object_id=str(created.pk), action="campaign.created").exists()
+
+
+# --- Status actions ---------------------------------------------------------------------------------------
+
+
+def _status(client, campaign: Campaign, action: str):
+    return client.post(reverse("admin:campaigns_campaign_status", args=[campaign.pk, action]), follow=True)
+
+
+def test_it_refuses_to_pause_a_draft_and_says_why(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+
+    # when
+    response = _status(marketer_client, campaign, "pause")
+
+    # then
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+    assert any("cannot become paused" in m for m in messages_of(response))
+
+
+def test_it_activates_pauses_completes_and_archives_through_the_buttons(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+
+    # when / then
+    for action, status in (("activate", "active"), ("pause", "paused"), ("complete", "completed")):
+        response = _status(marketer_client, campaign, action)
+        campaign.refresh_from_db()
+        assert campaign.status == status, messages_of(response)
+        assert any(f"is now {status}" in m for m in messages_of(response))
+    # a completed campaign is read-only, yet can still be archived
+    page = marketer_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    assert page.context["has_change_permission"] is False
+    _status(marketer_client, campaign, "archive")
+    campaign.refresh_from_db()
+    assert campaign.status == "archived"
+    assert AuditEntry.objects.filter(object_id=str(campaign.pk), action="campaign.archived").exists()
+
+
+def test_it_refuses_to_archive_an_active_campaign_from_the_list_action(marketer_client):
+    # given
+    active = build_cart_rescue()
+    campaign_activate(campaign=active, actor_label="t")
+    draft = build_cart_rescue(name="Other")
+
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_campaign_changelist"),
+        {"action": "archive_selected", "_selected_action": [active.pk, draft.pk]},
+        follow=True,
+    )
+
+    # then: the draft is archived, the active one refused with the reason
+    active.refresh_from_db()
+    draft.refresh_from_db()
+    assert (active.status, draft.status) == ("active", "archived")
+    texts = messages_of(response)
+    assert any("“Cart rescue”: a active campaign cannot become archived" in t for t in texts), texts
+
+
+def test_it_refuses_to_activate_a_campaign_that_cannot_run(marketer_client):
+    # given: a triggered campaign with no variant
+    campaign = campaign_create(
+        data={"name": "Empty", "trigger": "cart_abandoned", "channels": ["email"]},
+        variants=[],
+        actor_label="t",
+    )
+
+    # when
+    response = _status(marketer_client, campaign, "activate")
+
+    # then
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+    assert any("cannot run yet" in m for m in messages_of(response))
+
+
+def test_it_duplicates_a_campaign_as_a_draft_copy(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    campaign_activate(campaign=campaign, actor_label="t")
+
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_campaign_changelist"),
+        {"action": "duplicate_selected", "_selected_action": [campaign.pk]},
+        follow=True,
+    )
+
+    # then
+    copy = Campaign.objects.get(name="Cart rescue (copy)")
+    assert copy.status == "draft"
+    assert copy.variants.count() == 3
+    assert any("duplicated" in m for m in messages_of(response))
+
+
+def test_it_does_not_let_a_viewer_change_status(client):
+    # given: staff without campaign permissions
+    user = User.objects.create_user("viewer", "v@example.com", "a-long-test-password", is_staff=True)
+    client.force_login(user)
+    campaign = build_cart_rescue()
+
+    # when
+    response = client.post(reverse("admin:campaigns_campaign_status", args=[campaign.pk, "activate"]))
+
+    # then
+    assert response.status_code == 403
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
+# --- The campaign page: preview, segment size, audit trail ---------------------------------------------
+
+
+def test_it_previews_every_variant_per_channel_in_the_chosen_locale(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+    # when
+    english = marketer_client.get(url).content.decode()
+    french = marketer_client.get(url + "?locale=fr").content.decode()
+
+    # then
+    assert "Ada, your cart is waiting" in english
+    assert "Use my 10% off" in english
+    assert "SAVE10" in english
+    assert "Free shipping on your cart today" in english
+    assert 'sandbox=""' in english
+    assert "srcdoc=" in english
+    assert "Your cart misses you. Code SAVE10." in english
+    assert "Control: the shopper is counted but sees nothing." in english
+    assert "Camille, votre panier vous attend" in french
+    assert "J&#x27;en profite" in french
+
+
+def test_it_shows_segment_size_and_audit_trail_on_the_campaign_page(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    segment = segment_create(name="Gold", rules='attributes.tier == "gold"', actor_label="t")
+    Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
+    Profile.objects.create(user_id="u-1", attributes={"tier": "gold"})
+    Profile.objects.create(user_id="u-2", attributes={"tier": "silver"})
+
+    # when
+    response = marketer_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+
+    # then
+    assert response.context["segment_size"] == "1"
+    assert [row["entry"].action for row in response.context["audit_rows"]] == ["campaign.created"]
+
+
+def test_it_estimates_segment_sizes_from_the_list_action(marketer_client):
+    # given
+    segment = segment_create(name="Gold", rules='attributes.tier == "gold"', actor_label="t")
+    Profile.objects.create(user_id="u-1", attributes={"tier": "gold"})
+
+    # when
+    response = marketer_client.post(
+        reverse("admin:personalization_segment_changelist"),
+        {"action": "estimate_now", "_selected_action": [segment.pk]},
+        follow=True,
+    )
+
+    # then
+    segment.refresh_from_db()
+    assert segment.estimated_size == 1
+    assert any("about 1 shoppers" in m for m in messages_of(response))
