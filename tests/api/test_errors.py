@@ -91,3 +91,14 @@ def test_it_throttles_per_key_with_retry_after(api_client, settings) -> None:
     assert response.json()["error"]["code"] == "throttled"
     assert 1 <= int(response["Retry-After"]) <= 61
     assert other.get("/api/v1/users/nobody/preferences").status_code == 404
+
+
+def test_it_answers_an_oversized_idempotent_write_with_json_413(api_client, settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = api_client().put(
+        "/api/v1/users/u-1/preferences", {"locale": "x" * 2000}, format="json", HTTP_IDEMPOTENCY_KEY="big"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
