@@ -47,7 +47,7 @@ def make_campaign(
     **data: Any,
 ) -> Campaign:
     if variants is None:
-        templates = {f"{channel}_template": make_template(channel) for channel in channels}
+        templates = {f"{c}_template": make_template(c) for c in dict.fromkeys(channels) if c in CONTENT}
         variants = [
             {"name": "A", "weight": 1, **templates},
             {"name": "Control", "weight": 1, "is_control": True},
