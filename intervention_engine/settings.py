@@ -196,7 +196,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # EMAIL_URL picks the transport, e.g. smtp://user:pass@127.0.0.1:1025 or smtps://… . Without it, development
 # email is written as readable .eml files under var/mail. An ESP goes through django-anymail: set
-# EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend and its keys in ANYMAIL (JSON), e.g. {"POSTMARK_SERVER_TOKEN": "…"}.
+# EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend and its keys in ANYMAIL (JSON),
+# e.g. {"POSTMARK_SERVER_TOKEN": "…"}.
 EMAIL_URL: str = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
     vars().update(env.email_url_config(EMAIL_URL))
@@ -258,6 +259,18 @@ NOTIFICATION_SENDING_TIMEOUT_SECONDS: int = env.int("NOTIFICATION_SENDING_TIMEOU
 # prefetched messages, broker restart); beat enqueues it again — the claim makes the copy harmless.
 NOTIFICATION_REQUEUE_AFTER_SECONDS: int = env.int("NOTIFICATION_REQUEUE_AFTER_SECONDS", default=60)
 NOTIFICATION_SWEEP_INTERVAL_SECONDS: float = env.float("NOTIFICATION_SWEEP_INTERVAL_SECONDS", default=15.0)
+# Beat runs the ledger's sweeps (django-celery-beat copies these entries into its table at start).
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "notifications-requeue-due": {
+        "task": "notifications.deliveries_requeue_due",
+        "schedule": NOTIFICATION_SWEEP_INTERVAL_SECONDS,
+    },
+    "notifications-settle-stuck": {
+        "task": "notifications.deliveries_settle_stuck",
+        "schedule": NOTIFICATION_SWEEP_INTERVAL_SECONDS * 2,
+    },
+}
 
 # --- Auth, i18n, static -----------------------------------------------------------------------------
 
