@@ -45,12 +45,13 @@ class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     pass
 
 
+class ErrorInfoSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable, e.g. invalid_rule")
+    message = serializers.CharField(help_text="For people; may change")
+    details = serializers.DictField(help_text="Field errors, positions, missing scopes…")
+
+
 class ErrorSerializer(serializers.Serializer):
-    """Documents the error shape in the OpenAPI schema."""
+    """Documents the error shape in the OpenAPI schema (see docs/api.md)."""
 
-    class _Error(serializers.Serializer):
-        code = serializers.CharField()
-        message = serializers.CharField()
-        details = serializers.DictField()
-
-    error = _Error()
+    error = ErrorInfoSerializer()
