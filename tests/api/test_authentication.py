@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -131,3 +132,21 @@ def test_create_api_key_grants_only_the_scopes_asked_for() -> None:
 
     assert ApiKey.objects.get(name="tracker").scopes == ["events", "ws_tickets"]
     assert client_with(f"Bearer {out.getvalue().strip()}").get(URL).status_code == 403
+
+
+def test_it_records_last_use_at_most_once_a_minute() -> None:
+    # given a key used a few seconds ago
+    api_key, raw_key = api_key_create(name="svc")
+    client = client_with(f"Bearer {raw_key}")
+    client.get(URL)
+    first_use = ApiKey.objects.get(pk=api_key.pk).last_used_at
+
+    # when it is used again at once, and again after the recorded use is over a minute old
+    client.get(URL)
+    unchanged = ApiKey.objects.get(pk=api_key.pk).last_used_at
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=first_use - timedelta(minutes=2))
+    client.get(URL)
+
+    # then only the stale time was rewritten
+    assert unchanged == first_use
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at > first_use
