@@ -39,7 +39,7 @@ def _codes(value: Any) -> set[str]:
     return {str(value)}
 
 
-def _unknown_paths(detail: Any, codes: Any, path: str = "") -> list[str]:
+def _unknown_paths(codes: Any, path: str = "") -> list[str]:
     """Dotted paths (``variants.0.colour``) of every field refused as unknown."""
     found: list[str] = []
     if isinstance(codes, Mapping):
@@ -48,11 +48,11 @@ def _unknown_paths(detail: Any, codes: Any, path: str = "") -> list[str]:
             if sub == UNKNOWN_FIELD or (isinstance(sub, list) and UNKNOWN_FIELD in sub):
                 found.append(here)
             else:
-                found.extend(_unknown_paths(None, sub, here))
+                found.extend(_unknown_paths(sub, here))
     elif isinstance(codes, list):
         for index, sub in enumerate(codes):
             if isinstance(sub, Mapping | list):
-                found.extend(_unknown_paths(None, sub, f"{path}.{index}" if path else str(index)))
+                found.extend(_unknown_paths(sub, f"{path}.{index}" if path else str(index)))
     return found
 
 
@@ -66,7 +66,7 @@ def _from_validation_error(exc: exceptions.ValidationError) -> Response:
     codes = exc.get_codes()
     details = _validation_details(exc.detail)
     if UNKNOWN_FIELD in _codes(codes):
-        unknown = _unknown_paths(exc.detail, codes)
+        unknown = _unknown_paths(codes)
         body = error_body(
             UNKNOWN_FIELD,
             f"Unknown field(s): {', '.join(unknown)}.",
