@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -390,7 +391,7 @@ def test_it_lists_active_in_date_triggered_campaigns_with_everything_loaded() ->
     # given campaigns active, paused, out of date and scheduled
     high = make_campaign(status="active", channels=("onsite", "email"), priority=10)
     low = make_campaign(status="active", priority=1)
-    make_campaign(status="active", starts_at=timezone.now() + timezone.timedelta(days=1))
+    make_campaign(status="active", starts_at=timezone.now() + timedelta(days=1))
     services.campaign_pause(campaign=make_campaign(status="active"), actor_label="test")
     make_campaign()
 
