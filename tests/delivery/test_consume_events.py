@@ -1,0 +1,203 @@
+"""The consumer on the real broker: good messages decided, bad ones dead-lettered, offsets after commit."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+
+from campaigns.models import Intervention
+from delivery.management.commands.consume_events import EventConsumer
+from delivery.selectors import campaign_cache
+from messaging.kafka import producer_config, topic
+from messaging.services import outbox_publish_batch
+from personalization.models import Profile
+from tests.delivery import factories as f
+from tests.messaging.kafka_topics import isolate_topics, json_values, produce, read_all
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
+
+
+def run_consumer_until(consumer: EventConsumer, done, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the consumer did not get there in time"
+        consumer.run_once()
+
+
+def consume_count(consumer: EventConsumer, expected: int, timeout: float = 30.0) -> None:
+    """Drive the consumer's own batch step until ``expected`` messages were fully handled."""
+    assert consumer.consumer is not None
+    handled = 0
+    deadline = time.monotonic() + timeout
+    while handled < expected:
+        assert time.monotonic() < deadline, f"only {handled} of {expected} messages handled"
+        batch = [
+            m
+            for m in consumer.consumer.consume(num_messages=consumer.batch_size, timeout=0.2)
+            if not m.error()
+        ]
+        if batch:
+            result = consumer.process(batch)
+            assert result is not None
+            handled += result.valid + result.dead
+
+
+def test_it_decides_good_messages_and_dead_letters_every_kind_of_bad_one(settings):
+    # given fresh topics, an active campaign, and a stream mixing good and bad messages
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    campaign = f.campaign(channels=["email"])
+    cart_topic, prediction_topic = topic("cart-events-enriched"), topic("prediction-results")
+    user_id, buyer = f.unique("u"), f.unique("u")
+    # (the shopper's email is known already: the two topics are read in no particular order)
+    Profile.objects.create(user_id=user_id, email="shopper@example.com")
+    good_prediction = f.prediction_body(user_id=user_id, score=0.91)
+
+    def pred(**changes):
+        return f.encode({**f.prediction_body(user_id=user_id, score=0.9), **changes})
+
+    def cart(**changes):
+        return f.encode({**f.cart_body(user_id=user_id), **changes})
+
+    items = [{"sku": "S", "price": 1, "quantity": 1}] * 10_001
+    bad = {
+        "not_json": (cart_topic, b"{this is not json"),
+        "not_utf8": (cart_topic, b"\xff\xfe\x00garbage"),
+        "missing_field": (prediction_topic, f.encode({**good_prediction, "prediction_id": None})),
+        "wrong_type": (
+            prediction_topic,
+            f.encode({**f.prediction_body(user_id=user_id, score=0.9), "score": "hi"}),
+        ),
+        "unknown_event_type": (
+            cart_topic,
+            f.encode(f.cart_body(user_id=user_id, event_type="cart_exploded")),
+        ),
+        "negative_total": (cart_topic, f.encode(f.cart_body(user_id=user_id, total=-5))),
+        "too_many_items": (
+            cart_topic,
+            f.encode({**f.cart_body(user_id=user_id), "cart": {"total": 1, "items": items}}),
+        ),
+        "score_above_one": (prediction_topic, f.encode(f.prediction_body(user_id=user_id, score=1.5))),
+        "naive_timestamp": (
+            prediction_topic,
+            f.encode(
+                {**f.prediction_body(user_id=user_id, score=0.9), "predicted_at": "2026-11-28T10:00:00"}
+            ),
+        ),
+        "checkout_without_order": (
+            cart_topic,
+            f.encode({**f.cart_body(user_id=user_id, event_type="checkout_completed"), "order": None}),
+        ),
+    }
+    key = user_id.encode()
+    bad_messages = [(name, key, value) for name, value in bad.values()]
+    stream = [
+        (cart_topic, key, f.encode(f.cart_body(user_id=user_id))),
+        *bad_messages[:3],
+        (prediction_topic, key, f.encode(good_prediction)),
+        *bad_messages[3:],
+        (prediction_topic, key, f.encode(good_prediction)),  # a duplicate, after the bad ones
+    ]
+    checkout = f.cart_body(user_id=buyer, event_type="checkout_completed")
+    stream.append((cart_topic, buyer.encode(), f.encode(checkout)))
+    produce(stream)
+
+    # when one consumer process runs until it has caught up
+    consumer = EventConsumer(batch_size=5, poll_timeout=0.2, group_id=f"h5-{uuid.uuid4().hex[:8]}")
+    consumer.setup()
+    try:
+        consume_count(consumer, len(stream))
+    finally:
+        consumer.teardown()
+
+    # then the good prediction made exactly one intervention, despite its duplicate
+    intervention = Intervention.objects.get(user_id=user_id)
+    assert intervention.campaign_id == campaign.pk
+    assert intervention.status == "pending"
+
+    # and every bad message is on the DLQ with its reason, origin and original bytes
+    dead = read_all(topic("intervention-engine.dlq"), expected=len(bad))
+    letters = json_values(dead)
+    assert len(letters) == len(bad), [letter["error"] for letter in letters]
+    # (two topics: the order between them is not defined, the order within each one is)
+    assert sorted(letter["reason"] for letter in letters) == sorted(
+        [
+            "not_json",
+            "not_json",
+            "missing_field",
+            "wrong_type",
+            "unknown_event_type",
+            "absurd_value",
+            "absurd_value",
+            "absurd_value",
+            "wrong_type",
+            "missing_field",
+        ]
+    )
+    originals = {letter["original"]: letter for letter in letters}
+    assert originals["{this is not json"]["reason"] == "not_json"
+    assert (
+        base64.b64decode(originals[base64.b64encode(bad["not_utf8"][1]).decode()]["original"])
+        == (bad["not_utf8"][1])
+    )
+    assert json.loads(originals[bad["score_above_one"][1].decode()]["original"])["score"] == 1.5
+    assert {letter["topic"] for letter in letters} == {cart_topic, prediction_topic}
+    assert all(isinstance(letter["offset"], int) for letter in letters)
+    assert {dict(m.headers())["dlq.reason"] for m in dead} >= {b"not_json", b"absurd_value"}
+
+    # and the checkout's conversion reaches Kafka once the relay has run
+    assert outbox_publish_batch(producer=Producer(producer_config())) >= 2
+    conversions = json_values(read_all(topic("conversion-events"), expected=1))
+    assert [c["order_id"] for c in conversions] == [checkout["order"]["order_id"]]
+    assert conversions[0]["intervention_id"] is None
+    created = [
+        e
+        for e in json_values(read_all(topic("intervention-events"), expected=2))
+        if e["intervention_id"] == str(intervention.pk)
+    ]
+    assert [e["type"] for e in created] == ["intervention.created", "delivery.queued"]
+
+
+def test_it_processes_nothing_twice_after_a_restart(settings):
+    # given a consumer that processed a prediction and stopped (offsets committed on close)
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    f.campaign(channels=["onsite"], strategy="fixed")
+    user_id = f.unique("u")
+    group = f"h5-{uuid.uuid4().hex[:8]}"
+    produce(
+        [
+            (
+                topic("prediction-results"),
+                user_id.encode(),
+                f.encode(f.prediction_body(user_id=user_id, score=0.8)),
+            )
+        ]
+    )
+    first = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=group)
+    first.setup()
+    try:
+        run_consumer_until(first, lambda: Intervention.objects.filter(user_id=user_id).exists())
+    finally:
+        first.teardown()
+
+    # when the same prediction is published again and a new consumer of the group starts
+    second_body = f.prediction_body(user_id=user_id, score=0.8)  # a new prediction id: a new decision
+    produce([(topic("prediction-results"), user_id.encode(), f.encode(second_body))])
+    second = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=group)
+    second.setup()
+    try:
+        run_consumer_until(second, lambda: Intervention.objects.filter(user_id=user_id).count() >= 2)
+        for _ in range(3):
+            second.run_once()
+    finally:
+        second.teardown()
+
+    # then the first message was not processed again: two interventions, one per prediction
+    assert Intervention.objects.filter(user_id=user_id).count() == 2
+    assert sorted(Intervention.objects.filter(user_id=user_id).values_list("seq", flat=True)) == [1, 2]
