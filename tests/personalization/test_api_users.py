@@ -4,6 +4,7 @@ from datetime import time
 
 import pytest
 
+from campaigns.models import Campaign, Delivery, Intervention
 from personalization.models import Profile, PushToken
 from personalization.signals import profile_exporting
 
@@ -122,10 +123,10 @@ def test_it_answers_404_when_erasing_an_unknown_shopper(api_client) -> None:
 
 def test_it_exports_everything_held_about_a_shopper(api_client, shopper) -> None:
     # given an app above personalization that contributes its data to exports
-    def interventions(sender, profile, **kwargs):
-        return {"interventions": [{"user_id": profile.user_id, "campaign": "c-1"}]}
+    def loyalty(sender, profile, **kwargs):
+        return {"loyalty": [{"user_id": profile.user_id, "points": 10}]}
 
-    profile_exporting.connect(interventions, dispatch_uid="test-export")
+    profile_exporting.connect(loyalty, dispatch_uid="test-export")
     try:
         response = api_client().get("/api/v1/users/u-42/export")
     finally:
@@ -137,7 +138,8 @@ def test_it_exports_everything_held_about_a_shopper(api_client, shopper) -> None
     assert body["profile"]["email"] == "ada@example.com"
     assert body["profile"]["attributes"] == {"tier": "gold"}
     assert [t["token"] for t in body["push_tokens"]] == ["fcm-token-1"]
-    assert body["interventions"] == [{"user_id": "u-42", "campaign": "c-1"}]
+    assert body["loyalty"] == [{"user_id": "u-42", "points": 10}]
+    assert body["interventions"] == []
 
 
 def test_it_needs_the_users_scope(api_client, shopper) -> None:
@@ -147,3 +149,37 @@ def test_it_needs_the_users_scope(api_client, shopper) -> None:
     assert client.delete("/api/v1/users/u-42").status_code == 403
     shopper.refresh_from_db()
     assert shopper.email == "ada@example.com"
+
+
+def test_it_keeps_interventions_anonymised_after_erase_and_exports_them_before(api_client, shopper) -> None:
+    # given an intervention rendered with the shopper's name, and delivered by email
+    campaign = Campaign.objects.create(name="Cart", trigger="cart_abandoned")
+    intervention = Intervention.objects.create(
+        campaign=campaign,
+        profile=shopper,
+        user_id="u-42",
+        session_id="s-9",
+        trigger_event_id="e-1",
+        trigger="cart_abandoned",
+        channel="email",
+        content={"subject": "Ada, your cart is waiting"},
+        context={"user": {"email": "ada@example.com"}},
+    )
+    Delivery.objects.create(
+        intervention=intervention, channel="email", provider_response={"to": "ada@example.com"}
+    )
+    client = api_client()
+
+    # when the shopper exports, then is erased
+    exported = client.get("/api/v1/users/u-42/export").json()
+    client.delete("/api/v1/users/u-42")
+
+    # then the export held the intervention, and afterwards it stays for results, without personal data
+    assert exported["interventions"][0]["content"] == {"subject": "Ada, your cart is waiting"}
+    assert exported["interventions"][0]["deliveries"][0]["channel"] == "email"
+    intervention.refresh_from_db()
+    assert intervention.content == {}
+    assert intervention.context == {}
+    assert intervention.session_id == ""
+    assert intervention.campaign_id == campaign.pk
+    assert Delivery.objects.get(intervention=intervention).provider_response == {}
