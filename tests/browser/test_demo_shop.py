@@ -1,0 +1,262 @@
+"""The demo shop in a real headless Chromium against a real daphne (and, for the full loop, the Kafka
+consumer): prediction → decision → push over /ws → pop-up → click recorded; and a socket killed while
+interventions are pushed still shows every one of them after resume.
+
+Debian's Chromium, driven by Playwright for Python through executable_path (never a downloaded browser):
+scripts/install-browser.sh installs it; without it these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import Campaign, Intervention
+from delivery import realtime
+from messaging.kafka import ensure_topics
+from tests.conftest import free_port
+from tests.delivery import conftest as delivery_fixtures
+from tracking.models import TrackingEvent
+
+CHROMIUM = "/usr/bin/chromium"
+onsite_intervention = delivery_fixtures.onsite_intervention
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium (scripts/install-browser.sh)"
+    ),
+]
+
+
+def _wait_until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def allow_orm_beside_playwright() -> Iterator[None]:
+    # Playwright's sync API keeps an event loop running in this thread for the whole module; the ORM
+    # calls made here (and the database flush between tests) are ordinary blocking calls between browser
+    # steps, which is what this flag permits.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
+def server_env(django_db_setup) -> dict[str, str]:
+    """The environment of the server processes: this test's database, Redis and private topics."""
+    db = connection.settings_dict
+    port = free_port()
+    prefix = f"h-browser-{uuid.uuid4().hex[:8]}."
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "intervention_engine.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "KAFKA_CONSUMER_GROUP": f"ie-browser-{uuid.uuid4().hex[:8]}",
+        "PORT": str(port),
+        "WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DEMO_ENABLED": "true",
+        "LOG_FORMAT": "console",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def daphne(server_env, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A real daphne serving the project on a free port; yields (base url, its log file)."""
+    port = server_env["PORT"]
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    asgi = "intervention_engine.asgi:application"
+    process = _spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", port, asgi], server_env, log)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert process.poll() is None, log.read_text()
+            return False
+
+    _wait_until(up, timeout=30, what="daphne")
+    yield base, log
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser(daphne) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """A fresh browser context: new cookies, so a new demo shopper."""
+    context = browser.new_context()
+    page = context.new_page()
+    # The demo CTA points at the real shop; answer it locally instead of leaving the machine.
+    page.route("https://shop.example.com/**", lambda route: route.fulfill(body="<h1>Your cart</h1>"))
+    yield page
+    context.close()
+
+
+def _open_demo(page: Any, base: str) -> str:
+    page.goto(f"{base}/demo/")
+    page.wait_for_selector("#status[data-status=open]", timeout=15000)
+    return str(page.text_content("#shopper"))
+
+
+@pytest.mark.kafka
+def test_it_shows_a_prediction_as_a_pop_up_and_records_the_click(
+    daphne, page, server_env, settings, tmp_path
+):
+    # given the demo campaign (no holdout, so this shopper is treated), its topics, and the consumer
+    from campaigns.demo import demo_load
+
+    demo_load()
+    Campaign.objects.filter(name="Cart rescue").update(holdout_percent=0)
+    prefix = server_env["KAFKA_TOPIC_PREFIX"]
+    settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
+    ensure_topics(partitions=1)
+    consumer = _spawn([sys.executable, "manage.py", "consume_events"], server_env, tmp_path / "consumer.log")
+    try:
+        base, _ = daphne
+        user_id = _open_demo(page, base)
+
+        # when the shopper fills a cart and goes idle (the demo publishes a 0.9 prediction to Kafka)
+        page.click("button.add >> nth=0")
+        page.click("button.add >> nth=1")
+        page.click("#go-idle")
+
+        # then the pop-up appears (the consumer may still be joining its group: allow for it)
+        box = page.wait_for_selector(".ie-box", timeout=40000)
+        assert box.get_attribute("role") in {"dialog", "region"}
+        assert page.locator(".ie-close").get_attribute("aria-label") == "Close"
+        intervention_id = box.get_attribute("data-intervention-id")
+
+        # when the shopper clicks the call to action
+        page.click(".ie-cta")
+        page.wait_for_url("https://shop.example.com/**", timeout=10000)
+
+        # then the click, the display and the delivery are recorded against the shopper's intervention
+        def recorded() -> set[str]:
+            return set(
+                TrackingEvent.objects.filter(intervention_id=intervention_id, source="websocket").values_list(
+                    "type", flat=True
+                )
+            )
+
+        assert _wait_until(lambda: {"clicked", "displayed"} <= recorded(), timeout=10, what="the click")
+        intervention = Intervention.objects.get(id=intervention_id)
+        assert intervention.user_id == user_id
+        assert intervention.status == "delivered"
+    finally:
+        consumer.terminate()
+        consumer.wait(15)
+
+
+def test_it_shows_every_intervention_after_the_socket_is_killed_mid_stream(daphne, page, onsite_intervention):
+    base, log = daphne
+    user_id = _open_demo(page, base)
+    count = 12
+    interventions = [
+        onsite_intervention(user_id=user_id, seq=seq, title=f"offer {seq}", kind="toast")
+        for seq in range(1, count + 1)
+    ]
+
+    # when interventions are pushed one by one while the browser's socket is killed twice
+    def push_all() -> None:
+        try:
+            for intervention in interventions:
+                realtime.intervention_push(intervention_ids=[intervention.id])
+                time.sleep(0.1)
+        finally:
+            connection.close()
+
+    pusher = threading.Thread(target=push_all)
+    pusher.start()
+    for opens in (2, 3):
+        time.sleep(0.2)
+        page.evaluate("window.demoConnection.socket.close()")
+        page.wait_for_selector(f"#status[data-opens='{opens}']", timeout=10000)
+    pusher.join()
+
+    # then, after reconnect and resume, each one is listed exactly once, in seq order
+    def listed() -> list[int]:
+        return [int(s) for s in page.eval_on_selector_all("#ie-log li", "els => els.map(e => e.dataset.seq)")]
+
+    _wait_until(lambda: len(listed()) >= count, timeout=20, what="every intervention")
+    assert sorted(listed()) == list(range(1, count + 1))
+    assert len(listed()) == count
+    # and every one was acked (delivered) in PostgreSQL
+    _wait_until(
+        lambda: Intervention.objects.filter(user_id=user_id, status="delivered").count() == count,
+        timeout=10,
+        what="acks",
+    )
+    # and the socket really was killed and reopened, and no ticket ever reached daphne's log
+    assert log.read_text().count("WSCONNECT /ws") >= 3
+    assert "ticket=" not in log.read_text()
+
+
+def test_it_never_shows_an_expired_intervention(daphne, page, onsite_intervention):
+    # given a pending intervention that expired a second ago, and a fresh one
+    base, _ = daphne
+    user_id = _open_demo(page, base)
+    onsite_intervention(user_id=user_id, seq=1, title="stale", expires_in=timedelta(seconds=-1))
+    fresh = onsite_intervention(user_id=user_id, seq=2, title="fresh")
+
+    # when the page reconnects and resumes
+    page.reload()
+    page.wait_for_selector("#status[data-status=open]", timeout=15000)
+    page.wait_for_selector(f".ie-box[data-intervention-id='{fresh.id}']", timeout=10000)
+
+    # then only the fresh one was received
+    assert page.eval_on_selector_all("#ie-log li", "els => els.map(e => e.dataset.seq)") == ["2"]
+    stale = Intervention.objects.get(user_id=user_id, seq=1)
+    assert stale.expires_at is not None
+    assert stale.expires_at < timezone.now()
