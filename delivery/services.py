@@ -662,11 +662,3 @@ def interventions_expire(*, limit: int = 1000, now: datetime | None = None) -> i
         )
         intervention_events_enqueue(events=[(i, "intervention.expired", {}) for i in stale])
     return len(stale)
-
-
-def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The periodic tasks of the decision path, merged into Celery's beat schedule."""
-    return {
-        "delivery-release-due": {"task": "delivery.tasks.interventions_release_due_task", "schedule": 5.0},
-        "delivery-expire": {"task": "delivery.tasks.interventions_expire_task", "schedule": 30.0},
-    }
