@@ -16,6 +16,7 @@ from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -162,9 +163,19 @@ class ServiceBackedAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
+_AUDIT_CHANGES_SHOWN = 6
+
+
 def _audit_rows(obj: models.Model, *, limit: int = 15) -> list[dict[str, Any]]:
     entries = audit_entries_for(obj=obj)[:limit]
-    return [{"entry": entry, "changes": _describe_changes(entry.changes)} for entry in entries]
+    rows = []
+    for entry in entries:
+        changes = _describe_changes(entry.changes)
+        if len(changes) > _AUDIT_CHANGES_SHOWN:
+            hidden = len(changes) - _AUDIT_CHANGES_SHOWN
+            changes = [*changes[:_AUDIT_CHANGES_SHOWN], ("", f"… and {hidden} more")]
+        rows.append({"entry": entry, "changes": changes})
+    return rows
 
 
 def _describe_changes(changes: Any) -> list[tuple[str, str]]:
@@ -455,6 +466,8 @@ class CampaignAdminForm(forms.ModelForm):
         widgets = {
             "conditions": forms.Textarea(attrs={"rows": 2, "class": "ie-code vLargeTextField"}),
             "description": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
+            "channels": forms.Textarea(attrs={"rows": 1, "class": "ie-code ie-json"}),
+            "exit_events": forms.Textarea(attrs={"rows": 1, "class": "ie-code ie-json"}),
         }
 
     def clean_conditions(self) -> str:
@@ -476,6 +489,15 @@ class VariantInline(admin.TabularInline):
             channel = db_field.name.removesuffix("_template")
             kwargs["queryset"] = Template.objects.filter(channel=channel).order_by("name")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        # Four template columns with add/change/delete/view icons each do not fit one row; templates
+        # are edited on their own page, linked from the preview below.
+        if field is not None and isinstance(field.widget, RelatedFieldWidgetWrapper):
+            field.widget.can_add_related = field.widget.can_change_related = False
+            field.widget.can_delete_related = field.widget.can_view_related = False
+        return field
 
 
 def _status_badge(status: str, label: str) -> SafeString:
