@@ -140,6 +140,7 @@ def test_it_records_last_use_at_most_once_a_minute() -> None:
     client = client_with(f"Bearer {raw_key}")
     client.get(URL)
     first_use = ApiKey.objects.get(pk=api_key.pk).last_used_at
+    assert first_use is not None
 
     # when it is used again at once, and again after the recorded use is over a minute old
     client.get(URL)
@@ -149,4 +150,6 @@ def test_it_records_last_use_at_most_once_a_minute() -> None:
 
     # then only the stale time was rewritten
     assert unchanged == first_use
-    assert ApiKey.objects.get(pk=api_key.pk).last_used_at > first_use
+    last_use = ApiKey.objects.get(pk=api_key.pk).last_used_at
+    assert last_use is not None
+    assert last_use > first_use
