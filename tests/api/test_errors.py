@@ -102,3 +102,19 @@ def test_it_answers_an_oversized_idempotent_write_with_json_413(api_client, sett
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_it_answers_json_under_api_even_with_debug_pages_on(settings) -> None:
+    # given development settings, where Django would render its HTML debug pages
+    settings.DEBUG = True
+
+    # when an unknown API path is requested, and a request with a bad Host header
+    missing = Client().get("/api/v1/no-such-thing")
+    bad_host = Client(HTTP_HOST="evil.example").get("/api/v1/campaigns")
+
+    # then both answer the JSON error shape, while a non-API page keeps Django's own
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert bad_host.status_code == 400
+    assert bad_host.json()["error"]["code"] == "bad_request"
+    assert Client().get("/no-such-page")["Content-Type"].startswith("text/html")
