@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it sees every error response under /api/ (see api/middleware.py).
+    "api.middleware.JsonApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # daphne serves no files itself; WhiteNoise serves the admin's and the browser client's static assets.
     "whitenoise.middleware.WhiteNoiseMiddleware",
