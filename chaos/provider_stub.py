@@ -208,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
             sid, account, to, form.get("From", ""), form.get("Body", ""), datetime.now(UTC)
         )
         message["status_callback"] = form.get("StatusCallback", "")
+        message["received_at"] = time.time()
         with state.lock:
             state.sms.append(message)
         self._reply(201, message)

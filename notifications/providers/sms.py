@@ -6,10 +6,12 @@ a regional edge in production); empty means api.twilio.com.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -27,6 +29,10 @@ from notifications.providers.base import (
 DEAD_NUMBER_CODES = frozenset({21211, 21214, 21217, 21610, 21612, 21614})
 _CLOCK_SKEW = timedelta(seconds=30)
 
+# The twilio client logs every request's URL and headers at INFO (a dozen lines per SMS, with the
+# recipient's number): noise and personal data in our logs. Its warnings and errors still come through.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
 
 class TwilioSmsProvider:
     channel = "sms"
@@ -36,7 +42,14 @@ class TwilioSmsProvider:
     ) -> None:
         self.name = name
         self.from_ = from_
-        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        http_client = TwilioHttpClient(timeout=timeout)
+        # One pooled connection per worker thread: the library's default pool (cpu + 4) would make a
+        # threaded worker open and discard connections on every send.
+        if http_client.session is not None:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=128)
+            http_client.session.mount("https://", adapter)
+            http_client.session.mount("http://", adapter)
+        self.client = Client(account_sid, auth_token, http_client=http_client)
         if api_base:
             self.client.api.base_url = api_base.rstrip("/")
 

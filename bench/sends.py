@@ -1,0 +1,123 @@
+"""Benchmark: notification sends per second through real Celery workers, and enqueue latency.
+
+    python -m bench.sends [--sends 5000] [--workers 2] [--concurrency 64] [--delay 0.02]
+
+The provider is the Twilio protocol stub (own process) answering every send in ``--delay`` seconds.
+Phase 1 enqueues every delivery one call at a time (``deliveries_enqueue``, as the decision path does
+after commit) and times each call. Phase 2 starts the workers and times the drain, from the first to
+the last message the stub accepted; a "stall" is the longest gap between two accepted messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from chaos.sends import (
+    deliveries_create,
+    django_setup,
+    provider_env,
+    purge_queues,
+    start_stub,
+    statuses,
+    stub_state,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sends", description=__doc__)
+    parser.add_argument("--sends", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=64, help="threads per worker process")
+    parser.add_argument("--delay", type=float, default=0.02)
+    args = parser.parse_args(argv)
+
+    stub, stub_url = start_stub(delay=args.delay)
+    env = provider_env(stub_url)
+    django_setup(env)
+    from django.conf import settings
+
+    from chaos.worker import CeleryWorker
+    from notifications.services import deliveries_enqueue
+
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-sends-"))
+    worker_env = {
+        **env,
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
+        "CELERY_WORKER_PREFETCH_MULTIPLIER": "4",
+    }
+    workers = [
+        CeleryWorker(
+            env=worker_env,
+            log_path=log_dir / f"worker-{n}.log",
+            queues="sms",
+            concurrency=args.concurrency,
+            name=f"bench{n}",
+        )
+        for n in range(args.workers)
+    ]
+    try:
+        ids = deliveries_create(count=args.sends, channel="sms")
+        purge_queues()
+
+        # Phase 1: enqueue latency, one delivery per call.
+        latencies = []
+        for delivery_id in ids:
+            started = time.perf_counter()
+            deliveries_enqueue(delivery_ids=[delivery_id])
+            latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+
+        # Phase 2: drain.
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            current = statuses(ids)
+            if not current.get("queued") and not current.get("sending"):
+                break
+            time.sleep(0.5)
+        final = statuses(ids)
+        received = sorted(m["received_at"] for m in stub_state(stub_url)["sms"] if "chaos-" in m["body"])
+        span = received[-1] - received[0] if len(received) > 1 else float("nan")
+        gaps = [b - a for a, b in itertools.pairwise(received)]
+        per_second: dict[int, int] = {}
+        for stamp in received:
+            second = int(stamp - received[0])
+            per_second[second] = per_second.get(second, 0) + 1
+        result = {
+            "sends": args.sends,
+            "workers": args.workers,
+            "threads_per_worker": args.concurrency,
+            "provider_delay_ms": args.delay * 1000,
+            "statuses": dict(final),
+            "sends_per_second": round(len(received) / span, 1) if span == span else None,
+            "drain_seconds": round(span, 2),
+            "slowest_second": min(per_second.values()) if len(per_second) > 2 else None,
+            "longest_gap_ms": round(max(gaps) * 1000, 1) if gaps else None,
+            "enqueue_ms": {
+                "p50": round(statistics.median(latencies), 3),
+                "p99": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+                "max": round(latencies[-1], 3),
+            },
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(result, indent=2), flush=True)
+        return 0 if final.get("sent") == args.sends else 1
+    finally:
+        for worker in workers:
+            worker.kill9()
+        stub.terminate()
+        stub.wait(10)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
