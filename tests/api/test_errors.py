@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.test import AsyncClient, Client
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +118,12 @@ def test_it_answers_json_under_api_even_with_debug_pages_on(settings) -> None:
     assert bad_host.status_code == 400
     assert bad_host.json()["error"]["code"] == "bad_request"
     assert Client().get("/no-such-page")["Content-Type"].startswith("text/html")
+
+
+async def test_it_answers_json_under_api_when_served_asynchronously(settings) -> None:
+    settings.DEBUG = True
+
+    response = await AsyncClient().get("/api/v1/no-such-thing")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
