@@ -24,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -104,18 +105,34 @@ def decisions_process_batch(
     return outcome
 
 
+# The consumer sets an executor so that pushing and queueing (a Redis round trip per message) run beside
+# the next batch instead of in front of it; None (tests, beat tasks, the API) hands off in the caller.
+handoff_executor: Executor | None = None
+
+
 def _hand_off(*, outcome: BatchOutcome, ledger: CapLedger | None) -> None:
     """After commit: count the sends in Redis, push on-site, queue the rest. Each step is safe to repeat
     and a failure of one is logged, not raised — the rows are committed and beat tasks retry them."""
-    from delivery.realtime import intervention_push
     from delivery.stores import redis_sync
-    from notifications.services import deliveries_enqueue
 
     if ledger is not None:
+        # In line, not deferred: the next batch must see these sends in its caps.
         try:
             ledger.record(redis=redis_sync())
         except Exception:
             logger.exception("caps_record_failed", sends=len(ledger.pending))
+    if not outcome.onsite_ids and not outcome.delivery_ids:
+        return
+    if handoff_executor is not None:
+        handoff_executor.submit(_deliver, outcome=outcome)
+    else:
+        _deliver(outcome=outcome)
+
+
+def _deliver(*, outcome: BatchOutcome) -> None:
+    from delivery.realtime import intervention_push
+    from notifications.services import deliveries_enqueue
+
     if outcome.onsite_ids:
         try:
             intervention_push(intervention_ids=outcome.onsite_ids)

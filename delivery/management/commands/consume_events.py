@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -8,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from delivery import metrics
+from delivery import metrics, services
 from delivery.event_handlers import BatchResult, EventBatchHandler
 from intervention_engine.observability import get_logger
 from messaging.kafka import consumer_config, producer_config, topic
@@ -47,8 +48,13 @@ class EventConsumer(Worker):
         self.producer: Producer | None = None
         self.handler: EventBatchHandler | None = None
         self._failures = 0
+        self.executor: ThreadPoolExecutor | None = None
 
     def setup(self) -> None:
+        # Push and queue each batch's deliveries on one side thread, in commit order, while the next
+        # batch is decided; teardown waits for it, so a stop loses nothing already committed.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff")
+        services.handoff_executor = self.executor
         self.consumer = Consumer(consumer_config(group_id=self.group_id))
         self.producer = Producer(producer_config())
         self.handler = EventBatchHandler(producer=self.producer)
@@ -121,6 +127,9 @@ class EventConsumer(Worker):
                 metrics.CONSUMER_LAG.labels(name, str(partition)).set(max(0, high - offset - 1))
 
     def teardown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            services.handoff_executor = None
         if self.producer is not None:
             self.producer.flush(10)
         if self.consumer is not None:

@@ -1,0 +1,382 @@
+"""Benchmark: decisions per second for one consumer process, and event→commit latency at a steady rate.
+
+    python -m bench.decisions [--events 30000] [--rate 500] [--seconds 20] [--users 20000] [--batch 500]
+
+Runs against the PostgreSQL, Redis and Kafka of the environment (DATABASE_URL, REDIS_URL,
+KAFKA_BOOTSTRAP_SERVERS), on fresh, uniquely named topics. It creates a realistic campaign set — 20 active
+triggered campaigns on six triggers, with conditions, segments, frequency caps, cooldowns, holdouts,
+several variants and four channels — then:
+
+1. **Throughput**: publishes ``--events`` messages of a realistic shopper mix (page views, cart changes,
+   predictions with scores, checkouts with orders, a few invalid ones), then times ONE consumer process
+   (``EventConsumer``: consume → validate → DLQ → one transaction per batch → hand-off → store offsets)
+   draining them. Reports events/s and decisions/s.
+2. **Latency**: a separate producer process publishes at ``--rate`` events/s for ``--seconds``, each event
+   stamped with its ``occurred_at`` just before it is sent; the consumer reports, per event, the time from
+   ``occurred_at`` to the commit of its batch. Reports p50/p95/p99/max.
+
+The campaigns and everything decided are deleted at the end (``--keep`` keeps them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+TRIGGER_MIX = [
+    ("page_viewed", 0.35),
+    ("cart_item_added", 0.25),
+    ("prediction", 0.22),
+    ("checkout_started", 0.06),
+    ("cart_abandoned", 0.05),
+    ("checkout_completed", 0.05),
+    ("invalid", 0.02),
+]
+
+
+def django_setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    import django
+
+    django.setup()
+
+
+def campaigns_create(prefix: str) -> list[Any]:
+    """20 active triggered campaigns, with segments, caps, holdouts and 2–3 variants over 4 channels."""
+    from campaigns.models import Campaign, Template, TemplateLocalization, Variant
+    from personalization.models import Segment
+
+    def template(channel: str, n: int) -> Template:
+        obj = Template.objects.create(
+            name=f"{prefix}tpl-{channel}-{n}",
+            channel=channel,
+            onsite_kind="modal" if channel == "onsite" else "",
+        )
+        TemplateLocalization.objects.create(
+            template=obj,
+            locale="en",
+            subject="{{ profile.first_name|default('Hi') }}, your {{ cart.item_count }} items are waiting",
+            body_text="Total {{ cart.total|money(cart.currency) }}. Use {{ discount_code }} for 10% off.",
+            body_html="<p>Total {{ cart.total|money(cart.currency) }}</p>" if channel == "email" else "",
+            cta_label="Back to cart",
+            cta_url="https://shop.example.com/cart",
+            discount_code="SAVE10",
+        )
+        return obj
+
+    segments = [
+        Segment.objects.create(name=f"{prefix}seg-gold", rules='attributes.tier == "gold"'),
+        Segment.objects.create(name=f"{prefix}seg-big-cart", rules="cart.total >= 80"),
+        Segment.objects.create(name=f"{prefix}seg-new", rules="orders_count == 0"),
+        Segment.objects.create(
+            name=f"{prefix}seg-gold-big", rules='cart.total >= 50 and attributes.tier in ["gold", "silver"]'
+        ),
+    ]
+    specs: list[dict[str, Any]] = []
+    for n in range(8):
+        specs.append(
+            {
+                "trigger": "prediction.cart_abandonment",
+                "conditions": f"score >= {0.5 + n * 0.05:.2f}",
+                "segment": segments[n % 4] if n % 2 == 0 else None,
+            }
+        )
+    for n in range(4):
+        specs.append(
+            {"trigger": "cart_item_added", "conditions": f"cart.total >= {40 + 30 * n}", "segment": None}
+        )
+    for n in range(3):
+        specs.append({"trigger": "checkout_started", "conditions": "", "segment": segments[n]})
+    for n in range(3):
+        specs.append(
+            {"trigger": "cart_abandoned", "conditions": "cart.item_count >= 1", "segment": segments[3 - n]}
+        )
+    for n in range(2):
+        specs.append({"trigger": "page_viewed", "conditions": "cart.total >= 150", "segment": segments[n]})
+    channel_sets = [["onsite", "email"], ["email", "sms"], ["onsite", "push", "email"], ["email"], ["onsite"]]
+    strategies = ["first_available", "optimized", "fixed"]
+    campaigns = []
+    for n, spec in enumerate(specs):
+        channels = channel_sets[n % len(channel_sets)]
+        campaign = Campaign.objects.create(
+            name=f"{prefix}campaign-{n}",
+            status=Campaign.Status.ACTIVE,
+            kind=Campaign.Kind.TRIGGERED,
+            trigger=spec["trigger"],
+            conditions=spec["conditions"],
+            segment=spec["segment"],
+            channels=channels,
+            channel_strategy=strategies[n % 3],
+            priority=n % 5,
+            frequency_cap_count=3,
+            frequency_cap_window_seconds=86400,
+            cooldown_seconds=300 if n % 2 else 0,
+            holdout_percent=10,
+            exit_events=["checkout_completed"],
+            delay_seconds=0,
+        )
+        for v in range(2 + n % 2):
+            Variant.objects.create(
+                campaign=campaign,
+                name=f"V{v}",
+                weight=1,
+                **{f"{channel}_template": template(channel, n * 10 + v) for channel in channels},
+            )
+        campaigns.append(campaign)
+    return campaigns
+
+
+def event_body(rng: random.Random, *, users: int, now: str | None = None) -> tuple[str, bytes, bytes]:
+    """(contract topic name, key, value) of one realistic event."""
+    user_id = f"bench-u-{rng.randrange(users)}"
+    now = now or datetime.now(UTC).isoformat()
+    kind = rng.choices([k for k, _ in TRIGGER_MIX], weights=[w for _, w in TRIGGER_MIX])[0]
+    key = user_id.encode()
+    if kind == "invalid":
+        return "cart-events-enriched", key, b'{"event_type": "cart_item_added", "user_id": 42}'
+    if kind == "prediction":
+        body: dict[str, Any] = {
+            "prediction_id": str(uuid.uuid4()),
+            "model": "cart_abandonment",
+            "model_version": "2026-11-01",
+            "user_id": user_id,
+            "session_id": f"s-{user_id}",
+            "cart_id": f"c-{user_id}",
+            "score": round(rng.random(), 3),
+            "predicted_at": now,
+            "explanations": {"idle_seconds": rng.randrange(600)},
+        }
+        return "prediction-results", key, json.dumps(body).encode()
+    count = rng.randrange(1, 5)
+    items = [
+        {
+            "sku": f"SKU-{rng.randrange(500)}",
+            "name": "Trail shoe",
+            "price": round(rng.uniform(5, 120), 2),
+            "quantity": 1,
+            "image_url": "https://shop.example.com/i.jpg",
+        }
+        for _ in range(count)
+    ]
+    total = round(sum(i["price"] for i in items), 2)
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": kind,
+        "occurred_at": now,
+        "user_id": user_id,
+        "session_id": f"s-{user_id}",
+        "cart_id": f"c-{user_id}",
+        "cart": {"currency": "EUR", "total": total, "item_count": count, "items": items},
+        "user": {
+            "email": f"{user_id}@example.com",
+            "first_name": "Ada",
+            "locale": "en",
+            "timezone": "Europe/Paris",
+            "attributes": {"tier": rng.choice(["gold", "silver", "bronze"])},
+        },
+    }
+    if kind == "checkout_completed":
+        body["order"] = {"order_id": str(uuid.uuid4()), "revenue": total, "currency": "EUR"}
+    return "cart-events-enriched", key, json.dumps(body).encode()
+
+
+def publish(topics: dict[str, str], count: int, users: int, seed: int = 7) -> None:
+    from confluent_kafka import Producer
+
+    from messaging.kafka import producer_config
+
+    producer = Producer(producer_config(**{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}))
+    rng = random.Random(seed)
+    for _ in range(count):
+        name, key, value = event_body(rng, users=users)
+        while True:
+            try:
+                producer.produce(topics[name], key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def steady_publisher(env_topics: dict[str, str], rate: int, seconds: float, users: int) -> None:
+    """Runs in its own process: publishes ``rate`` events/s, stamping occurred_at at send time."""
+    django_setup()
+    from confluent_kafka import Producer
+
+    from messaging.kafka import producer_config
+
+    producer = Producer(producer_config(**{"linger.ms": 1}))
+    rng = random.Random(11)
+    start = time.monotonic()
+    sent = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= seconds:
+            break
+        due = int(elapsed * rate)
+        while sent < due:
+            name, key, value = event_body(rng, users=users)
+            producer.produce(env_topics[name], key=key, value=value)
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.002)
+    producer.flush(30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from django.conf import settings
+
+    prefix = f"h5bench-{uuid.uuid4().hex[:6]}."
+    settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
+    from campaigns.models import Intervention
+    from delivery.management.commands.consume_events import EventConsumer
+    from delivery.selectors import campaign_cache
+    from messaging.kafka import ensure_topics
+
+    ensure_topics(partitions=args.partitions)
+    cleanup("h5bench-none")  # a fresh daily budget for the bench shoppers
+    campaigns = campaigns_create(prefix)
+    campaign_cache.invalidate()
+    group = f"{prefix}group"
+    result: dict[str, Any] = {"campaigns": len(campaigns), "partitions": args.partitions, "batch": args.batch}
+
+    # --- 1. throughput --------------------------------------------------------------------------------
+    print(f"publishing {args.events} events…", file=sys.stderr)
+    publish(settings.KAFKA_TOPICS, args.events, args.users)
+    consumer = EventConsumer(batch_size=args.batch, poll_timeout=0.05, group_id=group)
+    consumer.setup()
+    assert consumer.consumer is not None
+    handled = decided = 0
+    started: float | None = None
+    batches = 0
+    deadline = time.monotonic() + 600
+    while handled < args.events and time.monotonic() < deadline:
+        messages = consumer.consumer.consume(num_messages=args.batch, timeout=0.05)
+        batch = [m for m in messages if m.error() is None]
+        if not batch:
+            continue
+        if started is None:
+            started = time.perf_counter()
+        outcome = consumer.process(batch)
+        if outcome is None:
+            continue
+        batches += 1
+        handled += outcome.valid + outcome.dead
+        if outcome.outcome is not None:
+            decided += len(outcome.outcome.created) + sum(outcome.outcome.suppressed.values())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    result["throughput"] = {
+        "events": handled,
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(handled / elapsed) if elapsed else None,
+        "decisions": decided,
+        "decisions_per_second": round(decided / elapsed) if elapsed else None,
+        "batches": batches,
+        "interventions_sent": Intervention.objects.filter(
+            campaign__in=campaigns, status__in=["pending", "delivered"]
+        ).count(),
+    }
+    print(json.dumps(result["throughput"]), file=sys.stderr)
+
+    # --- 2. latency at a steady rate ------------------------------------------------------------------
+    from delivery import services
+
+    latencies: list[float] = []
+    original = services._observe
+
+    def observe(*, events: Any, outcome: Any) -> None:
+        committed = outcome.committed_at
+        latencies.extend((committed - e.occurred_at).total_seconds() for e in events)
+        original(events=events, outcome=outcome)
+
+    services._observe = observe  # type: ignore[assignment]
+    expected = int(args.rate * args.seconds)
+    publisher = multiprocessing.get_context("spawn").Process(
+        target=steady_publisher, args=(dict(settings.KAFKA_TOPICS), args.rate, args.seconds, args.users)
+    )
+    publisher.start()
+    deadline = time.monotonic() + args.seconds + 60
+    seen = 0
+    while seen < expected * 0.98 and time.monotonic() < deadline:
+        messages = consumer.consumer.consume(num_messages=args.batch, timeout=0.005)
+        batch = [m for m in messages if m.error() is None]
+        if batch:
+            outcome = consumer.process(batch)
+            if outcome is not None:
+                seen += outcome.valid + outcome.dead
+        if not publisher.is_alive() and not batch and seen >= expected * 0.9:
+            break
+    publisher.join(30)
+    consumer.teardown()
+    services._observe = original  # type: ignore[assignment]
+    if latencies:
+        result["latency"] = {
+            "rate": args.rate,
+            "events": len(latencies),
+            "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
+            "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+            "max_ms": round(1000 * max(latencies), 1),
+        }
+        print(json.dumps(result["latency"]), file=sys.stderr)
+
+    if not args.keep:
+        cleanup(prefix)
+    return result
+
+
+def cleanup(prefix: str) -> None:
+    from campaigns.models import Campaign, Intervention, Template, Variant
+    from messaging.models import OutboxMessage
+    from personalization.models import Segment
+    from tracking.models import Conversion
+
+    campaigns = Campaign.objects.filter(name__startswith=prefix)
+    Conversion.objects.filter(campaign__in=campaigns).delete()
+    Conversion.objects.filter(user_id__startswith="bench-u-").delete()
+    Intervention.objects.filter(campaign__in=campaigns).delete()
+    Variant.objects.filter(campaign__in=campaigns).delete()
+    campaigns.delete()
+    Template.objects.filter(name__startswith=prefix).delete()
+    Segment.objects.filter(name__startswith=prefix).delete()
+    OutboxMessage.objects.filter(topic__startswith=prefix).delete()
+    from delivery.stores import redis_sync
+
+    redis = redis_sync()
+    for key in redis.scan_iter(match="ie:budget:bench-u-*", count=1000):
+        redis.delete(key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
+    parser.add_argument("--events", type=int, default=30000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    django_setup()
+    print(json.dumps(run(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
