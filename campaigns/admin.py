@@ -488,6 +488,11 @@ class VariantInline(admin.TabularInline):
         if db_field.name.endswith("_template"):
             channel = db_field.name.removesuffix("_template")
             kwargs["queryset"] = Template.objects.filter(channel=channel).order_by("name")
+            field: Any = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            if field is not None:
+                # One query per column for the whole page, not one per variant row.
+                field.choices = list(field.choices)
+            return field
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
