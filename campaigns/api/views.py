@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -29,9 +30,37 @@ def actor_label(request: Request) -> str:
     return f"api:{api_key.name}" if isinstance(api_key, ApiKey) else "api"
 
 
+V = TypeVar("V", bound=type)
+
+
+def list_filters(*names: str) -> Callable[[V], V]:
+    """Let ``GET /<things>?name=…`` narrow a list by exact match, and document it in the schema; a
+    campaigns-as-code tool finds the object it manages by its unique name."""
+    parameters = [
+        OpenApiParameter(name, str, description=f"Only those whose {name} is exactly this") for name in names
+    ]
+
+    def decorate(viewset: V) -> V:
+        viewset.filter_names = names  # type: ignore[attr-defined]
+        return extend_schema_view(list=extend_schema(parameters=parameters))(viewset)
+
+    return decorate
+
+
 class _Base(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     required_scopes = {Scope.CAMPAIGNS}
     lookup_value_regex = ID_PATTERN
+    filter_names: tuple[str, ...] = ()  # set by @list_filters
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.action != "list":
+            return queryset
+        wanted = {
+            name: self.request.query_params[name]
+            for name in self.filter_names
+            if name in self.request.query_params
+        }
+        return queryset.filter(**wanted)
 
     def _validated(self, request: Request, *, partial: bool) -> dict[str, Any]:
         serializer: BaseSerializer = self.get_serializer(data=request.data, partial=partial)
@@ -44,6 +73,7 @@ class _Base(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
         return Response(self.get_serializer(fresh).data, status=code)
 
 
+@list_filters("name", "channel")
 class TemplateViewSet(_Base):
     serializer_class = TemplateSerializer
 
@@ -79,6 +109,7 @@ class TemplateViewSet(_Base):
         return self._update(request, partial=True)
 
 
+@list_filters("name")
 class SegmentViewSet(_Base):
     serializer_class = SegmentSerializer
 
@@ -113,6 +144,7 @@ class SegmentViewSet(_Base):
         return self._answer(segment)
 
 
+@list_filters("name", "status", "kind")
 class CampaignViewSet(_Base):
     serializer_class = CampaignSerializer
 

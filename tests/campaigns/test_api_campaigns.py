@@ -206,3 +206,14 @@ def test_it_paginates_campaign_lists(client, templates) -> None:
     assert page["next"] is not None
     assert len(rest["results"]) == 1
     assert {c["name"] for c in page["results"] + rest["results"]} == {"C0", "C1", "C2"}
+
+
+def test_it_finds_a_campaign_by_name_and_status(client, templates) -> None:
+    client.post("/api/v1/campaigns", campaign_body(templates, name="Kept as code"), format="json")
+    client.post("/api/v1/campaigns", campaign_body(templates, name="Other", status="active"), format="json")
+
+    by_name = client.get("/api/v1/campaigns", {"name": "Kept as code"}).json()
+    active = client.get("/api/v1/campaigns", {"status": "active"}).json()
+
+    assert [c["name"] for c in by_name["results"]] == ["Kept as code"]
+    assert [c["name"] for c in active["results"]] == ["Other"]
