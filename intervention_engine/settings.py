@@ -333,6 +333,11 @@ REST_FRAMEWORK: dict[str, Any] = {
 }
 # Requests per API key, e.g. "6000/min" (periods: s, min, h, day).
 API_THROTTLE_RATE: str = env.str("API_THROTTLE_RATE", default="6000/min")
+# Idempotency-Key answers are kept a day; beat deletes older ones hourly.
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "api-idempotency-purge": {"task": "api.idempotency_records_purge", "schedule": 3600.0},
+}
 SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "Intervention Engine API",
     "DESCRIPTION": "Trigger interventions, send tracking events, manage preferences, campaigns as code.",
