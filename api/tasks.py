@@ -1,4 +1,4 @@
-"""Housekeeping for the API. Schedule ``api.idempotency_records_purge`` hourly with beat."""
+"""Housekeeping for the API (scheduled in settings.CELERY_BEAT_SCHEDULE)."""
 
 from __future__ import annotations
 
