@@ -183,3 +183,17 @@ def test_it_keeps_interventions_anonymised_after_erase_and_exports_them_before(a
     assert intervention.session_id == ""
     assert intervention.campaign_id == campaign.pk
     assert Delivery.objects.get(intervention=intervention).provider_response == {}
+
+
+@pytest.mark.parametrize("user_id", ["a%00b", "x" * 300, "%F0%9F%92%A9", "a%20b"])
+def test_it_never_fails_on_odd_user_ids(api_client, user_id) -> None:
+    client = api_client()
+
+    responses = [
+        client.get(f"/api/v1/users/{user_id}/preferences"),
+        client.put(f"/api/v1/users/{user_id}/preferences", {"locale": "en"}, format="json"),
+        client.get(f"/api/v1/users/{user_id}/export"),
+        client.delete(f"/api/v1/users/{user_id}"),
+    ]
+
+    assert all(r.status_code < 500 for r in responses), [r.status_code for r in responses]
