@@ -204,3 +204,94 @@ def _header_list(
     if isinstance(headers, dict):
         return list(headers.items())
     return list(headers)
+
+
+# --- Operator tools over the dead-letter topic (``manage.py dlq``) --------------------------------------
+
+
+@dataclass
+class DeadLetterRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    payload: dict[str, Any]
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    def original_bytes(self) -> bytes | None:
+        original = self.payload.get("original")
+        if original is None:
+            return None
+        if self.payload.get("original_encoding") == "base64":
+            return base64.b64decode(original)
+        return str(original).encode("utf-8")
+
+
+def dlq_read(*, limit: int | None = None, timeout: float = 10.0) -> list[DeadLetterRecord]:
+    """Every message on the dead-letter topic (all partitions, oldest first per partition)."""
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from messaging.kafka import client_config
+
+    name = dlq_topic()
+    consumer = Consumer(
+        {**client_config(), "group.id": f"dlq-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+    )
+    records: list[DeadLetterRecord] = []
+    try:
+        metadata = consumer.list_topics(name, timeout=timeout).topics.get(name)
+        if metadata is None or metadata.error is not None:
+            return []
+        ends: dict[int, int] = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(name, p, 0) for p in ends])
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                partition, offset = message.partition() or 0, message.offset() or 0
+                try:
+                    payload = json.loads(message.value() or b"{}")
+                except ValueError:
+                    payload = {"reason": "unreadable", "error": "the DLQ message itself is not JSON"}
+                records.append(DeadLetterRecord(partition, offset, message.key(), payload))
+                if offset + 1 >= ends[partition]:
+                    done.add(partition)
+    finally:
+        consumer.close()
+    records.sort(key=lambda r: (r.payload.get("failed_at") or "", r.partition, r.offset))
+    return records[-limit:] if limit else records
+
+
+def dlq_replay(*, records: Sequence[DeadLetterRecord], producer: Producer) -> int:
+    """Publish the original bytes back to their source topic (after the upstream fix, or ours).
+
+    The consumer validates them again: still-bad messages return to the DLQ, good ones are decided once
+    (a message that was decided before is a duplicate and changes nothing).
+    """
+    count = 0
+    for record in records:
+        source = record.payload.get("topic")
+        value = record.original_bytes()
+        if not source or value is None:
+            continue
+        producer.produce(
+            source,
+            key=record.key,
+            value=value,
+            headers=[("dlq.replayed_from", record.position.encode())],
+        )
+        count += 1
+    if producer.flush(15):
+        raise RuntimeError("replay not acknowledged by the broker")
+    return count

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Producer
+from django.core.management import call_command
 
 from campaigns.models import Intervention
 from delivery.management.commands.consume_events import EventConsumer
@@ -149,6 +151,17 @@ def test_it_decides_good_messages_and_dead_letters_every_kind_of_bad_one(setting
     assert {letter["topic"] for letter in letters} == {cart_topic, prediction_topic}
     assert all(isinstance(letter["offset"], int) for letter in letters)
     assert {dict(m.headers())["dlq.reason"] for m in dead} >= {b"not_json", b"absurd_value"}
+
+    # and an operator sees them with `dlq list` and can replay one to its source topic
+    out = io.StringIO()
+    call_command("dlq", "list", stdout=out)
+    assert f"{len(bad)} message(s)" in out.getvalue()
+    position = next(f"{m.partition()}:{m.offset()}" for m in dead if m.headers()[-4][1] == b"not_json")
+    call_command("dlq", "replay", position, stdout=io.StringIO())
+    on_cart_topic = sum(1 for name, _, _ in stream if name == cart_topic)
+    replayed = read_all(cart_topic, expected=on_cart_topic + 1)[-1]
+    assert replayed.value() == b"{this is not json"
+    assert dict(replayed.headers())["dlq.replayed_from"] == position.encode()
 
     # and the checkout's conversion reaches Kafka once the relay has run
     assert outbox_publish_batch(producer=Producer(producer_config())) >= 2
