@@ -312,6 +312,12 @@ class TemplateLocalizationInline(admin.StackedInline):
         ("image_url", "discount_code"),
     )
 
+    def get_fields(self, request: HttpRequest, obj: Template | None = None) -> Any:
+        # Only email has an HTML body; offering it elsewhere invites content the service refuses.
+        if obj is not None and obj.channel != "email":
+            return tuple(f for f in self.fields if f != "body_html")
+        return self.fields
+
 
 @admin.register(Template)
 class TemplateAdmin(ServiceBackedAdmin):
