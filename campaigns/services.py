@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -97,6 +98,19 @@ _REQUIRED_BY_CHANNEL: dict[str, tuple[str, ...]] = {
     "sms": ("body_text",),
     "push": ("subject", "body_text"),
 }
+
+
+# SPEC §3.1 cart event types; a trigger is one of these or ``prediction.<model>`` (SPEC §3.2).
+EVENT_TYPES = (
+    "page_viewed",
+    "cart_viewed",
+    "cart_item_added",
+    "cart_item_removed",
+    "checkout_started",
+    "checkout_completed",
+    "cart_abandoned",
+)
+_PREDICTION_TRIGGER = re.compile(r"^prediction\.[A-Za-z0-9_.-]{1,100}$")
 
 
 class CampaignTransitionError(ConflictError):
@@ -485,6 +499,11 @@ def _campaign_check(campaign: Campaign) -> None:
     exit_events = campaign.exit_events
     if not isinstance(exit_events, list) or not all(isinstance(e, str) and e for e in exit_events):
         errors["exit_events"] = ['a list of event types such as ["checkout_completed"]']
+    elif any(e not in EVENT_TYPES for e in exit_events):
+        errors["exit_events"] = [f"event types among {', '.join(EVENT_TYPES)}"]
+    trigger = str(campaign.trigger or "").strip()
+    if trigger and trigger not in EVENT_TYPES and not _PREDICTION_TRIGGER.match(trigger):
+        errors["trigger"] = [f"an event type ({', '.join(EVENT_TYPES)}) or prediction.<model>"]
     if campaign.kind not in Campaign.Kind.values:
         errors["kind"] = [f"one of {', '.join(Campaign.Kind.values)}"]
     if campaign.channel_strategy not in Campaign.ChannelStrategy.values:

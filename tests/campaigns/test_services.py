@@ -280,6 +280,8 @@ def test_it_creates_a_campaign_with_variants_and_refuses_bad_conditions() -> Non
         ({"holdout_percent": 101}, "between 0 and 100"),
         ({"exit_events": "checkout_completed"}, "exit_events"),
         ({"colour": "red"}, "unknown campaign field"),
+        ({"trigger": "checkout"}, r"or prediction\.<model>"),
+        ({"exit_events": ["paid"]}, "event types among"),
     ],
 )
 def test_it_refuses_an_invalid_campaign_shape(data, message) -> None:
