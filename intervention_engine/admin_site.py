@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
@@ -29,12 +30,12 @@ def _start_of_today() -> datetime:
     return datetime.combine(timezone.now().date(), time.min, tzinfo=timezone.get_current_timezone())
 
 
-def _changelist_url(model_path: str, query: str = "") -> str | None:
+def _changelist_url(model_path: str, query: dict[str, str]) -> str | None:
     try:
         url = reverse(f"admin:{model_path.replace('.', '_')}_changelist")
     except NoReverseMatch:
         return None
-    return f"{url}?{query}" if query else url
+    return f"{url}?{urlencode(query)}"
 
 
 def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
@@ -47,7 +48,7 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
     from tracking.models import Conversion
 
     since = _start_of_today()
-    day_query = f"created_at__gte={since.date().isoformat()}"
+    today = {"created_at__gte": since.isoformat()}
     numbers: list[DashboardNumber] = []
     user = request.user
     if user.has_perm("campaigns.view_campaign"):
@@ -55,7 +56,7 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
             DashboardNumber(
                 "Active campaigns",
                 Campaign.objects.filter(status=Campaign.Status.ACTIVE).count(),
-                _changelist_url("campaigns.campaign", "status__exact=active"),
+                _changelist_url("campaigns.campaign", {"status__exact": "active"}),
             )
         )
     if user.has_perm("campaigns.view_intervention"):
@@ -63,26 +64,24 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
             DashboardNumber(
                 "Interventions today",
                 Intervention.objects.filter(created_at__gte=since).count(),
-                _changelist_url("campaigns.intervention", day_query),
+                _changelist_url("campaigns.intervention", today),
             )
         )
     if user.has_perm("tracking.view_conversion"):
         conversions = Conversion.objects.filter(occurred_at__gte=since)
+        occurred_today = {"occurred_at__gte": since.isoformat()}
         numbers.append(
             DashboardNumber(
                 "Conversions today",
                 conversions.count(),
-                _changelist_url("tracking.conversion", f"occurred_at__gte={since.date().isoformat()}"),
+                _changelist_url("tracking.conversion", occurred_today),
             )
         )
         numbers.append(
             DashboardNumber(
                 "Attributed conversions today",
                 conversions.filter(intervention__isnull=False).count(),
-                _changelist_url(
-                    "tracking.conversion",
-                    f"occurred_at__gte={since.date().isoformat()}&intervention__isnull=False",
-                ),
+                _changelist_url("tracking.conversion", {**occurred_today, "intervention__isnull": "False"}),
             )
         )
     return numbers

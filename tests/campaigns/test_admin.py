@@ -276,6 +276,12 @@ def test_it_shows_the_dashboard_with_live_numbers(marketer_client):
     assert numbers["Active campaigns"] == 1
     assert numbers["Interventions today"] == 0
     assert "Intervention Engine" in response.content.decode()
+    # each number links to its list, filtered the same way (the admin redirects to ?e=1 when it cannot)
+    for number in response.context["dashboard_numbers"]:
+        listed = marketer_client.get(number.url)
+        assert listed.status_code == 200, number.url
+    active = marketer_client.get(response.context["dashboard_numbers"][0].url)
+    assert [c.name for c in active.context["cl"].result_list] == ["Cart rescue"]
 
 
 def test_it_keeps_marketers_out_of_api_keys_users_groups_and_beat(marketer_client):
