@@ -378,3 +378,21 @@ def test_quiet_hours_wrapping_midnight_are_understood():
         2026, 11, 29, 8, 0, tzinfo=ZoneInfo("Europe/Paris")
     )
     assert quiet_hours_end(profile=profile, at=at.replace(hour=12)) is None
+
+
+def test_it_writes_development_email_to_a_file_a_person_can_read(settings, tmp_path, make_delivery):
+    # given no EMAIL_URL: the file sink
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    settings.NOTIFICATION_PROVIDERS = {"email": ["email"]}
+    delivery = make_delivery("email")
+
+    # when
+    outcome = delivery_send(delivery_id=delivery.pk)
+
+    # then
+    [written] = list(tmp_path.iterdir())
+    text = written.read_text()
+    assert outcome == "sent"
+    assert "Subject: You left something behind" in text
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in text
