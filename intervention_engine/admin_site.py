@@ -27,7 +27,7 @@ class DashboardNumber:
 
 
 def _start_of_today() -> datetime:
-    return datetime.combine(timezone.now().date(), time.min, tzinfo=timezone.get_current_timezone())
+    return datetime.combine(timezone.localdate(), time.min, tzinfo=timezone.get_current_timezone())
 
 
 def _changelist_url(model_path: str, query: dict[str, str]) -> str | None:
@@ -39,7 +39,10 @@ def _changelist_url(model_path: str, query: dict[str, str]) -> str | None:
 
 
 def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
-    """Three counts a marketer checks first thing; each one index-backed and cheap.
+    """The counts a marketer checks first thing: what is running and what happened today (UTC).
+
+    Counting today's interventions and conversions scans only today's rows at most; if those tables grow
+    past what a count per page view can afford, cache these numbers for a minute.
 
     The project package sits above every app, so reading their models here does not break the import
     direction; the counts are only shown to someone allowed to view the underlying model.
