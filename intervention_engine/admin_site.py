@@ -41,8 +41,8 @@ def _changelist_url(model_path: str, query: dict[str, str]) -> str | None:
 def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
     """The counts a marketer checks first thing: what is running and what happened today (UTC).
 
-    Counting today's interventions and conversions scans only today's rows at most; if those tables grow
-    past what a count per page view can afford, cache these numbers for a minute.
+    The interventions and conversions tables have no index on time alone, so these counts scan them; when
+    they grow past what one count per page view can afford, cache the numbers for a minute.
 
     The project package sits above every app, so reading their models here does not break the import
     direction; the counts are only shown to someone allowed to view the underlying model.
