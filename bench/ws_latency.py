@@ -1,0 +1,146 @@
+"""Benchmark: Kafka-event-to-frame latency with 2,000 sockets open, at 500 events/s.
+
+    python -m bench.ws_latency [--sockets 2000] [--rate 500]
+
+The whole path, each part a real process: a ``prediction-results`` message is produced to Kafka →
+``consume_events`` validates it, runs the decision path (campaign match, eligibility, channel selection
+with presence, rendering) and commits the intervention → after commit ``intervention_push`` group-sends
+it → daphne writes the frame to the shopper's socket, read here. Each of the ``--sockets`` shoppers gets
+exactly one prediction, so the latency of each frame is its receive time minus its produce time (one
+clock: this process). Uses the "Cart rescue" demo campaign made always-on for the run (no holdout, cap
+or cooldown; on-site only) on private topics and consumer group.
+Target (issue 5): p50 ≤ 10 ms, p99 ≤ 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from bench.ws_common import (
+    ROOT,
+    close_sockets,
+    daphne_process,
+    django_setup,
+    open_sockets,
+    percentile,
+    raise_open_files,
+)
+
+
+def _campaign_always_on() -> None:
+    from campaigns.demo import demo_load
+    from campaigns.models import Campaign
+
+    demo_load()
+    # A benchmark fixture, written directly: the service would audit every change as a marketer's.
+    Campaign.objects.filter(name="Cart rescue").update(
+        holdout_percent=0, frequency_cap_count=0, cooldown_seconds=0, channels=["onsite"]
+    )
+
+
+async def run(*, sockets: int, rate: int) -> dict[str, float]:
+    from confluent_kafka import Producer
+    from django.conf import settings
+
+    from messaging.kafka import ensure_topics, producer_config
+
+    raise_open_files(sockets * 2 + 1000)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
+    ensure_topics(partitions=1)
+    _campaign_always_on()
+    env = {**os.environ, "KAFKA_TOPIC_PREFIX": prefix, "KAFKA_CONSUMER_GROUP": f"bench-{prefix}"}
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "consume_events"],
+        cwd=ROOT,
+        env={**env, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    produced: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    users = [f"bench-lat-{uuid.uuid4().hex[:8]}-{i}" for i in range(sockets)]
+
+    def on_frame(index: int, frame: dict[str, object]) -> None:
+        if frame.get("type") == "intervention":
+            arrived.setdefault(users[index], time.time())
+
+    producer = Producer(producer_config(**{"linger.ms": 0}))
+    topic = settings.KAFKA_TOPICS["prediction-results"]
+
+    def produce(user_id: str) -> None:
+        now = datetime.now(UTC).isoformat()
+        message = {
+            "prediction_id": str(uuid.uuid4()),
+            "model": "cart_abandonment",
+            "user_id": user_id,
+            "session_id": "bench",
+            "cart_id": f"c-{user_id}",
+            "score": 0.9,
+            "predicted_at": now,
+        }
+        producer.produce(topic, key=user_id.encode(), value=json.dumps(message).encode())
+        produced[user_id] = time.time()
+        producer.poll(0)
+
+    try:
+        with daphne_process(extra_env=env) as (port, _process):
+            session, opened, readers = await open_sockets(
+                port=port, user_ids=[*users, "bench-lat-warmup"], on_frame=on_frame
+            )
+            users.append("bench-lat-warmup")
+            # Warm up: wait until the consumer has joined its group and served one prediction.
+            produce("bench-lat-warmup")
+            deadline = time.monotonic() + 60
+            while "bench-lat-warmup" not in arrived and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            warm = "bench-lat-warmup" in arrived
+            users.pop()
+            started = time.monotonic()
+            for n, user_id in enumerate(users):
+                # Pace to --rate events per second on an absolute schedule (no drift).
+                delay = started + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                produce(user_id)
+            producer.flush(10)
+            deadline = time.monotonic() + 30
+            while len(arrived) < len(users) + 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await close_sockets(session, opened, readers)
+    finally:
+        consumer.terminate()
+        consumer.wait(20)
+    latencies = [(arrived[u] - produced[u]) * 1000 for u in users if u in arrived and u in produced]
+    return {
+        "sockets": sockets,
+        "events": len(users),
+        "rate_per_second": rate,
+        "warmed_up": warm,
+        "frames_received": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p90_ms": round(percentile(latencies, 90), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sockets", type=int, default=2000)
+    parser.add_argument("--rate", type=int, default=500)
+    args = parser.parse_args()
+    django_setup()
+    print(json.dumps(asyncio.run(run(sockets=args.sockets, rate=args.rate)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

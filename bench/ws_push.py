@@ -1,0 +1,87 @@
+"""Benchmark: targeted pushes per second through ONE daphne process, and how many are lost.
+
+    python -m bench.ws_push [--sockets 1000] [--frames 20000] [--window 400]
+
+Opens ``--sockets`` authenticated sockets (one user each), then sends ``--frames`` intervention-sized
+frames, each to one random user, through the service API (``delivery.realtime.asend_to_user``: group
+send over the Redis channel layer → daphne → socket). At most ``--window`` frames are in flight
+(sent, not yet received) — the channel layer's per-process capacity is 1,000 messages, beyond which a
+group send is dropped by design — so the figure is the sustained rate with nothing lost.
+Target (issue 5): ≥ 5,000 frames/s per process, 0 lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+import uuid
+
+from bench.ws_common import close_sockets, daphne_process, django_setup, open_sockets, raise_open_files
+
+
+async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
+    from delivery.realtime import asend_to_user
+
+    raise_open_files(sockets * 2 + 1000)
+    received: dict[int, int] = {}
+    arrived = asyncio.Event()
+
+    def on_frame(index: int, frame: dict[str, object]) -> None:
+        if frame.get("type") == "bench":
+            received[int(str(frame["n"]))] = index
+            arrived.set()
+
+    users = [f"bench-push-{uuid.uuid4().hex[:8]}-{i}" for i in range(sockets)]
+    with daphne_process() as (port, _process):
+        session, opened, readers = await open_sockets(port=port, user_ids=users, on_frame=on_frame)
+        body = "x" * 300  # about the size of a rendered intervention frame
+        rng = random.Random(7)
+        started = time.monotonic()
+        sent = 0
+        while sent < frames:
+            while sent - len(received) >= window:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), timeout=5)
+                except TimeoutError:
+                    break  # frames were lost: stop waiting for them, keep sending
+            burst = min(50, frames - sent)
+            targets = [users[rng.randrange(sockets)] for _ in range(burst)]
+            await asyncio.gather(
+                *(
+                    asend_to_user(user, {"type": "bench", "n": sent + i, "body": body})
+                    for i, user in enumerate(targets)
+                )
+            )
+            sent += burst
+        deadline = time.monotonic() + 10
+        while len(received) < frames and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        await close_sockets(session, opened, readers)
+    return {
+        "sockets": sockets,
+        "frames_sent": frames,
+        "frames_received": len(received),
+        "lost": frames - len(received),
+        "seconds": round(elapsed, 2),
+        "frames_per_second": round(len(received) / elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=400)
+    args = parser.parse_args()
+    django_setup()
+    result = asyncio.run(run(sockets=args.sockets, frames=args.frames, window=args.window))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
