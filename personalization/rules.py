@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 MAX_RULE_LENGTH = 4000
 MAX_LIST_LENGTH = 200
+MAX_NESTING = 32
 
 # Profile columns a rule may name, by the kind of value they hold.
 PROFILE_FIELDS: dict[str, str] = {
@@ -368,12 +369,15 @@ class _Compiler:
             details={"line": getattr(node, "lineno", 1), "col": getattr(node, "col_offset", 0) + 1},
         )
 
-    def boolean(self, node: ast.expr) -> _Node:
+    def boolean(self, node: ast.expr, depth: int = 0) -> _Node:
+        if depth > MAX_NESTING:
+            # Deep nesting has no business use and would make the SQL and the evaluation recurse deeply.
+            raise self.refuse(node, f"rules may nest and/or/not at most {MAX_NESTING} deep")
         if isinstance(node, ast.BoolOp):
             op = "and" if isinstance(node.op, ast.And) else "or"
-            return _BoolOp(op, tuple(self.boolean(value) for value in node.values))
+            return _BoolOp(op, tuple(self.boolean(value, depth + 1) for value in node.values))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return _Not(self.boolean(node.operand))
+            return _Not(self.boolean(node.operand, depth + 1))
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Name | ast.Attribute | ast.Constant):

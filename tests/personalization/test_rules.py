@@ -64,6 +64,15 @@ def test_it_refuses_anything_outside_the_grammar_naming_where_and_what(text, whe
     assert what in raised.value.message
 
 
+def test_it_refuses_rules_nested_absurdly_deep() -> None:
+    with pytest.raises(RuleError, match="at most 32 deep"):
+        compile_rule("not " * 40 + "score > 1")
+    with pytest.raises(RuleError):
+        compile_rule("(" * 500 + "score > 1" + ")" * 500)
+    with pytest.raises(RuleError, match="limited to"):
+        compile_rule("score > 1 or " * 400 + "score > 1")
+
+
 def test_it_refuses_event_names_in_a_segment_but_accepts_them_in_conditions() -> None:
     validate_rule("score >= 0.7", for_segment=False)
 
