@@ -120,7 +120,9 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=30.0, help="seconds")
         parser.add_argument("--users", type=int, default=1000, help="distinct shoppers")
         parser.add_argument("--max-events", type=int, default=1_000_000)
-        parser.add_argument("--concurrent-sessions", type=int, default=200)
+        parser.add_argument(
+            "--concurrent-sessions", type=int, default=None, help="open sessions at a time (default: ~rate/4)"
+        )
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--no-progress", action="store_true")
 
@@ -129,6 +131,8 @@ class Command(BaseCommand):
         total = min(options["max_events"], int(rate * duration))
         rng = random.Random(options["seed"])  # noqa: S311  (simulated traffic, not secrets)
         producer = Producer(producer_config(**{"linger.ms": 10}))
+        # Enough open sessions to interleave, few enough that sessions reach their checkout in the run.
+        concurrent = options["concurrent_sessions"] or max(5, min(500, int(rate / 4)))
         sessions: list[Iterator[tuple[str, str, dict[str, Any]]]] = []
         sent = 0
         started = time.monotonic()
@@ -136,7 +140,7 @@ class Command(BaseCommand):
             while sent < total and time.monotonic() - started < duration + 5:
                 due = min(total, int((time.monotonic() - started) * rate) + 1)
                 while sent < due:
-                    while len(sessions) < options["concurrent_sessions"]:
+                    while len(sessions) < concurrent:
                         sessions.append(session(rng, user_number=rng.randrange(options["users"])))
                     index = rng.randrange(len(sessions))
                     try:
