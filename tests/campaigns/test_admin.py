@@ -656,3 +656,35 @@ def test_it_estimates_segment_sizes_from_the_list_action(marketer_client):
     segment.refresh_from_db()
     assert segment.estimated_size == 1
     assert any("about 1 shoppers" in m for m in messages_of(response))
+
+
+def test_it_audits_a_campaign_deleted_from_the_admin(marketer_client, marketer):
+    # given
+    campaign = build_cart_rescue()
+
+    # when
+    response = marketer_client.post(
+        reverse("admin:campaigns_campaign_delete", args=[campaign.pk]), {"post": "yes"}
+    )
+
+    # then
+    assert response.status_code == 302
+    assert not Campaign.objects.filter(pk=campaign.pk).exists()
+    entry = AuditEntry.objects.get(object_id=str(campaign.pk), action="campaign.deleted")
+    assert (entry.actor, entry.object_repr) == (marketer, "Cart rescue")
+
+
+def test_it_keeps_a_completed_campaign_read_only(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    for action in ("activate", "complete"):
+        _status(marketer_client, campaign, action)
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+    # when
+    response = marketer_client.post(url, {"name": "Renamed"})
+
+    # then
+    assert response.status_code == 403
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.status) == ("Cart rescue", "completed")
