@@ -198,6 +198,20 @@ def _notify_changed(campaign_ids: Iterable[int]) -> None:
     transaction.on_commit(send)
 
 
+def _save_named(obj: Template | Segment | Campaign, *, what: str) -> None:
+    """Save ``obj``; a unique-name clash or another database rule becomes a 409 with a clear message."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError as error:
+        if type(obj)._default_manager.filter(name=obj.name).exclude(pk=obj.pk).exists():
+            raise ConflictError(f"a {what} named {obj.name!r} already exists") from None
+        constraint = (
+            getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) or "a constraint"
+        )
+        raise ConflictError(f"the {what} breaks a database rule ({constraint})") from None
+
+
 # --- Templates ---------------------------------------------------------------------------------------
 
 
@@ -318,11 +332,7 @@ def template_create(
     _template_check_fields(template)
     items = list(localizations)
     template_validate(template=template, localizations=items)
-    try:
-        with transaction.atomic():
-            template.save()
-    except IntegrityError:
-        raise ConflictError(f"a template named {template.name!r} already exists") from None
+    _save_named(template, what="template")
     _localizations_save(template, items)
     audit_record(
         actor=actor,
@@ -357,11 +367,7 @@ def template_update(
     _template_check_fields(template)
     items = list(localizations) if localizations is not None else list(_localizations_as_dicts(template))
     template_validate(template=template, localizations=items)
-    try:
-        with transaction.atomic():
-            template.save()
-    except IntegrityError:
-        raise ConflictError(f"a template named {template.name!r} already exists") from None
+    _save_named(template, what="template")
     if localizations is not None:
         _localizations_save(template, items)
     after = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
@@ -392,11 +398,7 @@ def segment_create(
 ) -> Segment:
     validate_rule(rules, for_segment=True)
     segment = Segment(name=name, rules=rules, description=description)
-    try:
-        with transaction.atomic():
-            segment.save()
-    except IntegrityError:
-        raise ConflictError(f"a segment named {name!r} already exists") from None
+    _save_named(segment, what="segment")
     audit_record(
         actor=actor,
         actor_label=actor_label,
@@ -427,11 +429,7 @@ def segment_update(
         segment.name = name
     if description is not None:
         segment.description = description
-    try:
-        with transaction.atomic():
-            segment.save()
-    except IntegrityError:
-        raise ConflictError(f"a segment named {segment.name!r} already exists") from None
+    _save_named(segment, what="segment")
     changes = audit_diff(before, _snapshot(segment, SEGMENT_FIELDS))
     audit_record(actor=actor, actor_label=actor_label, action="segment.updated", obj=segment, changes=changes)
     if "rules" in changes:
@@ -625,11 +623,7 @@ def campaign_create(
     _campaign_apply(campaign, data)
     _campaign_check(campaign)
     _variants_check(variants)
-    try:
-        with transaction.atomic():
-            campaign.save()
-    except IntegrityError:
-        raise ConflictError(f"a campaign named {campaign.name!r} already exists") from None
+    _save_named(campaign, what="campaign")
     _variants_save(campaign, variants)
     audit_record(
         actor=actor,
@@ -665,13 +659,12 @@ def campaign_update(
     before = _campaign_snapshot(campaign)
     _campaign_apply(campaign, data)
     _campaign_check(campaign)
+    untriggered = campaign.kind == Campaign.Kind.TRIGGERED and not str(campaign.trigger or "").strip()
+    if untriggered and campaign.status != Campaign.Status.DRAFT:
+        raise ConflictError(f"a {campaign.status} triggered campaign needs a trigger")
     if variants is not None:
         _variants_check(variants)
-    try:
-        with transaction.atomic():
-            campaign.save()
-    except IntegrityError:
-        raise ConflictError(f"a campaign named {campaign.name!r} already exists") from None
+    _save_named(campaign, what="campaign")
     if variants is not None:
         _variants_save(campaign, variants)
     if campaign.status == Campaign.Status.ACTIVE:

@@ -335,6 +335,9 @@ def test_it_keeps_an_active_campaign_runnable_and_completed_ones_read_only() -> 
         )
     assert Campaign.objects.get(pk=campaign.pk).channels == ["onsite"]
 
+    with pytest.raises(ConflictError, match="needs a trigger"):
+        services.campaign_update(campaign=campaign, data={"trigger": ""}, actor_label="test")
+
     services.campaign_complete(campaign=campaign, actor_label="test")
     with pytest.raises(ConflictError, match="completed campaign cannot be edited"):
         services.campaign_update(campaign=campaign, data={"priority": 1}, actor_label="test")
