@@ -28,7 +28,7 @@ from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -219,6 +219,11 @@ def _mark_sent(
     *, delivery: Delivery, provider: str, result: SendResult, latency_ms: int | None = None
 ) -> None:
     now = timezone.now()
+    # The claim committed synchronously; this outcome may commit without waiting for the WAL flush. If
+    # PostgreSQL crashed in that instant the row would be back at "sending" and be settled like a worker
+    # crash (asked of the provider, or "unknown") — never sent twice — so the fsync wait is not needed.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
     if latency_ms is not None:
         _attempt_record(delivery=delivery, provider=provider, outcome="sent", latency_ms=latency_ms)
     # "unknown" too: a send that outlived the sending timeout may have been marked so by the sweeper.

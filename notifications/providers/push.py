@@ -12,6 +12,7 @@ import contextlib
 import threading
 from datetime import datetime
 from typing import Any
+from urllib.request import getproxies
 
 import firebase_admin
 import requests
@@ -58,6 +59,8 @@ class FcmPushProvider:
         # The send ledger owns retries (backoff with jitter, failover, an attempt budget); the library's
         # own silent retries of 500/503 would multiply them and hold a worker thread for seconds.
         session = service._client.session
+        # No proxies in the environment: don't scan os.environ on every send (see providers/sms.py).
+        session.trust_env = bool(getproxies())
         for prefix in ("http://", "https://", "https://fcm.googleapis.com"):
             session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=10, pool_maxsize=100))
 
