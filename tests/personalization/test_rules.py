@@ -275,7 +275,11 @@ class _Rollback(Exception):
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(profiles=_PROFILES, text=_RULES)
 def test_it_selects_the_same_members_in_sql_as_in_memory(profiles, text) -> None:
     rule = compile_rule(text)
