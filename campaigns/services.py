@@ -19,7 +19,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
@@ -198,6 +198,17 @@ def _notify_changed(campaign_ids: Iterable[int]) -> None:
     transaction.on_commit(send)
 
 
+_M = TypeVar("_M", Template, Segment, Campaign)
+
+
+def _locked(model: type[_M], pk: Any) -> _M:
+    """The row, fresh and locked for the rest of the transaction, so concurrent edits apply one by one."""
+    instance = model._default_manager.select_for_update().filter(pk=pk).first()
+    if instance is None:
+        raise NotFoundError(f"{model._meta.verbose_name} {pk} does not exist")
+    return instance
+
+
 def _save_named(obj: Template | Segment | Campaign, *, what: str) -> None:
     """Save ``obj``; a unique-name clash or another database rule becomes a 409 with a clear message."""
     try:
@@ -356,7 +367,7 @@ def template_update(
     actor: Actor = None,
 ) -> Template:
     """Change the fields ``data`` names and, when given, replace the localizations (matched by locale)."""
-    template = Template.objects.select_for_update().get(pk=template.pk)
+    template = _locked(Template, template.pk)
     before = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
     used_by = selectors.campaigns_using_template(template=template)
     if "channel" in data and data["channel"] != template.channel and used_by:
@@ -420,7 +431,7 @@ def segment_update(
     actor: Actor = None,
 ) -> Segment:
     """Change what is given (None leaves a field as it is)."""
-    segment = Segment.objects.select_for_update().get(pk=segment.pk)
+    segment = _locked(Segment, segment.pk)
     before = _snapshot(segment, SEGMENT_FIELDS)
     if rules is not None:
         validate_rule(rules, for_segment=True)
@@ -653,7 +664,7 @@ def campaign_update(
 
     A ``status`` in ``data`` is applied last through ``campaign_transition``. Completed and archived
     campaigns are read-only; an active campaign must stay runnable after the edit."""
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _locked(Campaign, campaign.pk)
     if campaign.status in READ_ONLY_STATUSES:
         raise ConflictError(f"a {campaign.status} campaign cannot be edited; duplicate it instead")
     before = _campaign_snapshot(campaign)
@@ -689,7 +700,7 @@ def campaign_transition(
 ) -> Campaign:
     """Move a campaign to ``to_status`` if ALLOWED_TRANSITIONS permits it (activation also requires a
     runnable campaign); raises CampaignTransitionError with the reason otherwise."""
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = _locked(Campaign, campaign.pk)
     from_status = campaign.status
     if to_status not in Campaign.Status.values:
         raise CampaignTransitionError(f"unknown status {to_status!r}")
@@ -734,7 +745,7 @@ def campaign_archive(*, campaign: Campaign, actor_label: str, actor: Actor = Non
 @transaction.atomic
 def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
     """A draft copy named "<name> (copy)" (then "(copy 2)"…), with the same variants and templates."""
-    source = Campaign.objects.get(pk=campaign.pk)
+    source = _locked(Campaign, campaign.pk)
     base = f"{source.name} (copy)"
     name, number = base, 1
     while Campaign.objects.filter(name=name).exists():

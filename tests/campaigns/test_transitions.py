@@ -7,6 +7,7 @@ from campaigns import services
 from campaigns.models import AuditEntry, Campaign
 from campaigns.services import ALLOWED_TRANSITIONS, CampaignTransitionError
 from campaigns.signals import campaign_changed
+from intervention_engine.errors import NotFoundError
 from tests.campaigns.builders import make_campaign, make_template
 
 pytestmark = pytest.mark.django_db
@@ -167,3 +168,11 @@ def test_it_offers_convenience_wrappers() -> None:
     campaign = services.campaign_archive(campaign=campaign, actor_label="t")
 
     assert campaign.status == "archived"
+
+
+def test_it_reports_a_campaign_deleted_meanwhile_as_not_found() -> None:
+    campaign = make_campaign()
+    Campaign.objects.filter(pk=campaign.pk).delete()
+
+    with pytest.raises(NotFoundError):
+        services.campaign_activate(campaign=campaign, actor_label="test")
