@@ -62,7 +62,9 @@ def request_fingerprint(request: Request) -> str:
 def idempotency_claim(
     *, api_key: ApiKey, key: str, method: str, path: str, request_hash: str
 ) -> IdempotencyRecord:
-    """The record this request now owns, or an ApplicationError / the finished record to replay."""
+    """Claim ``key`` for this request. Returns a record without ``status_code`` when this request now owns
+    it, or the finished record whose answer is to be replayed; raises 422 (same key, other request) or
+    409 (the first request is still running)."""
     now = timezone.now()
     for _ in range(3):
         try:
