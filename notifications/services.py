@@ -125,11 +125,12 @@ def delivery_send(*, delivery_id: UUID | str) -> str:
 
     message = message_build(delivery=delivery)
     last_error: ProviderError | None = None
+    throttled: list[float] = []
     for provider in providers_for(delivery.channel):
         wait = _throttle(provider=provider)
         if wait:
             # This provider is at its rate; another may have room, else try again shortly.
-            last_error = TransientProviderError(f"{provider.name} rate limited for {wait:.1f}s")
+            throttled.append(wait)
             continue
         try:
             result, latency_ms = _call(provider=provider, delivery=delivery, message=message)
@@ -145,6 +146,11 @@ def delivery_send(*, delivery_id: UUID | str) -> str:
         _mark_sent(delivery=delivery, provider=provider.name, result=result, latency_ms=latency_ms)
         return "sent"
 
+    if last_error is None and throttled:
+        # Only rate limits stood in the way: not a failure, so no attempt is spent and no backoff applies.
+        at = timezone.now() + timedelta(seconds=min(throttled))
+        _release(delivery=delivery, at=at, error="rate limited", count_attempt=False)
+        return "throttled"
     if last_error is None:
         last_error = TransientProviderError(f"no provider configured for {delivery.channel}")
     return _retry_or_fail(delivery=delivery, error=last_error)
@@ -487,11 +493,18 @@ def deliveries_settle_stuck(*, limit: int = 500) -> dict[str, int]:
     → it never left: ``queued`` again. Otherwise → ``unknown``, for an operator (never resent blindly).
     """
     cutoff = timezone.now() - timedelta(seconds=settings.NOTIFICATION_SENDING_TIMEOUT_SECONDS)
+    # An "unknown" row is worth another look only where some provider of its channel can look it up.
+    can_lookup = [c for c in SEND_CHANNELS if any(p.can_lookup for p in providers_for(c))]
     rows = list(
         Delivery.objects.select_related("intervention__profile")
         .filter(
             Q(status=Delivery.Status.SENDING, sending_at__lte=cutoff)
-            | Q(status=Delivery.Status.UNKNOWN, resolved_at__isnull=True, updated_at__lte=cutoff)
+            | Q(
+                status=Delivery.Status.UNKNOWN,
+                channel__in=can_lookup,
+                resolved_at__isnull=True,
+                updated_at__lte=cutoff,
+            )
         )
         .order_by("sending_at")[:limit]
     )
@@ -527,7 +540,7 @@ def delivery_settle(*, delivery: Delivery) -> str:
     with transaction.atomic():
         current = Delivery.objects.select_for_update().get(pk=delivery.pk)
         if current.status not in (Delivery.Status.SENDING, Delivery.Status.UNKNOWN):
-            return "unknown" if current.status == Delivery.Status.UNKNOWN else "sent"
+            return "sent"  # a late answer from the provider settled it meanwhile
         if all_can_tell:
             Delivery.objects.filter(pk=delivery.pk).update(
                 status=Delivery.Status.QUEUED,
@@ -537,6 +550,8 @@ def delivery_settle(*, delivery: Delivery) -> str:
             channel = delivery.channel
             transaction.on_commit(lambda: _publish(delivery_id=delivery.pk, channel=channel))
             return "queued"
+        if current.status == Delivery.Status.UNKNOWN:
+            return "unknown"
         Delivery.objects.filter(pk=delivery.pk).update(
             status=Delivery.Status.UNKNOWN,
             error_kind="unknown",

@@ -76,6 +76,8 @@ class UnknownOutcomeError(ProviderError):
 class Provider(Protocol):
     name: str
     channel: str
+    # True when ``lookup`` can answer: an interrupted send is then settled by asking, not by an operator.
+    can_lookup: bool
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
 

@@ -47,6 +47,7 @@ def _connection_kwargs(url: str) -> dict[str, Any]:
 
 
 class EmailProvider:
+    can_lookup = False
     channel = "email"
 
     def __init__(self, *, name: str, url: str = "") -> None:

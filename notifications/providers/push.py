@@ -39,6 +39,7 @@ class _AnonymousCredential(credentials.Base):
 
 
 class FcmPushProvider:
+    can_lookup = False
     channel = "push"
 
     def __init__(

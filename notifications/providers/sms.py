@@ -36,6 +36,7 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 class TwilioSmsProvider:
+    can_lookup = True
     channel = "sms"
 
     def __init__(

@@ -396,3 +396,20 @@ def test_it_writes_development_email_to_a_file_a_person_can_read(settings, tmp_p
     assert outcome == "sent"
     assert "Subject: You left something behind" in text
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in text
+
+
+def test_it_waits_for_the_rate_limit_without_spending_an_attempt(providers, provider_stub, make_delivery):
+    # given one send per 100 s and no other provider
+    providers.NOTIFICATION_RATE_LIMITS = {"twilio": 0.01}
+    redis.Redis.from_url(providers.REDIS_URL).delete("ie:ratelimit:twilio")
+    first, second = make_delivery("sms"), make_delivery("sms")
+
+    # when
+    outcomes = [delivery_send(delivery_id=first.pk), delivery_send(delivery_id=second.pk)]
+
+    # then the second waits its turn in the table
+    second.refresh_from_db()
+    assert outcomes == ["sent", "throttled"]
+    assert (second.status, second.attempts) == ("queued", 0)
+    assert second.next_attempt_at > timezone.now() + timedelta(seconds=60)
+    assert len(provider_stub.sms) == 1
