@@ -95,6 +95,14 @@ def daphne_process(*, extra_env: dict[str, str] | None = None, log_path: Path | 
         log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: on a shared machine, work per CPU-second is the fair figure."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def rss_mib(pid: int) -> float:
     import psutil
 

@@ -17,6 +17,7 @@ import uuid
 
 from bench.ws_common import (
     close_sockets,
+    cpu_seconds,
     daphne_process,
     django_setup,
     open_sockets,
@@ -32,9 +33,11 @@ async def run(*, connections: int, concurrency: int) -> dict[str, float]:
         await asyncio.sleep(1)
         base = rss_mib(process.pid)
         users = [f"bench-idle-{uuid.uuid4().hex[:8]}-{i}" for i in range(connections)]
+        cpu_before = cpu_seconds(process.pid)
         started = time.monotonic()
         session, sockets, readers = await open_sockets(port=port, user_ids=users, concurrency=concurrency)
         opened_in = time.monotonic() - started
+        handshake_cpu = cpu_seconds(process.pid) - cpu_before
         await asyncio.sleep(3)  # let the process settle (stats publisher, GC)
         full = rss_mib(process.pid)
         alive = sum(1 for ws in sockets if ws is not None and not ws.closed)
@@ -45,6 +48,7 @@ async def run(*, connections: int, concurrency: int) -> dict[str, float]:
         "alive": alive,
         "open_files_limit": limit,
         "handshakes_per_second": round(connections / opened_in, 1),
+        "handshakes_per_daphne_cpu_second": round(connections / handshake_cpu, 1),
         "rss_base_mib": round(base, 1),
         "rss_with_sockets_mib": round(full, 1),
         "kib_per_connection": round((full - base) * 1024 / connections, 1),

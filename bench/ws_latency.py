@@ -50,13 +50,10 @@ async def run(*, sockets: int, rate: int) -> dict[str, float]:
     from confluent_kafka import Producer
     from django.conf import settings
 
-    from messaging.kafka import ensure_topics, producer_config
+    from messaging.kafka import producer_config
 
     raise_open_files(sockets * 2 + 1000)
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
-    ensure_topics(partitions=1)
-    _campaign_always_on()
+    prefix = settings.KAFKA_TOPICS["prediction-results"].removesuffix("prediction-results")
     env = {**os.environ, "KAFKA_TOPIC_PREFIX": prefix, "KAFKA_CONSUMER_GROUP": f"bench-{prefix}"}
     consumer = subprocess.Popen(
         [sys.executable, "manage.py", "consume_events"],
@@ -133,12 +130,26 @@ async def run(*, sockets: int, rate: int) -> dict[str, float]:
     }
 
 
+def prepare() -> None:
+    """Private topics (one partition, so one consumer sees every event) and the campaign; synchronous,
+    before the event loop starts, because the ORM refuses to run inside one."""
+    from django.conf import settings
+
+    from messaging.kafka import ensure_topics
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
+    ensure_topics(partitions=1)
+    _campaign_always_on()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--rate", type=int, default=500)
     args = parser.parse_args()
     django_setup()
+    prepare()
     print(json.dumps(asyncio.run(run(sockets=args.sockets, rate=args.rate)), indent=2))
 
 

@@ -19,7 +19,14 @@ import random
 import time
 import uuid
 
-from bench.ws_common import close_sockets, daphne_process, django_setup, open_sockets, raise_open_files
+from bench.ws_common import (
+    close_sockets,
+    cpu_seconds,
+    daphne_process,
+    django_setup,
+    open_sockets,
+    raise_open_files,
+)
 
 
 async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
@@ -35,10 +42,11 @@ async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
             arrived.set()
 
     users = [f"bench-push-{uuid.uuid4().hex[:8]}-{i}" for i in range(sockets)]
-    with daphne_process() as (port, _process):
+    with daphne_process() as (port, process):
         session, opened, readers = await open_sockets(port=port, user_ids=users, on_frame=on_frame)
         body = "x" * 300  # about the size of a rendered intervention frame
         rng = random.Random(7)
+        cpu_before = cpu_seconds(process.pid)
         started = time.monotonic()
         sent = 0
         while sent < frames:
@@ -61,6 +69,7 @@ async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
         while len(received) < frames and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
+        daphne_cpu = cpu_seconds(process.pid) - cpu_before
         await close_sockets(session, opened, readers)
     return {
         "sockets": sockets,
@@ -69,6 +78,8 @@ async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
         "lost": frames - len(received),
         "seconds": round(elapsed, 2),
         "frames_per_second": round(len(received) / elapsed, 1),
+        "daphne_cpu_seconds": round(daphne_cpu, 2),
+        "frames_per_daphne_cpu_second": round(len(received) / daphne_cpu, 1) if daphne_cpu else 0.0,
     }
 
 
