@@ -1,9 +1,10 @@
 """The marketers' back office: templates, segments, campaigns and what they produced.
 
-The admin is thin: forms validate shape and ask the domain (``personalization.rules``,
-``campaigns.services``) whether content and rules are acceptable, and status changes go through the
-campaign services, whose refusal (``ApplicationError.message``) is what the marketer reads.
-Every save of a campaign, template or segment leaves an audit entry with the field-level changes.
+The admin is thin. Forms ask the domain (``personalization.rules``, ``campaigns.services``) whether
+rules and content are acceptable, so the error lands on the right field; saves, status changes and
+duplication go through the campaign services (the same ones the API calls), which validate, write, audit
+with the field-level changes and notify the decision path in one transaction. Whatever a service refuses,
+its ``ApplicationError.message`` is what the marketer reads. See docs/admin.md.
 """
 
 from __future__ import annotations
