@@ -264,6 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     assert consumer.consumer is not None
     handled = decided = 0
     started: float | None = None
+    cpu_started = time.process_time()
     batches = 0
     deadline = time.monotonic() + 600
     while handled < args.events and time.monotonic() < deadline:
@@ -273,6 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         if started is None:
             started = time.perf_counter()
+            cpu_started = time.process_time()
         outcome = consumer.process(batch)
         if outcome is None:
             continue
@@ -281,10 +283,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if outcome.outcome is not None:
             decided += len(outcome.outcome.created) + sum(outcome.outcome.suppressed.values())
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu_started
     result["throughput"] = {
         "events": handled,
         "seconds": round(elapsed, 2),
         "events_per_second": round(handled / elapsed) if elapsed else None,
+        # CPU seconds of this process (all its threads): what the figure would be on an idle core.
+        "cpu_seconds": round(cpu, 2),
+        "events_per_cpu_second": round(handled / cpu) if cpu else None,
         "decisions": decided,
         "decisions_per_second": round(decided / elapsed) if elapsed else None,
         "batches": batches,

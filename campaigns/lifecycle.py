@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from campaigns.models import Intervention
-from messaging.services import outbox_enqueue_many
+from messaging.services import outbox_enqueue_bulk
 
 TOPIC = "intervention-events"
 
@@ -92,4 +92,4 @@ def intervention_events_enqueue(*, events: Iterable[tuple[Intervention, str, dic
         for intervention, event_type, options in events
     ]
     if messages:
-        outbox_enqueue_many(messages=messages)
+        outbox_enqueue_bulk(messages=messages)

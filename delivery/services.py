@@ -45,6 +45,7 @@ from delivery.eligibility import CapLedger, consented_channels, in_quiet_hours
 from delivery.events import InboundEvent
 from delivery.selectors import CampaignPlan, CampaignSet, campaign_cache, interventions_open_for_exit
 from intervention_engine.observability import get_logger
+from messaging.services import rows_insert
 from notifications.channels import channel_reachable
 from personalization.models import Profile
 from personalization.rendering import TemplateRenderError
@@ -552,19 +553,21 @@ def _persist(
             d.intervention.seq = first[d.intervention.user_id]
             first[d.intervention.user_id] += 1
 
-    # ignore_conflicts + a re-read: a concurrent consumer (rebalance) may have decided the same event.
-    Intervention.objects.bulk_create(interventions, ignore_conflicts=True)
-    written = set(
-        Intervention.objects.filter(pk__in=[i.pk for i in interventions]).values_list("pk", flat=True)
-    )
+    # ON CONFLICT DO NOTHING … RETURNING: a concurrent consumer (a rebalance) may have decided the same
+    # event; only the rows this batch really wrote get deliveries, lifecycle events and cap counts.
+    now = timezone.now()
+    for intervention in interventions:
+        intervention.created_at = intervention.updated_at = now
+    written = {UUID(str(pk)) for pk in rows_insert(Intervention, interventions, ignore_conflicts=True)}
     lost = {str(i.pk) for i in interventions if i.pk not in written}
     if lost:
         outcome.duplicates += len(lost)
         ledger.forget(members=lost)
     kept = [d for d in decisions if d.intervention.pk in written]
     deliveries = [d.delivery for d in kept if d.delivery is not None]
-    if deliveries:
-        Delivery.objects.bulk_create(deliveries)
+    for delivery in deliveries:
+        delivery.queued_at = delivery.updated_at = now
+    rows_insert(Delivery, deliveries)
     intervention_events_enqueue(
         events=[(d.intervention, event_type, options) for d in kept for event_type, options in d.events]
     )

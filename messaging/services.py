@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from intervention_engine.observability import get_logger
@@ -16,13 +18,72 @@ from messaging.models import OutboxMessage
 logger = get_logger(__name__)
 
 
+def rows_insert(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False) -> list[Any]:
+    """INSERT many model instances as ONE JSON parameter; returns the primary keys actually inserted.
+
+    ``bulk_create`` binds every field of every row as its own parameter (10,000+ for a batch of the
+    decision path) and cannot say which rows an ``ON CONFLICT DO NOTHING`` skipped; here PostgreSQL
+    expands a single JSON array with ``jsonb_populate_recordset`` into rows of the table's own type, and
+    ``RETURNING`` names the rows written. Fields must hold their final values (``auto_now`` and
+    ``default`` are not applied, except a callable default of a field left at ``None``).
+    """
+    if not objs:
+        return []
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(objs[0], f.attname) is None)]
+    rows = []
+    for obj in objs:
+        row: dict[str, Any] = {}
+        for field in fields:
+            value = getattr(obj, field.attname)
+            if value is None and field.has_default() and not field.null:
+                value = field.get_default()
+                setattr(obj, field.attname, value)
+            row[str(field.column)] = value
+        rows.append(row)
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    assert meta.pk is not None
+    table, pk = meta.db_table, meta.pk.column
+    sql = (
+        f'INSERT INTO "{table}" ({columns}) SELECT {columns} '  # noqa: S608  (identifiers from the model)
+        f'FROM jsonb_populate_recordset(NULL::"{table}", %s::jsonb) '
+        + ("ON CONFLICT DO NOTHING " if ignore_conflicts else "")
+        + f'RETURNING "{pk}"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))])
+        return [row[0] for row in cursor.fetchall()]
+
+
 def outbox_enqueue_many(*, messages: Iterable[tuple[str, str, dict[str, Any]]]) -> list[OutboxMessage]:
     """Write (topic, key, payload) rows to the outbox inside the caller's transaction.
 
     ``topic`` is the contract name (``"intervention-events"``); the configured name is resolved here.
     """
-    rows = [OutboxMessage(topic=topic_name(t), key=key, payload=payload) for t, key, payload in messages]
+    now = timezone.now()
+    rows = [
+        OutboxMessage(
+            topic=topic_name(t), key=key, payload=payload, created_at=now, attempts=0, last_error=""
+        )
+        for t, key, payload in messages
+    ]
     return OutboxMessage.objects.bulk_create(rows)
+
+
+def outbox_enqueue_bulk(*, messages: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+    """:func:`outbox_enqueue_many` for hot paths: no model instances, one statement; returns the count."""
+    table = OutboxMessage._meta.db_table
+    rows = [{"t": topic_name(t), "k": key, "p": payload} for t, key, payload in messages]
+    if not rows:
+        return 0
+    sql = (
+        f'INSERT INTO "{table}" (topic, key, payload, created_at, attempts, last_error) '  # noqa: S608
+        "SELECT m->>'t', m->>'k', m->'p', now(), 0, '' FROM jsonb_array_elements(%s::jsonb) "
+        "WITH ORDINALITY AS r(m, n) ORDER BY n"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))])
+    return len(rows)
 
 
 def outbox_enqueue(*, topic: str, key: str, payload: dict[str, Any]) -> OutboxMessage:

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 
 from campaigns.models import Campaign, Intervention
-from messaging.services import outbox_enqueue_many
+from messaging.services import outbox_enqueue_bulk
 from tracking.models import Conversion
 
 TOPIC = "conversion-events"
@@ -107,7 +107,7 @@ def conversions_record(*, orders: Sequence[OrderPlaced]) -> list[Conversion]:
     Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
     inserted = set(Conversion.objects.filter(pk__in=[c.pk for c in conversions]).values_list("pk", flat=True))
     fresh = [c for c in conversions if c.pk in inserted]
-    outbox_enqueue_many(messages=[(TOPIC, c.user_id, conversion_payload(conversion=c)) for c in fresh])
+    outbox_enqueue_bulk(messages=[(TOPIC, c.user_id, conversion_payload(conversion=c)) for c in fresh])
     return fresh
 
 
