@@ -52,7 +52,7 @@ def django_setup() -> None:
 
 
 def campaigns_create(prefix: str) -> list[Any]:
-    """20 active triggered campaigns, with segments, caps, holdouts and 2–3 variants over 4 channels."""
+    """20 active triggered campaigns, with segments, caps, holdouts and 2-3 variants over 4 channels."""
     from campaigns.models import Campaign, Template, TemplateLocalization, Variant
     from personalization.models import Segment
 
