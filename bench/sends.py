@@ -28,6 +28,7 @@ from chaos.sends import (
     statuses,
     stub_state,
 )
+from chaos.worker import CeleryWorker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     django_setup(env)
     from django.conf import settings
 
-    from chaos.worker import CeleryWorker
     from notifications.services import deliveries_enqueue
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-sends-"))
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(0.5)
         final = statuses(ids)
+        worker_cpu = sum(_cpu_seconds(worker) for worker in workers)
         received = sorted(m["received_at"] for m in stub_state(stub_url)["sms"] if "chaos-" in m["body"])
         span = received[-1] - received[0] if len(received) > 1 else float("nan")
         gaps = [b - a for a, b in itertools.pairwise(received)]
@@ -108,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 "p99": round(latencies[int(len(latencies) * 0.99) - 1], 3),
                 "max": round(latencies[-1], 3),
             },
+            # CPU the worker processes spent (start-up included), per send: the figure that does not
+            # depend on how busy the machine was. 2 cores / this = the ceiling for workers alone.
+            "worker_cpu_ms_per_send": round(worker_cpu * 1000 / max(len(received), 1), 2),
             "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
         }
         print(json.dumps(result, indent=2), flush=True)
         return 0 if final.get("sent") == args.sends else 1
@@ -117,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             worker.kill9()
         stub.terminate()
         stub.wait(10)
+
+
+def _cpu_seconds(worker: CeleryWorker) -> float:
+    import psutil
+
+    if worker.process is None or worker.process.poll() is not None:
+        return 0.0
+    times = psutil.Process(worker.process.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 if __name__ == "__main__":

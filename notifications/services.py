@@ -30,6 +30,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
@@ -66,6 +67,9 @@ TASK_FOR_CHANNEL = {
 # Longest a worker thread sleeps for a rate-limit token before handing the delivery back to the queue.
 _MAX_THROTTLE_SLEEP = 2.0
 _HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+
+# QuerySet.update() does not touch auto_now fields; every ledger write sets ``updated_at`` itself
+# (``Now()``: the database's clock), because the sweeps read it.
 
 # --- Enqueue ----------------------------------------------------------------------------------------
 
@@ -104,7 +108,11 @@ def delivery_send(*, delivery_id: UUID | str) -> str:
     # A retry's countdown may fire a moment before next_attempt_at on a worker with a drifting clock.
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
     claimed = Delivery.objects.filter(due, id=delivery_id, status=Delivery.Status.QUEUED).update(
-        status=Delivery.Status.SENDING, attempts=F("attempts") + 1, sending_at=now, next_attempt_at=None
+        updated_at=Now(),
+        status=Delivery.Status.SENDING,
+        attempts=F("attempts") + 1,
+        sending_at=now,
+        next_attempt_at=None,
     )
     if not claimed:
         metrics.SKIPPED.inc()
@@ -236,6 +244,7 @@ def _mark_sent(
     Delivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN]
     ).update(
+        updated_at=Now(),
         status=Delivery.Status.SENT,
         provider=provider,
         provider_message_id=result.provider_message_id[:200],
@@ -253,6 +262,7 @@ def _mark_sent(
 @transaction.atomic
 def _fail(*, delivery: Delivery, provider: str, error: ProviderError) -> None:
     Delivery.objects.filter(pk=delivery.pk).update(
+        updated_at=Now(),
         status=Delivery.Status.FAILED,
         provider=provider,
         provider_response=error.response,
@@ -269,7 +279,11 @@ def _fail(*, delivery: Delivery, provider: str, error: ProviderError) -> None:
 @transaction.atomic
 def _mark_unknown(*, delivery: Delivery, provider: str, error: str) -> None:
     Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.UNKNOWN, provider=provider, last_error=error[:2000], error_kind="unknown"
+        updated_at=Now(),
+        status=Delivery.Status.UNKNOWN,
+        provider=provider,
+        last_error=error[:2000],
+        error_kind="unknown",
     )
     metrics.OUTCOMES.labels(channel=delivery.channel, outcome="unknown").inc()
 
@@ -277,7 +291,7 @@ def _mark_unknown(*, delivery: Delivery, provider: str, error: str) -> None:
 @transaction.atomic
 def _cancel(*, delivery: Delivery, reason: str) -> str:
     Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.CANCELLED, last_error=reason, resolved_at=timezone.now()
+        updated_at=Now(), status=Delivery.Status.CANCELLED, last_error=reason, resolved_at=timezone.now()
     )
     _event(delivery, "delivery.cancelled", reason=reason)
     metrics.OUTCOMES.labels(channel=delivery.channel, outcome="cancelled").inc()
@@ -287,6 +301,7 @@ def _cancel(*, delivery: Delivery, reason: str) -> str:
 def _release(*, delivery: Delivery, at: datetime, error: str, count_attempt: bool, kind: str = "") -> None:
     """Hand the delivery back to the queue, due at ``at``; short delays ride a Celery countdown."""
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        updated_at=Now(),
         status=Delivery.Status.QUEUED,
         next_attempt_at=at,
         last_error=error[:2000],
@@ -543,6 +558,7 @@ def delivery_settle(*, delivery: Delivery) -> str:
             return "sent"  # a late answer from the provider settled it meanwhile
         if all_can_tell:
             Delivery.objects.filter(pk=delivery.pk).update(
+                updated_at=Now(),
                 status=Delivery.Status.QUEUED,
                 next_attempt_at=None,
                 last_error="not found at the provider after an interrupted send",
@@ -553,6 +569,7 @@ def delivery_settle(*, delivery: Delivery) -> str:
         if current.status == Delivery.Status.UNKNOWN:
             return "unknown"
         Delivery.objects.filter(pk=delivery.pk).update(
+            updated_at=Now(),
             status=Delivery.Status.UNKNOWN,
             error_kind="unknown",
             last_error=current.last_error or "worker stopped during the provider call; outcome unknown",
@@ -574,6 +591,7 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
     updated = Delivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.Status.FAILED, Delivery.Status.UNKNOWN]
     ).update(
+        updated_at=Now(),
         status=Delivery.Status.QUEUED,
         attempts=0,
         next_attempt_at=None,
@@ -596,7 +614,7 @@ def delivery_resolve(*, delivery: Delivery, note: str = "") -> Delivery:
     """An operator closes a failed or unknown delivery: it stays as it is and leaves the work lists."""
     updated = Delivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.Status.FAILED, Delivery.Status.UNKNOWN]
-    ).update(resolved_at=timezone.now(), last_error=note if note else F("last_error"))
+    ).update(updated_at=Now(), resolved_at=timezone.now(), last_error=note if note else F("last_error"))
     if not updated:
         raise ConflictError(
             f"Delivery {delivery.pk} is {delivery.status}; only failed or unknown can be resolved."
@@ -621,6 +639,7 @@ def delivery_failure_report(
         pk=delivery.pk,
         status__in=[Delivery.Status.SENT, Delivery.Status.DELIVERED, Delivery.Status.UNKNOWN],
     ).update(
+        updated_at=Now(),
         status=Delivery.Status.FAILED,
         error_kind="permanent" if permanent else "transient",
         last_error=reason[:2000],
