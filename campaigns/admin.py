@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -67,7 +67,7 @@ from intervention_engine.errors import ApplicationError
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError, validate_rule
-from personalization.selectors import segment_estimate_size
+from personalization.selectors import segment_estimate_size, segment_members
 
 # --- Saving through the services ------------------------------------------------------------------------
 
@@ -413,8 +413,8 @@ class SegmentAdmin(ServiceBackedAdmin):
     list_display = ("name", "rules_code", "estimated_size", "estimated_at", "updated_at")
     search_fields = ("name", "description", "rules")
     ordering = ("name",)
-    readonly_fields = ("estimated_size_now",)
-    fields = (*SEGMENT_FIELDS, "estimated_size_now")
+    readonly_fields = ("estimated_size_now", "some_members")
+    fields = (*SEGMENT_FIELDS, "estimated_size_now", "some_members")
     actions = ["estimate_now"]
     change_form_template = "admin/campaigns/segment/change_form.html"
 
@@ -430,6 +430,26 @@ class SegmentAdmin(ServiceBackedAdmin):
             return f"{segment_estimate_size(segment=obj):,}"
         except ApplicationError as error:
             return error.message
+
+    @admin.display(description="recently seen members")
+    def some_members(self, obj: Segment) -> SafeString | str:
+        if obj.pk is None:
+            return "Shown once the segment is saved."
+        try:
+            members = list(
+                segment_members(segment=obj)
+                .order_by(F("last_seen_at").desc(nulls_last=True))
+                .values_list("pk", "user_id")[:10]
+            )
+        except ApplicationError as error:
+            return error.message
+        if not members:
+            return "Nobody matches yet."
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:personalization_profile_change", args=[pk]), uid) for pk, uid in members),
+        )
 
     def save_model(self, request: HttpRequest, obj: Segment, form: forms.ModelForm, change: bool) -> None:
         data = {name: form.cleaned_data[name] for name in SEGMENT_FIELDS}

@@ -688,3 +688,19 @@ def test_it_keeps_a_completed_campaign_read_only(marketer_client):
     assert response.status_code == 403
     campaign.refresh_from_db()
     assert (campaign.name, campaign.status) == ("Cart rescue", "completed")
+
+
+def test_it_shows_how_many_and_which_shoppers_a_segment_holds(marketer_client):
+    # given
+    segment = segment_create(name="Gold", rules='attributes.tier == "gold"', actor_label="t")
+    Profile.objects.create(user_id="u-gold", attributes={"tier": "gold"})
+    Profile.objects.create(user_id="u-silver", attributes={"tier": "silver"})
+
+    # when
+    url = reverse("admin:personalization_segment_change", args=[segment.pk])
+    page = marketer_client.get(url).content.decode()
+
+    # then
+    assert "u-gold" in page
+    assert "u-silver" not in page
+    assert "shoppers in the segment now" in page.lower()
