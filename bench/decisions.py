@@ -158,7 +158,7 @@ def event_body(rng: random.Random, *, users: int, now: str | None = None) -> tup
         }
         return "prediction-results", key, json.dumps(body).encode()
     count = rng.randrange(1, 5)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "sku": f"SKU-{rng.randrange(500)}",
             "name": "Trail shoe",
@@ -168,7 +168,7 @@ def event_body(rng: random.Random, *, users: int, now: str | None = None) -> tup
         }
         for _ in range(count)
     ]
-    total = round(sum(i["price"] for i in items), 2)
+    total = round(sum(float(i["price"]) for i in items), 2)
     body = {
         "event_id": str(uuid.uuid4()),
         "event_type": kind,
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latencies.extend((committed - e.occurred_at).total_seconds() for e in events)
         original(events=events, outcome=outcome)
 
-    services._observe = observe  # type: ignore[assignment]
+    services._observe = observe
     expected = int(args.rate * args.seconds)
     publisher = multiprocessing.get_context("spawn").Process(
         target=steady_publisher, args=(dict(settings.KAFKA_TOPICS), args.rate, args.seconds, args.users)
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             break
     publisher.join(30)
     consumer.teardown()
-    services._observe = original  # type: ignore[assignment]
+    services._observe = original
     if latencies:
         result["latency"] = {
             "rate": args.rate,

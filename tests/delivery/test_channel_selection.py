@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from delivery.channel_selection import channel_choose
 
 
-def choose(strategy, *, online, usable=("onsite", "email", "sms", "push"), engagement=None):
+def choose(
+    strategy: str,
+    *,
+    online: bool,
+    usable: tuple[str, ...] = ("onsite", "email", "sms", "push"),
+    engagement: dict[str, Any] | None = None,
+) -> str | None:
     return channel_choose(
         strategy=strategy,
         channels=["onsite", "email", "sms", "push"],

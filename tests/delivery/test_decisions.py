@@ -7,7 +7,8 @@ from datetime import time
 import pytest
 from django.db import transaction
 
-from campaigns.models import Delivery, Intervention
+from campaigns.models import Campaign, Delivery, Intervention
+from delivery.events import InboundEvent, parse_cart_event, parse_prediction
 from delivery.services import decisions_process_batch
 from messaging.models import OutboxMessage
 from personalization.models import Profile
@@ -73,16 +74,16 @@ def test_it_has_the_effect_of_a_duplicate_once():
     user_id = f.unique("u")
     body = f.prediction_body(user_id=user_id, score=0.9)
     campaigns = f.active_set()
-    event = f.parse_prediction(f.encode(body))
+    event = parse_prediction(f.encode(body))
 
     # when the same prediction comes twice in one batch and once more in a later batch
     decisions_process_batch(
-        events=[f.cart_event(user_id=user_id), event, f.parse_prediction(f.encode(body))],
+        events=[f.cart_event(user_id=user_id), event, parse_prediction(f.encode(body))],
         campaigns=campaigns,
         after_commit=False,
     )
     outcome = decisions_process_batch(
-        events=[f.parse_prediction(f.encode(body))], campaigns=campaigns, after_commit=False
+        events=[parse_prediction(f.encode(body))], campaigns=campaigns, after_commit=False
     )
 
     # then one intervention, one delivery, one "created" event
@@ -101,14 +102,14 @@ def test_it_replays_a_batch_rolled_back_before_commit_as_if_it_ran_once():
     checkout = f.cart_body(user_id=buyer, event_type="checkout_completed")
     campaigns = f.active_set()
 
-    def batch():
-        return [f.parse_prediction(f.encode(pred)), f.parse_cart_event(f.encode(checkout))]
+    def batch() -> list[InboundEvent]:
+        return [parse_prediction(f.encode(pred)), parse_cart_event(f.encode(checkout))]
 
     # when the batch runs, the process "crashes" before the commit, and the batch is redelivered
     class Crash(Exception):
         pass
 
-    def run_then_crash():
+    def run_then_crash() -> None:
         with transaction.atomic():
             decisions_process_batch(events=batch(), campaigns=campaigns, after_commit=False)
             assert Intervention.objects.filter(user_id=user_id).count() == 1
@@ -226,7 +227,7 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(settings, django_capt
     user_id = f.unique("u")
     campaigns = f.active_set()
 
-    def decide(events):
+    def decide(events: list[InboundEvent]) -> None:
         with django_capture_on_commit_callbacks(execute=True):
             decisions_process_batch(events=events, campaigns=campaigns)
 
@@ -238,11 +239,10 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(settings, django_capt
     decide([f.cart_event(user_id=user_id, event_type="cart_abandoned")])
 
     # then one capped send, one send of the other campaign, then the budget stops the fourth
-    statuses = lambda c: list(  # noqa: E731
-        Intervention.objects.filter(campaign=c)
-        .order_by("created_at")
-        .values_list("status", "suppression_reason")
-    )
+    def statuses(campaign: Campaign) -> list[tuple[str, str]]:
+        rows = Intervention.objects.filter(campaign=campaign).order_by("created_at")
+        return list(rows.values_list("status", "suppression_reason"))
+
     assert statuses(capped) == [("pending", ""), ("suppressed", "frequency_cap")]
     assert statuses(other) == [("pending", ""), ("suppressed", "daily_budget")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,7 +21,7 @@ def isolate_topics(settings: Any, *, partitions: int = 1) -> str:
     return prefix
 
 
-def produce(messages: list[tuple[str, bytes | None, bytes | None]]) -> None:
+def produce(messages: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
     producer = Producer(producer_config())
     for name, key, value in messages:
         producer.produce(name, key=key, value=value)

@@ -59,7 +59,7 @@ def test_it_publishes_nothing_for_a_rolled_back_transaction(settings):
     # given a change that writes an outbox row and then fails
     isolate_topics(settings)
 
-    def failing_change():
+    def failing_change() -> None:
         with transaction.atomic():
             outbox_enqueue(topic="conversion-events", key="u-2", payload={"event_id": "rolled-back"})
             raise RuntimeError("the change failed")
