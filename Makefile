@@ -42,6 +42,7 @@ run: $(STAMP)
 
 # CI runs only `make test`, so it carries the checks the project keeps clean.
 test: $(STAMP) lint-ruff lint-types lint-migrations
+	@bash scripts/install-browser.sh
 	$(PY) -m stack test $(ARGS)
 
 lint: $(STAMP) lint-ruff lint-format lint-types lint-migrations

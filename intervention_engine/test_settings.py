@@ -4,3 +4,5 @@ from intervention_engine.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOG_FORMAT = "console"
+# Live-server tests serve from threads; persistent connections there would hold the test database open.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
@@ -29,11 +30,17 @@ class Command(BaseCommand):
 
     def _ensure_admin(self) -> None:
         username = os.environ.get("ADMIN_USERNAME", "admin")
-        password = os.environ.get("ADMIN_PASSWORD", "admin")
+        password = os.environ.get("ADMIN_PASSWORD", "")
         user_model = get_user_model()
         if user_model.objects.filter(username=username).exists():
             self.stdout.write(f"admin user {username!r} exists")
             return
+        if not password:
+            if settings.IS_PRODUCTION:
+                # A well-known password on a production back office would be worse than no admin at all.
+                self.stdout.write("no admin user created: set ADMIN_PASSWORD (or use createsuperuser)")
+                return
+            password = "admin"
         user_model.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(
             self.style.SUCCESS(
