@@ -16,6 +16,7 @@ import argparse
 import ipaddress
 import os
 import shlex
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +74,7 @@ def run() -> int:
     if _is_ipv4(host):
         ensure_port_free(port, fix="PORT", host=host)
     with embedded_services(RUN, environ=os.environ, say=say) as urls:
-        env = child_env(urls, PORT=str(port))
+        env = child_env(urls, PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(_fresh_metrics_dir()))
         code = run_in_foreground([sys.executable, MANAGE_PY, "bootstrap"], env=env, cwd=str(REPO_ROOT))
         if code != 0:
             say(f"`manage.py bootstrap` failed with exit code {code}; stopping")
@@ -115,6 +116,17 @@ def programs(*, port: int, host: str) -> list[Program]:
         Program("consumer", (sys.executable, MANAGE_PY, "consume_events")),
         Program("relay", (sys.executable, MANAGE_PY, "relay_outbox")),
     ]
+
+
+def _fresh_metrics_dir() -> Path:
+    """One scrape of /metrics sees every process of the stack: each writes its samples here.
+
+    prometheus_client requires the folder to be emptied before the processes start.
+    """
+    metrics_dir = RUN.var_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    return metrics_dir
 
 
 def child_env(urls: Mapping[str, str], **extra: str) -> dict[str, str]:
