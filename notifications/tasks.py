@@ -27,6 +27,12 @@ def delivery_send_push(delivery_id: str) -> str:
     return services.delivery_send(delivery_id=delivery_id)
 
 
+@shared_task(name="notifications.deliveries_send")
+def deliveries_send(delivery_ids: list[str]) -> dict[str, int]:
+    """A batch of one channel; published on that channel's queue by ``deliveries_enqueue``."""
+    return services.deliveries_send(delivery_ids=delivery_ids)
+
+
 @shared_task(name="notifications.deliveries_requeue_due")
 def deliveries_requeue_due() -> int:
     return services.deliveries_requeue_due()
