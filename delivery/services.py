@@ -21,6 +21,7 @@ is skipped, so a redelivered message or a replayed batch changes nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -288,11 +289,9 @@ def _decide(
         return ledger
 
     # Decided before (a redelivery, a replayed batch): one query for the whole batch.
-    decided = set(
-        Intervention.objects.filter(
-            trigger_event_id__in={event.event_id for _, event, _ in candidates},
-            campaign_id__in={p.id for _, _, plans in candidates for p in plans},
-        ).values_list("campaign_id", "trigger_event_id")
+    decided = _decided_before(
+        event_ids={event.event_id for _, event, _ in candidates},
+        campaign_ids={p.id for _, _, plans in candidates for p in plans},
     )
     # A later exit event of the same shopper in this batch means the moment has passed.
     last_exit: dict[tuple[str, str], int] = {}
@@ -353,6 +352,19 @@ def _decide(
                 winner_found = True
     _persist(decisions=decisions, profiles=profiles, outcome=outcome, ledger=ledger)
     return ledger
+
+
+def _decided_before(*, event_ids: set[str], campaign_ids: set[int]) -> set[tuple[int, str]]:
+    """(campaign, trigger event) pairs already decided, in one query with the ids as JSON parameters."""
+    table = Intervention._meta.db_table
+    sql = (
+        f'SELECT campaign_id, trigger_event_id FROM "{table}" '  # noqa: S608  (fixed identifier)
+        "WHERE trigger_event_id IN (SELECT jsonb_array_elements_text(%s::jsonb)) "
+        "AND campaign_id IN (SELECT (jsonb_array_elements_text(%s::jsonb))::bigint)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(sorted(event_ids)), json.dumps(sorted(campaign_ids))])
+        return {(int(row[0]), str(row[1])) for row in cursor.fetchall()}
 
 
 def _matches(*, plan: CampaignPlan, context: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from intervention_engine.errors import ApplicationError, NotFoundError
+from messaging.services import rows_insert
 from personalization.models import Profile, PushToken
 from personalization.signals import profile_erasing, profile_exporting
 
@@ -41,17 +42,30 @@ def profiles_lock(*, user_ids: Iterable[str]) -> dict[str, Profile]:
     wanted = sorted(set(user_ids))
     if not wanted:
         return {}
-    profiles = {
-        p.user_id: p
-        for p in Profile.objects.select_for_update().filter(user_id__in=wanted).order_by("user_id")
-    }
+    profiles = {p.user_id: p for p in _profiles_locked(wanted)}
     missing = [user_id for user_id in wanted if user_id not in profiles]
     if missing:
         # ignore_conflicts: a concurrent writer may have created one of them since our read.
-        Profile.objects.bulk_create([Profile(user_id=user_id) for user_id in missing], ignore_conflicts=True)
-        for profile in Profile.objects.select_for_update().filter(user_id__in=missing).order_by("user_id"):
+        now = timezone.now()
+        rows_insert(
+            Profile,
+            [Profile(user_id=user_id, created_at=now, updated_at=now) for user_id in missing],
+            ignore_conflicts=True,
+        )
+        for profile in _profiles_locked(missing):
             profiles[profile.user_id] = profile
     return profiles
+
+
+def _profiles_locked(user_ids: Sequence[str]) -> list[Profile]:
+    # The ids travel as ONE JSON parameter: ``user_id__in`` binds (and Django prepares) each of the
+    # hundreds of ids of a consumer batch separately, a measurable share of the batch's time.
+    table = Profile._meta.db_table
+    sql = (
+        f'SELECT * FROM "{table}" WHERE user_id IN '  # noqa: S608  (fixed identifier)
+        "(SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY user_id FOR UPDATE"
+    )
+    return list(Profile.objects.raw(sql, [json.dumps(list(user_ids))]))
 
 
 def profile_changes_apply(*, profiles: Mapping[str, Profile], changes: Sequence[ProfileChange]) -> None:
