@@ -106,10 +106,13 @@ def deliveries_enqueue(*, delivery_ids: Sequence[UUID | str]) -> int:
 
 
 def deliveries_send(*, delivery_ids: Sequence[UUID | str]) -> dict[str, int]:
-    """Send a batch, one delivery after the other (each claimed on its own, as in ``delivery_send``)."""
+    """Send a batch: one claim and one load for all, then each delivery as ``delivery_send`` does."""
     outcomes: dict[str, int] = {}
-    for delivery_id in delivery_ids:
-        outcome = delivery_send(delivery_id=delivery_id)
+    claimed = deliveries_claim(delivery_ids=delivery_ids)
+    if len(claimed) < len(delivery_ids):
+        outcomes["skipped"] = len(delivery_ids) - len(claimed)
+    for delivery in claimed:
+        outcome = _send_claimed(delivery=delivery)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
@@ -123,22 +126,42 @@ def _publish(*, delivery_id: UUID | str, channel: str, countdown: float | None =
 # --- Send -------------------------------------------------------------------------------------------
 
 
-def delivery_send(*, delivery_id: UUID | str) -> str:
-    """Send one delivery if it is still queued and due; returns what happened (for logs and tests)."""
+def deliveries_claim(*, delivery_ids: Sequence[UUID | str]) -> list[Delivery]:
+    """Claim the deliveries that are still queued and due (``→ sending``, attempts + 1), in one statement.
+
+    Returns the claimed rows, loaded with their intervention and profile; the others (already claimed by
+    another task, not due yet, cancelled…) are left alone. Commits at once (autocommit): the claim must be
+    durable before any provider is called.
+    """
     now = timezone.now()
     # A retry's countdown may fire a moment before next_attempt_at on a worker with a drifting clock.
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
-    claimed = Delivery.objects.filter(due, id=delivery_id, status=Delivery.Status.QUEUED).update(
-        updated_at=Now(),
-        status=Delivery.Status.SENDING,
-        attempts=F("attempts") + 1,
-        sending_at=now,
-        next_attempt_at=None,
-    )
+    candidates = Delivery.objects.filter(due, id__in=list(delivery_ids), status=Delivery.Status.QUEUED)
+    sql, params = candidates.values("id").query.sql_with_params()
+    table = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, attempts = attempts + 1, sending_at = %s, "  # noqa: S608
+            f"next_attempt_at = NULL, updated_at = now() WHERE id IN ({sql}) AND status = %s RETURNING id",
+            [Delivery.Status.SENDING, now, *params, Delivery.Status.QUEUED],
+        )
+        claimed = [row[0] for row in cursor.fetchall()]
+    skipped = len(set(map(str, delivery_ids))) - len(claimed)
+    if skipped > 0:
+        metrics.SKIPPED.inc(skipped)
     if not claimed:
-        metrics.SKIPPED.inc()
-        return "skipped"
-    delivery = Delivery.objects.select_related("intervention__profile").get(id=delivery_id)
+        return []
+    return list(Delivery.objects.select_related("intervention__profile").filter(id__in=claimed))
+
+
+def delivery_send(*, delivery_id: UUID | str) -> str:
+    """Send one delivery if it is still queued and due; returns what happened (for logs and tests)."""
+    claimed = deliveries_claim(delivery_ids=[delivery_id])
+    return _send_claimed(delivery=claimed[0]) if claimed else "skipped"
+
+
+def _send_claimed(*, delivery: Delivery) -> str:
+    now = timezone.now()
     intervention = delivery.intervention
     profile = intervention.profile
 
