@@ -8,4 +8,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("personalization.api.urls")),
     path("", include("campaigns.api.urls")),
     path("", include("delivery.api.urls")),
+    path("", include("tracking.api.reports")),
 ]

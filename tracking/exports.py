@@ -1,0 +1,200 @@
+"""CSV and XLSX exports of campaign reports: one row per variant and one for the holdout, per campaign.
+
+Campaigns are read in chunks (three queries per chunk, see tracking/reports.py), so an export over every
+campaign and a long period keeps memory flat: CSV is streamed row by row, XLSX is written by openpyxl's
+write-only workbook (rows go straight to the zip member) into a spooled temporary file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import IO, Any
+
+from openpyxl import Workbook
+
+from tracking.reports import CampaignReport, GroupReport, ReportPeriod, campaign_reports, campaigns_for_export
+
+CHUNK_SIZE = 50
+Progress = Callable[[int], None]  # called with how many campaigns were just exported
+
+COLUMNS = (
+    "campaign_id",
+    "campaign",
+    "status",
+    "period_from",
+    "period_to",
+    "group",
+    "role",
+    "variant_id",
+    "weight",
+    "expected_share",
+    "exposures",
+    "users",
+    "sent",
+    "suppressed",
+    "delivered",
+    "displayed",
+    "opened",
+    "clicked",
+    "dismissed",
+    "orders",
+    "converters",
+    "conversion_rate",
+    "conversion_rate_ci_low",
+    "conversion_rate_ci_high",
+    "currency",
+    "revenue",
+    "revenue_other_currencies",
+    "revenue_per_user",
+    "revenue_per_exposure",
+    "lift_vs_control",
+    "lift_vs_control_ci_low",
+    "lift_vs_control_ci_high",
+    "p_value_vs_control",
+    "probability_to_beat_control",
+    "lift_vs_holdout",
+    "lift_vs_holdout_ci_low",
+    "lift_vs_holdout_ci_high",
+    "p_value_vs_holdout",
+    "incremental_conversions",
+    "incremental_revenue",
+    "srm_p_value",
+    "srm_warning",
+)
+
+Cell = str | int | float | Decimal | None
+
+
+def export_campaign_count(*, campaign_id: int | None = None) -> int:
+    return campaigns_for_export(campaign_id=campaign_id).count()
+
+
+def reports_iter(
+    *, period: ReportPeriod, campaign_id: int | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[CampaignReport]:
+    """Every campaign's report (or one campaign's), newest campaign first, a chunk at a time."""
+    ids = list(campaigns_for_export(campaign_id=campaign_id).values_list("pk", flat=True))
+    for start in range(0, len(ids), chunk_size):
+        chunk = ids[start : start + chunk_size]
+        campaigns = sorted(campaigns_for_export().filter(pk__in=chunk), key=lambda c: chunk.index(c.pk))
+        yield from campaign_reports(campaigns=campaigns, period=period)
+
+
+def report_rows(report: CampaignReport) -> Iterator[list[Cell]]:
+    for group in report.groups:
+        yield _row(report, group)
+
+
+def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
+    vs_control = group.vs_control or {}
+    vs_holdout = group.vs_holdout or {}
+    control_ci = vs_control.get("relative_lift_ci")
+    holdout_ci = vs_holdout.get("relative_lift_ci")
+    values: dict[str, Cell] = {
+        "campaign_id": report.campaign_id,
+        "campaign": report.campaign_name,
+        "status": report.campaign_status,
+        "period_from": report.period.start.isoformat() if report.period.start else None,
+        "period_to": report.period.end.isoformat() if report.period.end else None,
+        "group": group.name,
+        "role": group.role,
+        "variant_id": group.variant_id,
+        "weight": group.weight,
+        "expected_share": group.expected_share,
+        "exposures": group.exposures,
+        "users": group.users,
+        "sent": group.sent,
+        "suppressed": group.suppressed,
+        "delivered": group.delivered,
+        "displayed": group.displayed,
+        "opened": group.opened,
+        "clicked": group.clicked,
+        "dismissed": group.dismissed,
+        "orders": group.orders,
+        "converters": group.converters,
+        "conversion_rate": group.conversion_rate,
+        "conversion_rate_ci_low": group.conversion_rate_ci.low if group.conversion_rate_ci else None,
+        "conversion_rate_ci_high": group.conversion_rate_ci.high if group.conversion_rate_ci else None,
+        "currency": report.currency,
+        "revenue": group.revenue,
+        "revenue_other_currencies": " ".join(
+            f"{amount} {currency}" for currency, amount in sorted(group.revenue_other_currencies.items())
+        )
+        or None,
+        "revenue_per_user": group.revenue_per_user,
+        "revenue_per_exposure": group.revenue_per_exposure,
+        "lift_vs_control": vs_control.get("relative_lift"),
+        "lift_vs_control_ci_low": control_ci.low if control_ci else None,
+        "lift_vs_control_ci_high": control_ci.high if control_ci else None,
+        "p_value_vs_control": vs_control.get("p_value"),
+        "probability_to_beat_control": vs_control.get("probability_to_beat"),
+        "lift_vs_holdout": vs_holdout.get("relative_lift"),
+        "lift_vs_holdout_ci_low": holdout_ci.low if holdout_ci else None,
+        "lift_vs_holdout_ci_high": holdout_ci.high if holdout_ci else None,
+        "p_value_vs_holdout": vs_holdout.get("p_value"),
+        "incremental_conversions": vs_holdout.get("incremental_conversions"),
+        "incremental_revenue": vs_holdout.get("incremental_revenue"),
+        "srm_p_value": report.srm.p_value,
+        "srm_warning": "yes" if report.srm.mismatch else "no",
+    }
+    return [values[column] for column in COLUMNS]
+
+
+def csv_stream(
+    *, period: ReportPeriod, campaign_id: int | None = None, progress: Progress | None = None
+) -> Iterator[str]:
+    """The CSV export as a stream of text chunks: the header, then one chunk per campaign."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+        return text
+
+    writer.writerow(COLUMNS)
+    yield flush()
+    for report in reports_iter(period=period, campaign_id=campaign_id):
+        for row in report_rows(report):
+            writer.writerow([_csv_cell(cell) for cell in row])
+        yield flush()
+        if progress is not None:
+            progress(1)
+
+
+def _csv_cell(cell: Any) -> Any:
+    # Empty for "not computable" rather than the string "None"; Decimals keep their exact digits.
+    return "" if cell is None else cell
+
+
+def xlsx_write(
+    *,
+    target: IO[bytes],
+    period: ReportPeriod,
+    campaign_id: int | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Write the XLSX export (sheet "Report") to a binary file object."""
+    workbook = Workbook(write_only=True)
+    sheet: Any = workbook.create_sheet("Report")
+    sheet.append(list(COLUMNS))
+    for report in reports_iter(period=period, campaign_id=campaign_id):
+        for row in report_rows(report):
+            # Money stays exact in the file: openpyxl writes Decimals as numbers without float rounding.
+            sheet.append(row)
+        if progress is not None:
+            progress(1)
+    workbook.save(target)
+
+
+def xlsx_file(*, period: ReportPeriod, campaign_id: int | None = None) -> IO[bytes]:
+    """The XLSX export in a temporary file (in memory up to 8 MB, then on disk), rewound for reading."""
+    spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115  (caller closes)
+    xlsx_write(target=spooled, period=period, campaign_id=campaign_id)
+    spooled.seek(0)
+    return spooled

@@ -1,0 +1,499 @@
+"""Campaign reports: what each variant (and the holdout) did, and what it earned compared with nothing.
+
+Reads only. Everything is counted in PostgreSQL — three grouped queries per batch of campaigns whatever
+the number of rows — and tracking/analytics.py turns the counts into intervals, tests and lifts.
+
+Who counts (see docs/analytics.md for the reasoning):
+- A shopper is *exposed* to a group when the decision path assigned them to it: every intervention with
+  a variant, sent or not (quiet hours, no reachable channel, a control variant with nothing to show), is
+  an exposure of that variant; every holdout intervention is an exposure of the holdout. Comparing what
+  was *assigned* (intent to treat) keeps the groups comparable: the holdout is drawn before channels are
+  chosen, so dropping unsent treatment exposures would compare a filtered group with an unfiltered one.
+- Rates are per shopper: ``converters / users`` where ``users`` counts distinct shoppers, because the
+  assignment (and so the experiment) is per shopper, not per message.
+- The period selects the cohort by exposure time (``Intervention.created_at``); the conversions counted
+  are those attributed to the interventions of that cohort, whenever they happened.
+- Revenue is reported in the campaign's main currency (the one most of its orders used) with no
+  exchange-rate conversion; other currencies are listed separately, never added in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, When
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from campaigns import selectors as campaign_selectors
+from campaigns.models import Campaign, Intervention
+from intervention_engine.errors import ApplicationError, NotFoundError
+from tracking import analytics
+from tracking.models import Conversion, TrackingEvent
+
+DEFAULT_CURRENCY = "EUR"
+HOLDOUT = "holdout"
+CONTROL = "control"
+TREATMENT = "treatment"
+MONEY = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    """``[start, end)`` in aware datetimes; either end may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def report_period_parse(*, start: str | None, end: str | None) -> ReportPeriod:
+    """Parse ``from``/``to`` query values: a date (``2026-11-01``, a whole day, ``to`` inclusive) or an
+    ISO-8601 datetime (naive ones are in UTC). Raises ``ApplicationError`` (400) on anything else."""
+    parsed_start = _parse_bound(start, name="from", end_of_day=False)
+    parsed_end = _parse_bound(end, name="to", end_of_day=True)
+    if parsed_start and parsed_end and parsed_end <= parsed_start:
+        raise ApplicationError(
+            "'to' must be after 'from'.",
+            code="invalid_period",
+            details={"from": start, "to": end},
+        )
+    return ReportPeriod(start=parsed_start, end=parsed_end)
+
+
+def _parse_bound(value: str | None, *, name: str, end_of_day: bool) -> datetime | None:
+    if value is None or value.strip() == "":
+        return None
+    text = value.strip()
+    try:
+        moment = parse_datetime(text) if "T" in text or " " in text else None
+        day: date | None = None if moment else parse_date(text)
+    except ValueError:
+        moment, day = None, None
+    if moment is None and day is None:
+        raise ApplicationError(
+            f"'{name}' is not a date (YYYY-MM-DD) or an ISO-8601 datetime.",
+            code="invalid_date",
+            details={name: value},
+        )
+    if moment is None:
+        assert day is not None
+        # A date for 'to' means the whole day: the period ends at the next midnight.
+        moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment
+
+
+@dataclass
+class GroupReport:
+    """One row of the report: a variant, or the holdout."""
+
+    key: str
+    name: str
+    role: str  # treatment, control or holdout
+    variant_id: int | None
+    weight: int | None
+    expected_share: float
+    exposures: int = 0
+    users: int = 0
+    sent: int = 0
+    suppressed: int = 0
+    delivered: int = 0
+    displayed: int = 0
+    opened: int = 0
+    clicked: int = 0
+    dismissed: int = 0
+    orders: int = 0
+    converters: int = 0
+    revenue: Decimal = Decimal("0.00")
+    revenue_squares: Decimal = Decimal("0")  # sum over converters of (their revenue)², for the interval
+    revenue_other_currencies: dict[str, Decimal] = field(default_factory=dict)
+    conversion_rate: float | None = None
+    conversion_rate_ci: analytics.Interval | None = None
+    revenue_per_user: Decimal | None = None
+    revenue_per_exposure: Decimal | None = None
+    vs_control: dict[str, Any] | None = None
+    vs_holdout: dict[str, Any] | None = None
+
+
+@dataclass
+class CampaignReport:
+    campaign_id: int
+    campaign_name: str
+    campaign_status: str
+    holdout_percent: Decimal
+    period: ReportPeriod
+    currency: str
+    groups: list[GroupReport]
+    funnel: dict[str, int]
+    srm: analytics.SampleRatioCheck
+    incremental: dict[str, Any] | None
+    generated_at: datetime
+
+    @property
+    def variants(self) -> list[GroupReport]:
+        return [g for g in self.groups if g.role != HOLDOUT]
+
+    @property
+    def holdout(self) -> GroupReport:
+        return next(g for g in self.groups if g.role == HOLDOUT)
+
+    @property
+    def control(self) -> GroupReport | None:
+        return next((g for g in self.groups if g.role == CONTROL), None)
+
+
+# --- Queries -----------------------------------------------------------------------------------------
+
+
+def _group_variant() -> Case:
+    """The grouping key: the variant for treated shoppers, NULL for the holdout (whatever variant the
+    holdout shopper would have had)."""
+    return Case(When(is_holdout=True, then=None), default=F("variant_id"), output_field=IntegerField())
+
+
+def _in_period(prefix: str, period: ReportPeriod) -> Q:
+    condition = Q()
+    if period.start is not None:
+        condition &= Q(**{f"{prefix}created_at__gte": period.start})
+    if period.end is not None:
+        condition &= Q(**{f"{prefix}created_at__lt": period.end})
+    return condition
+
+
+def exposure_counts(*, campaign_ids: Sequence[int], period: ReportPeriod) -> QuerySet[Intervention, Any]:
+    """Per (campaign, variant or holdout): exposures, shoppers and how far the messages went.
+
+    Engagement counts are of interventions with at least one such event (a shopper clicking twice is one
+    click), each an EXISTS on the (intervention, type) index.
+    """
+
+    def has(*types: str) -> Exists:
+        return Exists(TrackingEvent.objects.filter(intervention_id=OuterRef("pk"), type__in=types))
+
+    return (
+        Intervention.objects.filter(campaign_id__in=campaign_ids)
+        .filter(Q(is_holdout=True) | Q(variant__isnull=False))
+        .filter(_in_period("", period))
+        .annotate(group_variant=_group_variant())
+        .values("campaign_id", "group_variant")
+        .annotate(
+            exposures=Count("pk"),
+            users=Count("user_id", distinct=True),
+            suppressed=Count("pk", filter=Q(status=Intervention.Status.SUPPRESSED)),
+            delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+            displayed=Count("pk", filter=has(TrackingEvent.Type.DISPLAYED, TrackingEvent.Type.OPENED)),
+            opened=Count("pk", filter=has(TrackingEvent.Type.OPENED)),
+            clicked=Count("pk", filter=has(TrackingEvent.Type.CLICKED)),
+            dismissed=Count("pk", filter=has(TrackingEvent.Type.DISMISSED)),
+        )
+        .order_by()
+    )
+
+
+def conversion_counts(*, campaign_ids: Sequence[int], period: ReportPeriod) -> QuerySet[Conversion, Any]:
+    """Per (campaign, variant or holdout): orders and distinct converting shoppers, all currencies."""
+    return (
+        Conversion.objects.filter(campaign_id__in=campaign_ids, intervention__isnull=False)
+        .filter(Q(is_holdout=True) | Q(variant__isnull=False))
+        .filter(_in_period("intervention__", period))
+        .annotate(group_variant=_group_variant())
+        .values("campaign_id", "group_variant")
+        .annotate(orders=Count("pk"), converters=Count("user_id", distinct=True))
+        .order_by()
+    )
+
+
+def revenue_sums(*, campaign_ids: Sequence[int], period: ReportPeriod) -> list[dict[str, Any]]:
+    """Per (campaign, variant or holdout, currency): revenue, orders and the sum of squared per-shopper
+    revenue (the variance term of the revenue interval).
+
+    Raw SQL because it aggregates an aggregate (per shopper, then per group), which the ORM cannot
+    express without loading every shopper.
+    """
+    conversion = Conversion._meta.db_table
+    intervention = Intervention._meta.db_table
+    where = ["c.campaign_id = ANY(%s)", "(c.is_holdout OR c.variant_id IS NOT NULL)"]
+    params: list[Any] = [list(campaign_ids)]
+    if period.start is not None:
+        where.append("i.created_at >= %s")
+        params.append(period.start)
+    if period.end is not None:
+        where.append("i.created_at < %s")
+        params.append(period.end)
+    sql = f"""
+        SELECT campaign_id, group_variant, currency,
+               SUM(orders) AS orders, SUM(revenue) AS revenue, SUM(revenue * revenue) AS revenue_squares
+        FROM (
+            SELECT c.campaign_id,
+                   CASE WHEN c.is_holdout THEN NULL ELSE c.variant_id END AS group_variant,
+                   c.currency, c.user_id, COUNT(*) AS orders, SUM(c.revenue) AS revenue
+            FROM {conversion} c JOIN {intervention} i ON i.id = c.intervention_id
+            WHERE {" AND ".join(where)}
+            GROUP BY 1, 2, 3, 4
+        ) per_shopper
+        GROUP BY 1, 2, 3
+    """  # noqa: S608  (table names come from the models, values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [column.name for column in cursor.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+# --- Building a report -------------------------------------------------------------------------------
+
+
+def campaign_report(*, campaign_id: int, period: ReportPeriod) -> CampaignReport:
+    campaign = campaign_selectors.campaign_get(campaign_id=campaign_id)
+    if campaign is None:
+        raise NotFoundError("Campaign not found.", details={"campaign_id": campaign_id})
+    return campaign_reports(campaigns=[campaign], period=period)[0]
+
+
+def campaign_reports(*, campaigns: Sequence[Campaign], period: ReportPeriod) -> list[CampaignReport]:
+    """Reports for campaigns whose variants are prefetched (``campaigns.selectors.campaign_list``); three
+    queries for the whole batch."""
+    ids = [c.pk for c in campaigns]
+    if not ids:
+        return []
+    exposures: dict[tuple[int, int | None], dict[str, Any]] = {
+        (row["campaign_id"], row["group_variant"]): row
+        for row in exposure_counts(campaign_ids=ids, period=period)
+    }
+    conversions: dict[tuple[int, int | None], dict[str, Any]] = {
+        (row["campaign_id"], row["group_variant"]): row
+        for row in conversion_counts(campaign_ids=ids, period=period)
+    }
+    revenue: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in revenue_sums(campaign_ids=ids, period=period):
+        revenue[row["campaign_id"]].append(row)
+    generated_at = timezone.now()
+    return [
+        _build(
+            campaign=campaign,
+            period=period,
+            exposures=exposures,
+            conversions=conversions,
+            revenue=revenue[campaign.pk],
+            generated_at=generated_at,
+        )
+        for campaign in campaigns
+    ]
+
+
+def campaigns_for_export(*, campaign_id: int | None = None) -> QuerySet[Campaign]:
+    campaigns = campaign_selectors.campaign_list()
+    return campaigns.filter(pk=campaign_id) if campaign_id is not None else campaigns
+
+
+def _main_currency(rows: Iterable[dict[str, Any]]) -> str:
+    orders: dict[str, int] = defaultdict(int)
+    for row in rows:
+        orders[row["currency"]] += int(row["orders"])
+    if not orders:
+        return DEFAULT_CURRENCY
+    return sorted(orders.items(), key=lambda item: (-item[1], item[0]))[0][0]
+
+
+def _build(
+    *,
+    campaign: Campaign,
+    period: ReportPeriod,
+    exposures: dict[tuple[int, int | None], dict[str, Any]],
+    conversions: dict[tuple[int, int | None], dict[str, Any]],
+    revenue: list[dict[str, Any]],
+    generated_at: datetime,
+) -> CampaignReport:
+    currency = _main_currency(revenue)
+    holdout_share = float(campaign.holdout_percent or 0) / 100
+    variants = sorted(campaign.variants.all(), key=lambda v: v.pk)
+    total_weight = sum(v.weight for v in variants)
+    groups: list[GroupReport] = []
+    for variant in variants:
+        share = (1 - holdout_share) * variant.weight / total_weight if total_weight else 0.0
+        groups.append(
+            GroupReport(
+                key=f"variant:{variant.pk}",
+                name=variant.name,
+                role=CONTROL if variant.is_control else TREATMENT,
+                variant_id=variant.pk,
+                weight=variant.weight,
+                expected_share=share,
+            )
+        )
+    groups.append(
+        GroupReport(
+            key=HOLDOUT,
+            name="Holdout",
+            role=HOLDOUT,
+            variant_id=None,
+            weight=None,
+            expected_share=holdout_share,
+        )
+    )
+
+    for group in groups:
+        key = (campaign.pk, group.variant_id)
+        exposed = exposures.get(key, {})
+        for name in (
+            "exposures",
+            "users",
+            "suppressed",
+            "delivered",
+            "displayed",
+            "opened",
+            "clicked",
+            "dismissed",
+        ):
+            setattr(group, name, int(exposed.get(name) or 0))
+        group.sent = group.exposures - group.suppressed
+        converted = conversions.get(key, {})
+        group.orders = int(converted.get("orders") or 0)
+        group.converters = int(converted.get("converters") or 0)
+    by_variant = {group.variant_id: group for group in groups}
+    for row in revenue:
+        group_or_none = by_variant.get(row["group_variant"])
+        if group_or_none is None:  # a variant deleted since: its numbers cannot be shown in a row
+            continue
+        if row["currency"] == currency:
+            group_or_none.revenue = Decimal(row["revenue"]).quantize(MONEY)
+            group_or_none.revenue_squares = Decimal(row["revenue_squares"])
+        else:
+            group_or_none.revenue_other_currencies[row["currency"]] = Decimal(row["revenue"]).quantize(MONEY)
+
+    for group in groups:
+        group.conversion_rate = group.converters / group.users if group.users else None
+        group.conversion_rate_ci = analytics.wilson_interval(successes=group.converters, trials=group.users)
+        if group.users:
+            group.revenue_per_user = (group.revenue / group.users).quantize(MONEY)
+        if group.exposures:
+            group.revenue_per_exposure = (group.revenue / group.exposures).quantize(MONEY)
+
+    control = next((g for g in groups if g.role == CONTROL), None)
+    holdout = groups[-1]
+    for group in groups:
+        if group.role == TREATMENT and control is not None:
+            group.vs_control = _compare(group, control, with_increment=False)
+        if group.role != HOLDOUT:
+            group.vs_holdout = _compare(group, holdout, with_increment=True)
+
+    treated = _pooled([g for g in groups if g.role != HOLDOUT])
+    incremental = _compare(treated, holdout, with_increment=True)
+    srm = _srm(campaign=campaign, groups=groups)
+    funnel = {
+        "exposures": treated.exposures,
+        "users": treated.users,
+        "sent": treated.sent,
+        "delivered": treated.delivered,
+        "displayed": treated.displayed,
+        "clicked": treated.clicked,
+        "dismissed": treated.dismissed,
+        "orders": treated.orders,
+        "converters": treated.converters,
+    }
+    return CampaignReport(
+        campaign_id=campaign.pk,
+        campaign_name=campaign.name,
+        campaign_status=campaign.status,
+        holdout_percent=Decimal(campaign.holdout_percent or 0),
+        period=period,
+        currency=currency,
+        groups=groups,
+        funnel=funnel,
+        srm=srm,
+        incremental=incremental,
+        generated_at=generated_at,
+    )
+
+
+def _pooled(groups: Sequence[GroupReport]) -> GroupReport:
+    """Every treated shopper together (all variants, control included): the campaign against nothing."""
+    pooled = GroupReport(
+        key="treated", name="All variants", role=TREATMENT, variant_id=None, weight=None, expected_share=0
+    )
+    for group in groups:
+        for name in (
+            "exposures",
+            "users",
+            "sent",
+            "suppressed",
+            "delivered",
+            "displayed",
+            "opened",
+            "clicked",
+            "dismissed",
+            "orders",
+            "converters",
+            "revenue",
+            "revenue_squares",
+        ):
+            setattr(pooled, name, getattr(pooled, name) + getattr(group, name))
+    return pooled
+
+
+def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool) -> dict[str, Any] | None:
+    comparison = analytics.proportions_compare(
+        successes=group.converters,
+        trials=group.users,
+        baseline_successes=baseline.converters,
+        baseline_trials=baseline.users,
+    )
+    if comparison is None:
+        return None
+    result: dict[str, Any] = {
+        "baseline": baseline.key,
+        "absolute_lift": comparison.absolute_lift,
+        "relative_lift": comparison.relative_lift,
+        "relative_lift_ci": comparison.relative_lift_ci,
+        "p_value": comparison.p_value,
+        "test": comparison.test,
+        "probability_to_beat": analytics.probability_to_beat(
+            successes=group.converters,
+            trials=group.users,
+            baseline_successes=baseline.converters,
+            baseline_trials=baseline.users,
+        ),
+    }
+    if with_increment:
+        per_user = analytics.mean_difference(
+            count=group.users,
+            total=float(group.revenue),
+            total_squares=float(group.revenue_squares),
+            baseline_count=baseline.users,
+            baseline_total=float(baseline.revenue),
+            baseline_total_squares=float(baseline.revenue_squares),
+        )
+        assert per_user is not None  # both groups have shoppers, or proportions_compare returned None
+        # What the group earned beyond what the same shoppers would have earned with no message.
+        result["incremental_conversions"] = comparison.absolute_lift * group.users
+        result["incremental_revenue"] = _money(per_user.difference * group.users)
+        result["incremental_revenue_ci"] = (
+            analytics.Interval(low=per_user.ci.low * group.users, high=per_user.ci.high * group.users)
+            if per_user.ci
+            else None
+        )
+    return result
+
+
+def _money(value: float) -> Decimal:
+    return Decimal(str(value)).quantize(MONEY)
+
+
+def _srm(*, campaign: Campaign, groups: Sequence[GroupReport]) -> analytics.SampleRatioCheck:
+    if campaign.use_bandit:
+        return analytics.SampleRatioCheck(
+            chi2=None,
+            p_value=None,
+            mismatch=False,
+            reason="Not checked: a bandit moves traffic between variants on purpose.",
+        )
+    considered = [g for g in groups if g.expected_share > 0 or g.users > 0]
+    return analytics.sample_ratio_check(
+        observed=[g.users for g in considered], expected_shares=[g.expected_share for g in considered]
+    )
