@@ -13,12 +13,14 @@ Origin. After the handshake: 1009 for an oversized frame, 1008 for a flood; a ma
 from __future__ import annotations
 
 import json
+import pprint
 import time
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -37,6 +39,26 @@ CLOSE_POLICY = 1008
 # How many intervention ids a socket remembers having sent, to drop a push that a resume already sent.
 _SENT_MEMORY = 512
 _MAX_ACK_BATCH = 100
+
+
+class _LazyPformat:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return pprint.pformat(self.value)
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+
+def defer_autobahn_handshake_debug_formatting() -> None:
+    """autobahn (daphne's WebSocket engine) pretty-prints ~40 protocol options for a debug log line on
+    every handshake, even when debug logging is off: about 40% of a handshake's CPU in bench/ws_idle,
+    which is what a reconnect storm after a deploy costs. Format them only if the line is written."""
+    from autobahn.websocket import protocol
+
+    protocol.pformat = _LazyPformat  # type: ignore[attr-defined,assignment]
 
 
 def origin_allowed(origin: str) -> bool:
@@ -103,6 +125,16 @@ class InterventionConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
         stats.connection_closed(user_id=self.user_id, rooms=self.rooms)
         await presence.apresence_remove(user_id=self.user_id, channel_name=self.channel_name)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, without its hop to a worker thread before every message to close stale
+        database connections: this socket touches the database only through database_sync_to_async,
+        which does that itself, so the hop only cost a thread round trip per pushed frame (it halved
+        the pushes per second in bench/ws_push)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- Client → server ----------------------------------------------------------------------------
 

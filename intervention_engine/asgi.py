@@ -11,6 +11,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from delivery.consumers import defer_autobahn_handshake_debug_formatting  # noqa: E402
+
+defer_autobahn_handshake_debug_formatting()
+
 from delivery.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -144,6 +144,20 @@ def page(browser) -> Iterator[Any]:
     context.close()
 
 
+def _push_from_a_thread(intervention_ids: list[uuid.UUID]) -> None:
+    """intervention_push is synchronous (async_to_sync), and Playwright's loop occupies this thread."""
+
+    def push() -> None:
+        try:
+            realtime.intervention_push(intervention_ids=intervention_ids)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    thread.join(10)
+
+
 def _open_demo(page: Any, base: str) -> str:
     page.goto(f"{base}/demo/")
     page.wait_for_selector("#status[data-status=open]", timeout=15000)
@@ -260,3 +274,37 @@ def test_it_never_shows_an_expired_intervention(daphne, page, onsite_interventio
     stale = Intervention.objects.get(user_id=user_id, seq=1)
     assert stale.expires_at is not None
     assert stale.expires_at < timezone.now()
+
+
+def test_it_renders_a_modal_accessibly_and_reports_the_dismissal(daphne, page, onsite_intervention):
+    # given a shopper on the demo page with the focus on a product button
+    base, _ = daphne
+    user_id = _open_demo(page, base)
+    page.focus("button.add >> nth=2")
+    intervention = onsite_intervention(user_id=user_id, seq=1, title="Wait!", kind="modal")
+
+    # when a modal intervention arrives
+    _push_from_a_thread([intervention.id])
+    dialog = page.wait_for_selector(".ie-box[role=dialog]", timeout=10000)
+
+    # then it is a labelled modal dialog holding the focus, and Tab cannot leave it
+    assert dialog.get_attribute("aria-modal") == "true"
+    title_id = dialog.get_attribute("aria-labelledby")
+    assert page.text_content(f"#{title_id}") == "Wait!"
+    inside = "() => document.activeElement.closest('.ie-box') !== null"
+    assert page.evaluate(inside)
+    for key in ("Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab"):
+        page.keyboard.press(key)
+        assert page.evaluate(inside), key
+
+    # when the shopper presses Escape
+    page.keyboard.press("Escape")
+
+    # then the dialog is gone, the focus is back where it was, and the dismissal is recorded
+    page.wait_for_selector(".ie-box", state="detached", timeout=5000)
+    assert page.evaluate("() => document.activeElement.dataset.sku") == "SKU-SOCKS"
+    _wait_until(
+        lambda: TrackingEvent.objects.filter(intervention=intervention, type="dismissed").exists(),
+        timeout=10,
+        what="the dismissal",
+    )
