@@ -28,7 +28,9 @@ def test_it_keeps_the_wilson_interval_inside_zero_and_one_and_has_none_without_t
     empty = analytics.wilson_interval(successes=0, trials=0)
 
     # then the first starts at 0 with a positive upper bound, the second does not exist
-    assert zero is not None and zero.low == pytest.approx(0.0, abs=1e-12) and 0.1 < zero.high < 0.2
+    assert zero is not None
+    assert zero.low == pytest.approx(0.0, abs=1e-12)
+    assert 0.1 < zero.high < 0.2
     assert empty is None
 
 
@@ -77,7 +79,8 @@ def test_it_finds_a_clear_winner_probable_and_a_tie_a_coin_flip():
     )
 
     # then the first is near certain, the second near one half, and the draw is reproducible
-    assert clear is not None and clear > 0.99
+    assert clear is not None
+    assert clear > 0.99
     assert tie == pytest.approx(0.5, abs=0.01)
     assert tie == again
 
@@ -98,7 +101,8 @@ def test_it_gives_a_welch_interval_for_a_difference_of_means():
 
     # then it is 5 with the normal interval built from the sample variances
     se = math.sqrt(stats.tvar(a) / 4 + stats.tvar(b) / 4)
-    assert result is not None and result.ci is not None
+    assert result is not None
+    assert result.ci is not None
     assert result.difference == pytest.approx(5.0)
     assert result.ci.low == pytest.approx(5.0 - 1.959964 * se, rel=1e-5)
     assert result.ci.high == pytest.approx(5.0 + 1.959964 * se, rel=1e-5)
@@ -114,7 +118,8 @@ def test_it_flags_a_60_40_split_on_equal_weights_and_not_a_fair_one():
     assert skewed.mismatch is True
     assert skewed.p_value == pytest.approx(stats.chisquare([6000, 4000]).pvalue)
     assert fair.mismatch is False
-    assert fair.p_value is not None and fair.p_value > 0.5
+    assert fair.p_value is not None
+    assert fair.p_value > 0.5
 
 
 def test_it_flags_shoppers_in_a_group_that_should_be_empty():
