@@ -304,6 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from delivery import services
 
     latencies: list[float] = []
+    engine: list[float] = []
     original = services._observe
 
     def observe(*, events: Any, outcome: Any) -> None:
@@ -320,12 +321,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.seconds + 60
     seen = 0
     while seen < expected * 0.98 and time.monotonic() < deadline:
-        messages = consumer.consumer.consume(num_messages=args.batch, timeout=0.005)
+        messages = consumer.consumer.consume(num_messages=args.batch, timeout=args.poll)
         batch = [m for m in messages if m.error() is None]
         if batch:
+            received = datetime.now(UTC)
             outcome = consumer.process(batch)
             if outcome is not None:
                 seen += outcome.valid + outcome.dead
+                if outcome.outcome is not None and outcome.outcome.committed_at is not None:
+                    # Inside the engine only: from the batch leaving Kafka to its commit.
+                    spent = (outcome.outcome.committed_at - received).total_seconds()
+                    engine.extend([spent] * outcome.valid)
         if not publisher.is_alive() and not batch and seen >= expected * 0.9:
             break
     publisher.join(30)
@@ -339,6 +345,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
             "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
             "max_ms": round(1000 * max(latencies), 1),
+            "in_engine_p50_ms": round(1000 * statistics.median(engine), 1) if engine else None,
+            "in_engine_p99_ms": round(1000 * percentile(engine, 0.99), 1) if engine else None,
         }
         print(json.dumps(result["latency"]), file=sys.stderr)
 
@@ -377,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--poll", type=float, default=0.05, help="consumer batch wait, as the command's")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     django_setup()
