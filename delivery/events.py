@@ -31,6 +31,7 @@ CART_EVENT_TYPES = frozenset(
 MAX_ITEMS = 10_000
 MAX_AMOUNT = Decimal("10000000")
 MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 2000
 # A clock may be a little ahead; an event from next week is a bug upstream.
 MAX_CLOCK_SKEW = timedelta(hours=1)
 
@@ -151,8 +152,9 @@ def _string(data: dict[str, Any], name: str, *, required: bool = False, where: s
         raise InvalidEvent("wrong_type", f"{label} must be a string")
     if required and not value.strip():
         raise InvalidEvent("missing_field", f"{label} must not be empty")
-    if name.endswith("_id") and len(value) > MAX_ID_LENGTH:
-        raise InvalidEvent("absurd_value", f"{label} is longer than {MAX_ID_LENGTH} characters")
+    limit = MAX_ID_LENGTH if name.endswith("_id") or name == "model" else MAX_TEXT_LENGTH
+    if len(value) > limit:
+        raise InvalidEvent("absurd_value", f"{label} is longer than {limit} characters")
     return value
 
 

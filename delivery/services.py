@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -134,6 +134,10 @@ def _hand_off(*, outcome: BatchOutcome, ledger: CapLedger | None) -> None:
 def _deliver(*, outcome: BatchOutcome) -> None:
     from delivery.realtime import intervention_push
     from notifications.services import deliveries_enqueue
+
+    if handoff_executor is not None:
+        # The side thread has its own connection, never recycled by a request cycle: check it here.
+        close_old_connections()
 
     if outcome.onsite_ids:
         try:
