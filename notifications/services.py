@@ -105,18 +105,6 @@ def deliveries_enqueue(*, delivery_ids: Sequence[UUID | str]) -> int:
     return count
 
 
-def deliveries_send(*, delivery_ids: Sequence[UUID | str]) -> dict[str, int]:
-    """Send a batch: one claim and one load for all, then each delivery as ``delivery_send`` does."""
-    outcomes: dict[str, int] = {}
-    claimed = deliveries_claim(delivery_ids=delivery_ids)
-    if len(claimed) < len(delivery_ids):
-        outcomes["skipped"] = len(delivery_ids) - len(claimed)
-    for delivery in claimed:
-        outcome = _send_claimed(delivery=delivery)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return outcomes
-
-
 def _publish(*, delivery_id: UUID | str, channel: str, countdown: float | None = None) -> None:
     current_app.send_task(
         TASK_FOR_CHANNEL[channel], args=[str(delivery_id)], queue=channel, countdown=countdown
@@ -126,38 +114,55 @@ def _publish(*, delivery_id: UUID | str, channel: str, countdown: float | None =
 # --- Send -------------------------------------------------------------------------------------------
 
 
-def deliveries_claim(*, delivery_ids: Sequence[UUID | str]) -> list[Delivery]:
-    """Claim the deliveries that are still queued and due (``→ sending``, attempts + 1), in one statement.
+def _claim(*, delivery_id: UUID | str, now: datetime) -> bool:
+    """``queued`` and due → ``sending``, attempts + 1, in one conditional UPDATE (committed at once).
 
-    Returns the claimed rows, loaded with their intervention and profile; the others (already claimed by
-    another task, not due yet, cancelled…) are left alone. Commits at once (autocommit): the claim must be
-    durable before any provider is called.
+    Exactly one caller wins; a duplicate or redelivered task, or one racing another worker, gets False.
     """
-    now = timezone.now()
     # A retry's countdown may fire a moment before next_attempt_at on a worker with a drifting clock.
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
-    candidates = Delivery.objects.filter(due, id__in=list(delivery_ids), status=Delivery.Status.QUEUED)
-    sql, params = candidates.values("id").query.sql_with_params()
-    table = Delivery._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, attempts = attempts + 1, sending_at = %s, "  # noqa: S608
-            f"next_attempt_at = NULL, updated_at = now() WHERE id IN ({sql}) AND status = %s RETURNING id",
-            [Delivery.Status.SENDING, now, *params, Delivery.Status.QUEUED],
-        )
-        claimed = [row[0] for row in cursor.fetchall()]
-    skipped = len(set(map(str, delivery_ids))) - len(claimed)
-    if skipped > 0:
-        metrics.SKIPPED.inc(skipped)
+    claimed = Delivery.objects.filter(due, id=delivery_id, status=Delivery.Status.QUEUED).update(
+        updated_at=Now(),
+        status=Delivery.Status.SENDING,
+        attempts=F("attempts") + 1,
+        sending_at=now,
+        next_attempt_at=None,
+    )
     if not claimed:
-        return []
-    return list(Delivery.objects.select_related("intervention__profile").filter(id__in=claimed))
+        metrics.SKIPPED.inc()
+    return bool(claimed)
 
 
 def delivery_send(*, delivery_id: UUID | str) -> str:
     """Send one delivery if it is still queued and due; returns what happened (for logs and tests)."""
-    claimed = deliveries_claim(delivery_ids=[delivery_id])
-    return _send_claimed(delivery=claimed[0]) if claimed else "skipped"
+    if not _claim(delivery_id=delivery_id, now=timezone.now()):
+        return "skipped"
+    delivery = Delivery.objects.select_related("intervention__profile").get(id=delivery_id)
+    return _send_claimed(delivery=delivery)
+
+
+def deliveries_send(*, delivery_ids: Sequence[UUID | str]) -> dict[str, int]:
+    """Send a batch: loaded in one query, then each delivery claimed just before its own send.
+
+    Claiming one at a time (not the whole batch up front) keeps a crash's damage to the one delivery
+    in flight: the rest are still ``queued``, not ``sending`` rows to settle or, for email and push,
+    ``unknown`` rows for an operator.
+    """
+    loaded = Delivery.objects.select_related("intervention__profile").filter(
+        id__in=list(delivery_ids), status=Delivery.Status.QUEUED
+    )
+    by_id = {str(delivery.pk): delivery for delivery in loaded}
+    outcomes: dict[str, int] = {}
+    for delivery_id in delivery_ids:
+        delivery = by_id.get(str(delivery_id))
+        now = timezone.now()
+        if delivery is None or not _claim(delivery_id=delivery.pk, now=now):
+            outcome = "skipped"
+        else:
+            delivery.status, delivery.attempts, delivery.sending_at = "sending", delivery.attempts + 1, now
+            outcome = _send_claimed(delivery=delivery)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
 
 
 def _send_claimed(*, delivery: Delivery) -> str:

@@ -413,3 +413,21 @@ def test_it_waits_for_the_rate_limit_without_spending_an_attempt(providers, prov
     assert (second.status, second.attempts) == ("queued", 0)
     assert second.next_attempt_at > timezone.now() + timedelta(seconds=60)
     assert len(provider_stub.sms) == 1
+
+
+def test_it_sends_a_batch_once_even_when_listed_twice(providers, provider_stub, make_delivery):
+    # given three deliveries, one of them already sent, one listed twice
+    from notifications.services import deliveries_send
+
+    first, second, done = make_delivery("sms"), make_delivery("sms"), make_delivery("sms")
+    delivery_send(delivery_id=done.pk)
+
+    # when
+    outcomes = deliveries_send(delivery_ids=[first.pk, second.pk, first.pk, done.pk])
+
+    # then
+    assert outcomes == {"sent": 2, "skipped": 2}
+    assert len(provider_stub.sms) == 3
+    assert set(Delivery.objects.filter(pk__in=[first.pk, second.pk]).values_list("attempts", flat=True)) == {
+        1
+    }
