@@ -1,13 +1,25 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from delivery import views as delivery_views
 from intervention_engine import health
+from tracking import admin_views as tracking_admin_views
 from tracking.api import links as tracking_links
 from tracking.api import webhooks as tracking_webhooks
 
 urlpatterns = [
+    # Campaign results (tracking/admin_views.py), before admin.site.urls: its catch-all would answer first.
+    path(
+        "admin/reports/campaigns/<int:campaign_id>/",
+        admin.site.admin_view(tracking_admin_views.campaign_report_view),
+        name="admin-campaign-report",
+    ),
+    re_path(
+        r"^admin/reports/campaigns\.(?P<file_format>csv|xlsx)$",
+        admin.site.admin_view(tracking_admin_views.reports_export_view),
+        name="admin-reports-export",
+    ),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
