@@ -77,15 +77,16 @@ class CapLedger:
         reads: list[tuple[str, Any]] = []
         users: dict[str, str] = {}
         now_ts = self.now.timestamp()
-        for campaign, profile in pairs:
-            key = (campaign.pk, profile.user_id)
+        unique = {(campaign.pk, profile.user_id): (campaign, profile) for campaign, profile in pairs}
+        for key, (campaign, profile) in unique.items():
             if campaign.frequency_cap_count:
                 pipe.zcount(_fc_key(*key), f"({now_ts - campaign.frequency_cap_window_seconds}", "+inf")
                 reads.append(("fc", key))
             if campaign.cooldown_seconds:
                 pipe.exists(_cd_key(*key))
                 reads.append(("cd", key))
-            users[profile.user_id] = shopper_day(profile=profile, at=self.now)
+            if profile.user_id not in users:
+                users[profile.user_id] = shopper_day(profile=profile, at=self.now)
         for user_id, day in users.items():
             pipe.get(_budget_key(user_id, day))
             reads.append(("budget", user_id))
