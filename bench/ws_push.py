@@ -8,6 +8,12 @@ send over the Redis channel layer → daphne → socket). At most ``--window`` f
 (sent, not yet received) — the channel layer's per-process capacity is 1,000 messages, beyond which a
 group send is dropped by design — so the figure is the sustained rate with nothing lost.
 Target (issue 5): ≥ 5,000 frames/s per process, 0 lost.
+
+    python -m bench.ws_push --sockets 2000 --frames 5000 --rate 500
+
+With ``--rate``, frames are instead sent open-loop at that pace, each stamped with its send time, and the
+result is the gateway's share of the event-to-frame latency (service call → channel layer → daphne →
+socket), without Kafka and the decision path (bench/ws_latency.py measures the whole path).
 """
 
 from __future__ import annotations
@@ -25,8 +31,49 @@ from bench.ws_common import (
     daphne_process,
     django_setup,
     open_sockets,
+    percentile,
     raise_open_files,
 )
+
+
+async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]:
+    from delivery.realtime import asend_to_user
+
+    raise_open_files(sockets * 2 + 1000)
+    latencies: list[float] = []
+
+    def on_frame(index: int, frame: dict[str, object]) -> None:
+        if frame.get("type") == "bench":
+            latencies.append((time.time() - float(str(frame["sent_at"]))) * 1000)
+
+    users = [f"bench-pace-{uuid.uuid4().hex[:8]}-{i}" for i in range(sockets)]
+    with daphne_process() as (port, _process):
+        session, opened, readers = await open_sockets(port=port, user_ids=users, on_frame=on_frame)
+        rng = random.Random(7)
+        started = time.monotonic()
+        pending: set[asyncio.Task[None]] = set()
+        for n in range(frames):
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = {"type": "bench", "n": n, "sent_at": time.time(), "body": "x" * 300}
+            task = asyncio.create_task(asend_to_user(users[rng.randrange(sockets)], frame))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        deadline = time.monotonic() + 10
+        while len(latencies) < frames and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await close_sockets(session, opened, readers)
+    return {
+        "sockets": sockets,
+        "rate_per_second": rate,
+        "frames_sent": frames,
+        "lost": frames - len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p90_ms": round(percentile(latencies, 90), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2) if latencies else float("nan"),
+    }
 
 
 async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
@@ -88,9 +135,13 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=400)
+    parser.add_argument("--rate", type=int, default=0, help="open-loop frames/s; 0: closed loop")
     args = parser.parse_args()
     django_setup()
-    result = asyncio.run(run(sockets=args.sockets, frames=args.frames, window=args.window))
+    if args.rate:
+        result = asyncio.run(run_paced(sockets=args.sockets, frames=args.frames, rate=args.rate))
+    else:
+        result = asyncio.run(run(sockets=args.sockets, frames=args.frames, window=args.window))
     print(json.dumps(result, indent=2))
 
 

@@ -21,9 +21,9 @@
 
   var PING_MS = 25000;
   var BACKOFF_BASE_MS = 500;
+  // A refused handshake (bad ticket or Origin) reaches a browser as a plain 1006 close, so every close
+  // is retried, with a fresh ticket, no faster than this backoff allows.
   var BACKOFF_MAX_MS = 30000;
-  // Refusals that a retry cannot fix (bad origin): stop instead of hammering the server.
-  var FATAL_CLOSE_CODES = { 4403: true };
 
   function storageGet(key, fallback) {
     try {
@@ -117,11 +117,11 @@
       }
       self.handle(frame);
     };
-    socket.onclose = function (event) {
+    socket.onclose = function () {
       global.clearInterval(self.pingTimer);
       if (self.socket === socket) self.socket = null;
       self.setStatus("closed");
-      if (!self.closed && !FATAL_CLOSE_CODES[event.code]) self.scheduleReconnect();
+      if (!self.closed) self.scheduleReconnect();
     };
   };
 
