@@ -23,12 +23,13 @@ from tracking import exports
 from tracking.reports import CampaignReport, ReportPeriod, campaign_report, report_period_parse
 
 VIEW_PERMISSION = "campaigns.view_campaign"
+SIGNIFICANCE = 0.05
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # Chart geometry, in SVG user units (the SVG scales to the panel's width).
 CHART_WIDTH = 720
 LABEL_WIDTH = 150
-VALUE_WIDTH = 120
+VALUE_WIDTH = 190
 ROW_HEIGHT = 34
 BAR_HEIGHT = 18
 TOP = 8
@@ -54,7 +55,7 @@ class FunnelStep:
     x: float
     width: float
     count: int
-    share_of_previous: str
+    share_of_exposures: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def rate_chart(report: CampaignReport) -> tuple[Chart, list[RateBar]]:
                 width=round((rate or 0) * scale, 2),
                 ci_low_x=round(LABEL_WIDTH + ci.low * scale, 2) if ci else None,
                 ci_high_x=round(LABEL_WIDTH + ci.high * scale, 2) if ci else None,
-                text=f"{rate:.2%} ({ci.low:.1%} to {ci.high:.1%})"
+                text=f"{rate:.1%}  [{ci.low:.1%}, {ci.high:.1%}]"
                 if rate is not None and ci
                 else "no exposures",
             )
@@ -115,14 +116,18 @@ FUNNEL_STEPS = (
 
 
 def funnel_chart(report: CampaignReport) -> tuple[Chart, list[FunnelStep]]:
-    """Centered bars narrowing from exposures to orders, each with its share of the step before."""
+    """Centered bars from exposures to orders, each with its share of the exposures.
+
+    Shares of exposures rather than of the step before: an order needs no click (a shopper may come back
+    by themselves), so orders can outnumber clicks and a step-to-step ratio above 100 % would mislead.
+    """
     counts = [(label, int(report.funnel.get(key, 0))) for key, label in FUNNEL_STEPS]
-    top = counts[0][1] or 1
+    exposures = counts[0][1]
+    top = max([count for _, count in counts] + [1])
     steps = []
-    previous: int | None = None
     for index, (label, count) in enumerate(counts):
         width = _plot_width() * count / top
-        share = f"{count / previous:.1%}" if previous else ""
+        share = f"{count / exposures:.1%}" if exposures and index else ""
         steps.append(
             FunnelStep(
                 label=label,
@@ -130,10 +135,9 @@ def funnel_chart(report: CampaignReport) -> tuple[Chart, list[FunnelStep]]:
                 x=round(LABEL_WIDTH + (_plot_width() - width) / 2, 2),
                 width=round(width, 2),
                 count=count,
-                share_of_previous=share,
+                share_of_exposures=share,
             )
         )
-        previous = count
     chart = Chart(
         width=CHART_WIDTH,
         height=TOP * 2 + len(counts) * ROW_HEIGHT,
@@ -196,11 +200,14 @@ def headline(report: CampaignReport) -> dict[str, Any] | None:
     ci = incremental.get("incremental_revenue_ci")
     return {
         "revenue": incremental["incremental_revenue"],
+        "amount": abs(incremental["incremental_revenue"]),
         "revenue_ci": f"{ci.low:,.2f} to {ci.high:,.2f}" if ci else "",
         "conversions": f"{incremental['incremental_conversions']:+.1f}",
         "lift": _signed_percent(incremental.get("relative_lift")),
         "p_value": _p_value(incremental.get("p_value")),
         "positive": incremental["incremental_revenue"] > 0,
+        # Say plainly when the data cannot yet tell the campaign from chance.
+        "significant": incremental.get("p_value", 1.0) < SIGNIFICANCE,
     }
 
 
