@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -252,7 +253,7 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     return TemplateResponse(request, "admin/tracking/report.html", context)
 
 
-def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponse:
+def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponseBase:
     """CSV or XLSX of one campaign (``?campaign=``) or all, for the period in ``from``/``to``."""
     _require_view(request)
     try:
