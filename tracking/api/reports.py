@@ -6,6 +6,7 @@ gathered by api/urls.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -130,13 +132,14 @@ def report_json(report: CampaignReport) -> dict[str, Any]:
 class _AnyAcceptNegotiation(BaseContentNegotiation):
     """Exports answer CSV/XLSX whatever ``Accept`` says, and their errors in JSON (the only renderer)."""
 
-    def select_parser(self, request: Request, parsers: Any) -> Any:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
-    ) -> Any:
-        return renderers[0], renderers[0].media_type
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 class CampaignReportView(APIView):
@@ -146,6 +149,7 @@ class CampaignReportView(APIView):
         parameters=PERIOD_PARAMETERS,
         responses={200: OpenApiTypes.OBJECT},
         summary="A campaign's funnel, variants and statistics",
+        operation_id="campaign_report",
     )
     def get(self, request: Request, campaign_id: str) -> Response:
         return Response(report_json(campaign_report(campaign_id=int(campaign_id), period=_period(request))))
@@ -162,6 +166,7 @@ class CampaignsExportView(APIView):
         ],
         responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
         summary="Every campaign's report rows (one per variant and holdout) as CSV or XLSX",
+        operation_id="campaigns_report_export",
     )
     def get(self, request: Request, file_format: str) -> StreamingHttpResponse | FileResponse:
         period = _period(request)
