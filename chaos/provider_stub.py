@@ -1,8 +1,9 @@
 """Local servers that speak the providers' protocols, and can be told to misbehave.
 
 - ``ProviderStub``: one HTTP server answering like Twilio's Messages API
-  (``POST|GET /2010-04-01/Accounts/{sid}/Messages.json``) and FCM's HTTP v1 send API
-  (``POST /v1/projects/{project}/messages:send``), with the providers' own error bodies.
+  (``POST|GET /2010-04-01/Accounts/{sid}/Messages.json``), FCM's HTTP v1 send API
+  (``POST /v1/projects/{project}/messages:send``) and Postmark's email API (``POST /email``, an ESP for
+  django-anymail), with the providers' own error bodies.
 - ``SmtpStub``: an aiosmtpd SMTP server.
 
 Each keeps what it accepted, so a test can count duplicates, and takes a *fault*: answer with an error
@@ -59,8 +60,11 @@ class Fault:
 
 @dataclass
 class StubState:
-    faults: dict[str, Fault] = field(default_factory=lambda: {"twilio": Fault(), "fcm": Fault()})
+    faults: dict[str, Fault] = field(
+        default_factory=lambda: {"twilio": Fault(), "fcm": Fault(), "postmark": Fault()}
+    )
     sms: list[dict[str, Any]] = field(default_factory=list)
+    email: list[dict[str, Any]] = field(default_factory=list)
     push: list[dict[str, Any]] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -188,6 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/v1/projects/") and url.path.endswith("/messages:send"):
             self._fcm_send(url.path.split("/")[3], body)
             return
+        if url.path == "/email":
+            self._postmark_send(body)
+            return
         self._reply(404, {"message": "not found"})
 
     def _twilio_send(self, account: str, raw: bytes) -> None:
@@ -213,6 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.sms.append(message)
         self._reply(201, message)
 
+    def _postmark_send(self, raw: bytes) -> None:
+        _postmark_send_impl(self, raw)
+
     def _fcm_send(self, project: str, raw: bytes) -> None:
         state = self.server.state
         payload = json.loads(raw or b"{}")
@@ -232,6 +242,42 @@ class _Handler(BaseHTTPRequestHandler):
                 {"name": name, "message": message, "validate_only": payload.get("validate_only")}
             )
         self._reply(200, {"name": name})
+
+
+def _postmark_send_impl(handler: _Handler, raw: bytes) -> None:
+    state = handler.server.state
+    payload = json.loads(raw or b"{}")
+    fault = state.take_fault("postmark")
+    if handler._apply(fault):
+        if fault.mode == "error":
+            handler._reply(fault.status, {"ErrorCode": 100, "Message": "Maintenance"})
+        return
+    if handler.headers.get("X-Postmark-Server-Token", "") == "":
+        handler._reply(401, {"ErrorCode": 10, "Message": "No Account or Server API tokens were supplied."})
+        return
+    to = str(payload.get("To", ""))
+    if "bounce" in to:
+        address = to.split("<")[-1].rstrip(">")
+        message = (
+            "You tried to send to recipient(s) that have been marked as inactive.\n"
+            f"Found inactive addresses: {address}.\n"
+            "Inactive recipients are ones that have generated a hard bounce or a spam complaint."
+        )
+        handler._reply(422, {"ErrorCode": 406, "Message": message})
+        return
+    message_id = str(uuid.uuid4())
+    with state.lock:
+        state.email.append({"message_id": message_id, **payload})
+    handler._reply(
+        200,
+        {
+            "To": to,
+            "SubmittedAt": datetime.now(UTC).isoformat(),
+            "MessageID": message_id,
+            "ErrorCode": 0,
+            "Message": "OK",
+        },
+    )
 
 
 def _fcm_error(status: int, fcm_code: str) -> dict[str, Any]:
@@ -299,6 +345,11 @@ class ProviderStub:
     def sms(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return list(self.state.sms)
+
+    @property
+    def email(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return list(self.state.email)
 
     @property
     def push(self) -> list[dict[str, Any]]:
