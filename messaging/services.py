@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -16,6 +17,20 @@ from messaging.kafka import topic as topic_name
 from messaging.models import OutboxMessage
 
 logger = get_logger(__name__)
+
+
+class _RowsEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder, but datetimes keep their microseconds (it rounds them to milliseconds)."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+def rows_json(rows: Any) -> str:
+    """Rows as the JSON parameter of ``jsonb_populate_recordset`` (UUIDs, Decimals and datetimes as text)."""
+    return json.dumps(rows, cls=_RowsEncoder, separators=(",", ":"))
 
 
 def rows_insert(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False) -> list[Any]:
@@ -51,7 +66,7 @@ def rows_insert(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: 
         + f'RETURNING "{pk}"'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))])
+        cursor.execute(sql, [rows_json(rows)])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -82,7 +97,7 @@ def outbox_enqueue_bulk(*, messages: Iterable[tuple[str, str, dict[str, Any]]]) 
         "WITH ORDINALITY AS r(m, n) ORDER BY n"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, cls=DjangoJSONEncoder, separators=(",", ":"))])
+        cursor.execute(sql, [rows_json(rows)])
     return len(rows)
 
 
