@@ -24,6 +24,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from delivery import presence, realtime, stats
 from delivery.tickets import TicketRefused, aws_ticket_redeem, ticket_fingerprint
@@ -36,6 +37,7 @@ CLOSE_TICKET = 4401
 CLOSE_ORIGIN = 4403
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
+CLOSE_UNAVAILABLE = 1011
 # How many intervention ids a socket remembers having sent, to drop a push that a resume already sent.
 _SENT_MEMORY = 512
 _MAX_ACK_BATCH = 100
@@ -103,6 +105,12 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         except TicketRefused as exc:
             logger.info("ws_refused", reason=exc.code, ticket=ticket_fingerprint(ticket) if ticket else "")
             await self.close(code=CLOSE_TICKET)
+            return
+        except RedisError as exc:
+            # Fail closed: a ticket whose single use cannot be recorded is not accepted. The client's
+            # backoff brings it back when Redis is.
+            logger.warning("ws_refused", reason="redis_unavailable", error=str(exc))
+            await self.close(code=CLOSE_UNAVAILABLE)
             return
         self.user_id, self.session_id = claims.user_id, claims.session_id
         self.rooms: set[str] = set()

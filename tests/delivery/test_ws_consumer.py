@@ -189,6 +189,18 @@ async def test_it_does_not_burn_a_ticket_on_a_refused_origin() -> None:
     await comm.disconnect()
 
 
+async def test_it_refuses_the_handshake_when_redis_cannot_record_the_ticket(settings, redis_server) -> None:
+    # given the gateway's Redis is down (the channel layer's Redis is another, still up)
+    url, process = redis_server
+    settings.REDIS_URL = url
+    process.terminate()
+    process.wait(10)
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user_id=a_user(), session_id="s")
+
+    # when a browser connects / then it is refused (fail closed), not accepted unchecked
+    assert await handshake(communicator(ticket=ticket)) == (False, 1011)
+
+
 # --- Transport limits and malformed messages ---------------------------------------------------------
 
 
