@@ -7,6 +7,7 @@ rebuilt only when the settings change (tests override them).
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from intervention_engine.errors import ApplicationError
-from notifications.providers.base import Provider
+from notifications.providers.base import (
+    LookupResult,
+    OutgoingMessage,
+    Provider,
+    SendResult,
+    TransientProviderError,
+)
 
 _cache: dict[str, Provider] = {}
 _lock = threading.Lock()
@@ -54,12 +61,56 @@ def _build(name: str) -> Provider:
     raise ApplicationError(f"Unknown notification provider {name!r}", code="unknown_provider")
 
 
+class UnconfiguredProvider:
+    """Stands in for a provider whose settings are missing: every send fails transiently (so the next
+    provider is tried and the delivery waits visibly in the ledger) instead of crashing the worker or
+    beat's sweeps."""
+
+    can_lookup = False
+
+    def __init__(self, *, name: str, channel: str, reason: str) -> None:
+        self.name, self.channel, self.reason = name, channel, reason
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        raise TransientProviderError(f"{self.name} is not configured: {self.reason}")
+
+    def lookup(self, message: OutgoingMessage, *, sent_after: datetime) -> LookupResult | None:
+        return None
+
+
+_REQUIRED = {
+    "twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"),
+    "twilio_secondary": (
+        "TWILIO_SECONDARY_ACCOUNT_SID",
+        "TWILIO_SECONDARY_AUTH_TOKEN",
+        "TWILIO_SECONDARY_FROM",
+    ),
+    "fcm": ("FCM_PROJECT_ID",),
+    "email_secondary": ("EMAIL_SECONDARY_URL",),
+}
+_CHANNEL = {
+    "email": "email",
+    "email_secondary": "email",
+    "twilio": "sms",
+    "twilio_secondary": "sms",
+    "fcm": "push",
+}
+
+
 def provider_get(name: str) -> Provider:
     provider = _cache.get(name)
     if provider is None:
         with _lock:
-            provider = _cache.get(name) or _build(name)
-            _cache[name] = provider
+            provider = _cache.get(name)
+            if provider is None:
+                missing = [key for key in _REQUIRED.get(name, ()) if not getattr(settings, key)]
+                if missing:
+                    provider = UnconfiguredProvider(
+                        name=name, channel=_CHANNEL.get(name, ""), reason=f"set {', '.join(missing)}"
+                    )
+                else:
+                    provider = _build(name)
+                _cache[name] = provider
     return provider
 
 

@@ -431,3 +431,19 @@ def test_it_sends_a_batch_once_even_when_listed_twice(providers, provider_stub, 
     assert set(Delivery.objects.filter(pk__in=[first.pk, second.pk]).values_list("attempts", flat=True)) == {
         1
     }
+
+
+def test_it_waits_visibly_when_a_provider_is_not_configured(providers, make_delivery):
+    # given no Twilio credentials at all
+    providers.TWILIO_ACCOUNT_SID = ""
+    delivery = make_delivery("sms")
+
+    # when the send is tried, and beat's sweep runs
+    outcome = delivery_send(delivery_id=delivery.pk)
+    deliveries_settle_stuck()
+
+    # then nothing crashed and the ledger says why it waits
+    delivery.refresh_from_db()
+    assert outcome == "retry"
+    assert delivery.status == Delivery.Status.QUEUED
+    assert "TWILIO_ACCOUNT_SID" in delivery.last_error
