@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
-from campaigns.models import Campaign, Intervention, Variant
+from campaigns.models import Campaign, Delivery, Intervention, Variant
 from campaigns.selectors import campaigns_active_triggered
 from intervention_engine.observability import get_logger
 from personalization.rules import Rule, RuleError, compile_rule
+from tracking.models import TrackingEvent
 
 logger = get_logger(__name__)
 
@@ -144,3 +145,46 @@ def interventions_open_for_exit(*, pairs: set[tuple[str, int]]) -> QuerySet[Inte
         )
         .order_by("pk")
     )
+
+
+# --- Interventions as the REST API shows them (``GET /interventions``, appended by the interventions API) ---
+
+
+def interventions_list(
+    *,
+    user_id: str | None = None,
+    campaign_id: int | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+) -> QuerySet[Intervention]:
+    """Interventions newest first, with campaign, variant and deliveries loaded: two queries a page."""
+    queryset = (
+        Intervention.objects.select_related("campaign", "variant")
+        .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.order_by("queued_at", "id")))
+        .order_by("-created_at", "-id")
+    )
+    if user_id is not None:
+        queryset = queryset.filter(user_id=user_id)
+    if campaign_id is not None:
+        queryset = queryset.filter(campaign_id=campaign_id)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    if since is not None:
+        queryset = queryset.filter(created_at__gte=since)
+    return queryset
+
+
+def intervention_detail(*, intervention_id: Any) -> Intervention | None:
+    """One intervention with its deliveries and tracking events (oldest first): three queries."""
+    events = TrackingEvent.objects.order_by("occurred_at", "id")
+    return (
+        interventions_list()
+        .prefetch_related(Prefetch("tracking_events", queryset=events))
+        .filter(pk=intervention_id)
+        .first()
+    )
+
+
+def intervention_for_trigger(*, campaign_id: int, trigger_event_id: str) -> Intervention | None:
+    """The decision already taken for (campaign, trigger event), if any: they are unique together."""
+    return interventions_list().filter(campaign_id=campaign_id, trigger_event_id=trigger_event_id).first()

@@ -366,6 +366,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "InterventionStatusEnum": "campaigns.models.Intervention.Status",
+        "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
+    },
 }
 
 # --- Observability ------------------------------------------------------------------------------------

@@ -2,8 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from delivery.api import views
+from delivery.api import interventions, views
 
 urlpatterns = [
     path("ws-tickets", views.WsTicketView.as_view(), name="ws-tickets"),
+    path("interventions", interventions.InterventionListView.as_view(), name="interventions"),
+    path(
+        "interventions/<uuid:intervention_id>",
+        interventions.InterventionDetailView.as_view(),
+        name="intervention-detail",
+    ),
 ]
