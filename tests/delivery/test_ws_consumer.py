@@ -4,6 +4,7 @@ PostgreSQL (SPEC §3.6, docs/websocket.md)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from django.db import connections
 
 from campaigns.models import Delivery, Intervention
 from delivery import presence, realtime
-from delivery.tickets import ws_ticket_issue
+from delivery.tickets import ticket_fingerprint, ws_ticket_issue
 from intervention_engine.asgi import application
 from tracking.models import TrackingEvent
 
@@ -156,6 +157,24 @@ async def test_it_refuses_a_reused_ticket() -> None:
 
     # then it is refused
     assert second == (False, 4401)
+    await first.disconnect()
+
+
+async def test_it_logs_a_fingerprint_of_a_refused_ticket_never_the_ticket(caplog) -> None:
+    # given a ticket used once, then replayed
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user_id=a_user(), session_id="s")
+    first = communicator(ticket=ticket)
+    assert (await first.connect())[0]
+    caplog.set_level(logging.INFO)
+
+    # when the replay is refused
+    assert await handshake(communicator(ticket=ticket)) == (False, 4401)
+
+    # then the refusal is logged with the ticket's fingerprint, and the ticket appears nowhere
+    assert "ticket_reused" in caplog.text
+    assert ticket_fingerprint(ticket) in caplog.text
+    assert ticket not in caplog.text
+    assert ticket.split(":")[-1] not in caplog.text  # not even its signature
     await first.disconnect()
 
 

@@ -7,7 +7,7 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 
 from delivery import stats
-from delivery.tickets import TicketRefused, ticket_fingerprint, ws_ticket_redeem
+from delivery.tickets import TicketRefused, ws_ticket_redeem
 
 pytestmark = pytest.mark.django_db
 
@@ -43,18 +43,6 @@ def test_it_validates_the_ticket_request(api_client) -> None:
 
     assert response.status_code == 400
     assert "error" in response.json()
-
-
-def test_it_never_logs_a_ticket(api_client, caplog) -> None:
-    # given a ticket issued and then redeemed twice (the second refused)
-    body = api_client().post("/api/v1/ws-tickets", {"user_id": "u-log"}, format="json").json()
-    ws_ticket_redeem(ticket=body["ticket"])
-    with pytest.raises(TicketRefused):
-        ws_ticket_redeem(ticket=body["ticket"])
-
-    # then no log line carries the ticket itself
-    assert body["ticket"] not in caplog.text
-    assert ticket_fingerprint(body["ticket"]) != body["ticket"]
 
 
 def test_it_reports_ws_stats_per_process_and_in_total() -> None:
