@@ -9,4 +9,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("campaigns.api.urls")),
     path("", include("delivery.api.urls")),
     path("", include("tracking.api.reports")),
+    path("", include("tracking.api.events")),
 ]
