@@ -45,8 +45,8 @@ def consume_count(consumer: EventConsumer, expected: int, timeout: float = 30.0)
         ]
         if batch:
             result = consumer.process(batch)
-            assert result is not None
-            handled += result.valid + result.dead
+            if result is not None:  # None: the batch failed and was rewound, it comes again
+                handled += result.valid + result.dead
 
 
 def test_it_decides_good_messages_and_dead_letters_every_kind_of_bad_one(settings):
@@ -215,3 +215,36 @@ def test_it_processes_nothing_twice_after_a_restart(settings):
     assert Intervention.objects.filter(user_id=user_id).count() == 2
     seqs = Intervention.objects.filter(user_id=user_id).values_list("seq", flat=True)
     assert sorted(seq or 0 for seq in seqs) == [1, 2]
+
+
+def test_it_dead_letters_a_message_the_database_refuses_and_decides_the_rest_of_its_batch(settings):
+    # given a batch where one valid-looking event cannot be stored (PostgreSQL refuses \u0000 in JSON)
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="")
+    good, poisoned = f.unique("u"), f.unique("u")
+    poison = f.cart_body(user_id=poisoned, user={"attributes": {"note": "nul\u0000byte"}})
+    cart_topic = topic("cart-events-enriched")
+    produce(
+        [
+            (cart_topic, b"k", f.encode(f.cart_body(user_id=good))),
+            (cart_topic, b"k", f.encode(poison)),
+        ]
+    )
+
+    # when the consumer meets the batch: it fails, is rewound and retried, then taken one event at a time
+    consumer = EventConsumer(
+        batch_size=10, poll_timeout=0.2, group_id=f"h5-{uuid.uuid4().hex[:8]}", retry_backoff=0.05
+    )
+    consumer.setup()
+    try:
+        consume_count(consumer, 2)
+    finally:
+        consumer.teardown()
+
+    # then the good event was decided once, and the poisoned one is on the DLQ as a processing error
+    assert Intervention.objects.filter(user_id=good).count() == 1
+    assert not Intervention.objects.filter(user_id=poisoned).exists()
+    letters = json_values(read_all(topic("intervention-engine.dlq"), expected=1))
+    assert [(letter["reason"], letter["offset"]) for letter in letters] == [("processing_error", 1)]
+    assert letters[0]["error"].startswith("DataError")

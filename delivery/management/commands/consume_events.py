@@ -7,7 +7,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from delivery import metrics, services
 from delivery.event_handlers import BatchResult, EventBatchHandler
@@ -91,7 +91,10 @@ class EventConsumer(Worker):
             metrics.BATCH_FAILURES.inc()
             logger.exception("consumer_batch_failed", size=len(batch), attempt=self._failures)
             self._rewind(batch)
-            close_old_connections()
+            # Drop a connection the failure broke (the next batch reconnects); never one an enclosing
+            # transaction owns — the command runs outside any, a test harness may not.
+            if not connection.in_atomic_block:
+                close_old_connections()
             self.wait(self.retry_backoff)
             return None
         self._failures = 0
