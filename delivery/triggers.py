@@ -130,7 +130,7 @@ def _inbound_event(
 ) -> InboundEvent:
     """The request as the decision path sees a consumed event: the context is the event's body, so
     ``score >= 0.7`` or ``cart.total >= 50`` read it exactly as they read a Kafka message."""
-    payload: dict[str, Any] = {"event_type": trigger, **context, "user_id": user_id}
+    payload: dict[str, Any] = {**context, "event_type": trigger, "user_id": user_id}
     cart = context.get("cart")
     score = context.get("score")
     return InboundEvent(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -43,6 +44,14 @@ class ShopperSerializer(StrictSerializer):
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
     attributes = serializers.DictField(required=False)
 
+    def validate_timezone(self, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise serializers.ValidationError("an IANA time zone such as Europe/Paris") from None
+        return value
+
 
 class InterventionCreateSerializer(StrictSerializer):
     """Either ``campaign_id`` (the campaign's rules decide) or ``template_id`` + ``channel`` (a direct
@@ -52,7 +61,8 @@ class InterventionCreateSerializer(StrictSerializer):
     campaign_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     template_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
-    context = serializers.DictField(required=False, default=dict)
+    # The metaclass moves declared fields off the class, so this does not shadow Serializer.context.
+    context = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     event_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False)
     user = ShopperSerializer(required=False)
 

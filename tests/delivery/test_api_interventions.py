@@ -187,6 +187,7 @@ def test_it_answers_bad_requests_in_the_standard_shape(api_client):
     broken = client.post(URL, b'{"user_id": ', content_type="application/json")
     both = trigger(client, {**body, "template_id": 1, "channel": "email"})
     forbidden = trigger(events_only, body)
+    bad_zone = trigger(client, {**body, "user": {"timezone": "Mars/Olympus_Mons"}})
 
     # then 400 unknown_field (with dotted paths), 400 malformed_json, 400 invalid, 403 insufficient_scope
     assert unknown.status_code == 400
@@ -196,6 +197,8 @@ def test_it_answers_bad_requests_in_the_standard_shape(api_client):
     assert broken.json()["error"]["code"] == "malformed_json"
     assert both.status_code == 400
     assert both.json()["error"]["code"] == "invalid"
+    assert bad_zone.status_code == 400
+    assert "timezone" in bad_zone.json()["error"]["details"]["user"]
     assert forbidden.status_code == 403
     assert forbidden.json()["error"]["details"]["missing_scopes"] == ["interventions"]
     assert not Intervention.objects.exists()

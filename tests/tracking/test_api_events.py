@@ -47,7 +47,7 @@ def test_it_accepts_a_batch_and_counts_duplicates_instead_of_applying_them_again
     client = api_client(scopes=[Scope.EVENTS])
 
     # when a batch opens both (one event_id twice in the batch), then the same events come again
-    batch = [
+    batch: list[dict[str, Any]] = [
         {"event_id": "e-1", "intervention_id": str(first.pk), "type": "opened"},
         {
             "event_id": "e-2",

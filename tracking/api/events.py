@@ -59,7 +59,10 @@ class TrackingEventInSerializer(StrictSerializer):
 
 
 class TrackingEventsBatchSerializer(StrictSerializer):
-    events = TrackingEventInSerializer(many=True, allow_empty=False, max_length=MAX_BATCH_SIZE)
+    # max_length documents maxItems in the schema; the view refuses a longer batch first, with its own code.
+    events = TrackingEventInSerializer(  # type: ignore[call-arg]  # many=True passes it to ListSerializer
+        many=True, allow_empty=False, max_length=MAX_BATCH_SIZE
+    )
 
 
 class TrackingEventsResultSerializer(serializers.Serializer):
