@@ -260,3 +260,31 @@ def test_it_refuses_a_period_that_is_not_dates_or_ends_before_it_starts():
     # then both are refused with a code a client can act on
     assert not_a_date.value.code == "invalid_date"
     assert reversed_period.value.code == "invalid_period"
+
+
+def test_it_counts_shoppers_assigned_but_not_sent_as_exposures_of_their_group():
+    # given a control variant with nothing to show, an A shopper in quiet hours, and refusals made before
+    # any assignment (consent, frequency cap: no variant)
+    campaign = f.campaign(channels=["email"], variants=("A",))
+    a = campaign.variants.get()
+    control = Variant.objects.create(campaign=campaign, name="Control", weight=1, is_control=True)
+    expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(3)])
+    for variant, reason in [
+        (control, "control"),
+        (control, "control"),
+        (a, "quiet_hours"),
+        (None, "consent"),
+    ]:
+        (row,) = expose(campaign=campaign, variant=variant, users=[f.unique("s")], delivered=False)
+        Intervention.objects.filter(pk=row.pk).update(
+            status=Intervention.Status.SUPPRESSED, suppression_reason=reason
+        )
+
+    # when the report is built
+    report = campaign_report(campaign_id=campaign.pk, period=ReportPeriod())
+
+    # then the control's and the quiet-hours shoppers count as exposed (not sent); the refusal counts nowhere
+    by_name = {group.name: group for group in report.groups}
+    assert (by_name["A"].exposures, by_name["A"].sent, by_name["A"].suppressed) == (4, 3, 1)
+    assert (by_name["Control"].exposures, by_name["Control"].sent) == (2, 0)
+    assert report.funnel["exposures"] == 6
