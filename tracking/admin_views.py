@@ -261,7 +261,11 @@ def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponseB
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
     raw = request.GET.get("campaign", "")
-    campaign_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    if raw and not (raw.isdigit() and len(raw) <= 18):
+        return HttpResponse(
+            "'campaign' is not a campaign id.", status=400, content_type="text/plain; charset=utf-8"
+        )
+    campaign_id = int(raw) if raw else None
     filename = f"campaign-report-{timezone.now():%Y%m%d-%H%M%S}.{file_format}"
     if file_format == "csv":
         response = StreamingHttpResponse(

@@ -70,6 +70,9 @@ def _parse_bound(value: str | None, *, name: str, end_of_day: bool) -> datetime 
     if value is None or value.strip() == "":
         return None
     text = value.strip()
+    if "T" in text and " " in text:
+        # An unencoded "+01:00" offset in a query string arrives as " 01:00".
+        text = text.replace(" ", "+")
     try:
         moment = parse_datetime(text) if "T" in text or " " in text else None
         day: date | None = None if moment else parse_date(text)

@@ -262,6 +262,20 @@ def test_it_refuses_a_period_that_is_not_dates_or_ends_before_it_starts():
     assert reversed_period.value.code == "invalid_period"
 
 
+def test_it_reads_dates_and_datetimes_with_offsets_even_unencoded():
+    # when bounds are a date, an aware datetime, and one whose "+" a query string turned into a space
+    day = report_period_parse(start="2026-11-01", end="2026-11-01")
+    aware = report_period_parse(start="2026-11-01T10:00:00+01:00", end="2026-11-01T12:00:00 01:00")
+
+    # then a date is the whole day in UTC, and both offsets are kept
+    assert (day.start.isoformat(), day.end.isoformat()) == (
+        "2026-11-01T00:00:00+00:00",
+        "2026-11-02T00:00:00+00:00",
+    )
+    assert aware.start.isoformat() == "2026-11-01T10:00:00+01:00"
+    assert aware.end.isoformat() == "2026-11-01T12:00:00+01:00"
+
+
 def test_it_counts_shoppers_assigned_but_not_sent_as_exposures_of_their_group():
     # given a control variant with nothing to show, an A shopper in quiet hours, and refusals made before
     # any assignment (consent, frequency cap: no variant)
