@@ -68,8 +68,8 @@ class OutboxRelay(Worker):
             close_old_connections()
             self._back_off()
             return
-        if published == 0 and backlog:
-            # Rows are waiting but nothing went out: the broker is away.
+        if published == 0 and backlog and self._failing():
+            # Rows are waiting, nothing went out and attempts failed: the broker is away.
             self._back_off()
             metrics.OUTBOX_BACKLOG.set(backlog)
             return
@@ -77,6 +77,10 @@ class OutboxRelay(Worker):
         if published < self.batch_size:
             metrics.OUTBOX_BACKLOG.set(backlog)
             self.wait(self.idle_seconds)
+
+    def _failing(self) -> bool:
+        # Rows committed after this batch's read are a backlog too, but not a failure.
+        return OutboxMessage.objects.filter(published_at__isnull=True, attempts__gt=0).exists()
 
     def _back_off(self) -> None:
         self.failures += 1
