@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.lifecycle import intervention_events_enqueue
-from campaigns.models import Campaign, Delivery, Intervention, Template
+from campaigns.models import Campaign, Delivery, Intervention, Template, Variant
 from campaigns.selectors import campaign_get, template_get
 from campaigns.services import template_render
 from delivery import metrics
@@ -54,6 +54,7 @@ logger = get_logger(__name__)
 
 DIRECT_CAMPAIGN_NAME = "Direct API sends"
 DIRECT_TRIGGER = "api.direct"
+DIRECT_VARIANT_NAME = "Direct send"
 ONSITE = "onsite"
 
 
@@ -82,7 +83,7 @@ def intervention_trigger(
         raise NotFoundError("Campaign not found.", details={"campaign_id": campaign_id})
     existing = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
     if existing is not None:
-        return Triggered(intervention=existing, created=False)
+        return _earlier(existing, user_id=user_id)
     if campaign.status != Campaign.Status.ACTIVE:
         raise ConflictError(
             f"Campaign {campaign.pk} is {campaign.status}, not active.",
@@ -115,8 +116,22 @@ def intervention_trigger(
             status_code=422,
             details={"campaign_id": campaign.pk, "conditions": campaign.conditions},
         )
-    # A concurrent call with the same event id may have written the row first: then it is not ours.
-    return Triggered(intervention=intervention, created=outcome.duplicates == 0)
+    if outcome.duplicates:
+        # A concurrent call with the same event id wrote the row first.
+        return _earlier(intervention, user_id=user_id)
+    return Triggered(intervention=intervention, created=True)
+
+
+def _earlier(intervention: Intervention, *, user_id: str) -> Triggered:
+    """The decision taken before for this event id — unless it was another shopper's: an event id names
+    one event of one shopper, and answering with someone else's intervention would leak it."""
+    if intervention.user_id != user_id:
+        raise ConflictError(
+            "This event_id was already used for another shopper.",
+            code="event_id_reused",
+            details={"event_id": intervention.trigger_event_id},
+        )
+    return Triggered(intervention=intervention, created=False)
 
 
 def _inbound_event(
@@ -153,13 +168,14 @@ def _inbound_event(
 # --- Direct sends: one template, one channel ---------------------------------------------------------------
 
 
-def direct_campaign_get_or_create() -> Campaign:
-    """The built-in campaign direct sends are recorded under, created on first use.
+def direct_campaign_get_or_create() -> tuple[Campaign, Variant]:
+    """The built-in campaign direct sends are recorded under, and its one variant, created on first use.
 
     Written here rather than through ``campaigns.services.campaign_create``: that service validates what a
-    marketer authors (a real trigger, variants with templates), and this campaign is neither — it has no
-    variants, and its trigger ``api.direct`` is never an event a consumer sees, so the decision path never
-    matches it.
+    marketer authors (a real trigger, variants with templates), and this campaign is neither — its variant
+    has no template (each call names its own), and its trigger ``api.direct`` is never an event a consumer
+    sees, so the decision path never matches it. The variant exists because reports count exposures per
+    variant: direct sends show up there as "Direct send".
     """
     campaign, _ = Campaign.objects.get_or_create(
         name=DIRECT_CAMPAIGN_NAME,
@@ -174,7 +190,8 @@ def direct_campaign_get_or_create() -> Campaign:
             "exit_events": [],
         },
     )
-    return campaign
+    variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
+    return campaign, variant
 
 
 def intervention_send_direct(
@@ -201,9 +218,10 @@ def intervention_send_direct(
             code="channel_mismatch",
             details={"channel": [f"the template's channel is {template.channel}"]},
         )
-    campaign = direct_campaign_get_or_create()
+    campaign, variant = direct_campaign_get_or_create()
     triggered = _send_direct(
         campaign=campaign,
+        variant=variant,
         template=template,
         user_id=user_id,
         channel=channel,
@@ -225,6 +243,7 @@ def intervention_send_direct(
 def _send_direct(
     *,
     campaign: Campaign,
+    variant: Variant,
     template: Template,
     user_id: str,
     channel: str,
@@ -238,7 +257,7 @@ def _send_direct(
     profiles = profiles_lock(user_ids=[user_id])
     existing = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
     if existing is not None:
-        return Triggered(intervention=existing, created=False)
+        return _earlier(existing, user_id=user_id)
     cart = context.get("cart")
     profile_changes_apply(
         profiles=profiles,
@@ -256,6 +275,7 @@ def _send_direct(
     intervention = Intervention(
         id=uuid.uuid4(),
         campaign=campaign,
+        variant=variant,
         profile=profile,
         user_id=user_id,
         session_id=str(context.get("session_id") or "")[:128],
@@ -273,7 +293,7 @@ def _send_direct(
             intervention.content = template_render(
                 template=template,
                 locale=profile.locale or "",
-                context=_render_context(profile=profile, context=context, campaign=campaign),
+                context=_render_context(profile=profile, context=context, campaign=campaign, variant=variant),
             )
         except TemplateRenderError as exc:
             logger.warning("direct_send_render_failed", template_id=template.pk, error=str(exc))
@@ -297,7 +317,7 @@ def _send_direct(
         # Another process decided this event id between our check and our insert.
         winner = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
         assert winner is not None
-        return Triggered(intervention=winner, created=False)
+        return _earlier(winner, user_id=user_id)
     if delivery is None:
         intervention_events_enqueue(events=[(intervention, "intervention.suppressed", {"reason": reason})])
     else:
@@ -326,7 +346,9 @@ def _direct_refusal(*, profile: Profile, channel: str, now: datetime) -> str | N
     return None
 
 
-def _render_context(*, profile: Profile, context: Mapping[str, Any], campaign: Campaign) -> dict[str, Any]:
+def _render_context(
+    *, profile: Profile, context: Mapping[str, Any], campaign: Campaign, variant: Variant
+) -> dict[str, Any]:
     """What a template sees: the same names as on the decision path, and the call's context as ``event``."""
     cart = context.get("cart")
     return {
@@ -339,7 +361,7 @@ def _render_context(*, profile: Profile, context: Mapping[str, Any], campaign: C
         "cart": dict(cart) if isinstance(cart, Mapping) else dict(profile.last_cart or {}),
         "event": dict(context),
         "campaign": {"name": campaign.name},
-        "variant": {"name": ""},
+        "variant": {"name": variant.name},
     }
 
 

@@ -72,14 +72,16 @@ def test_it_replays_the_same_idempotency_key_and_decides_an_event_id_once(api_cl
     client = api_client()
     body = {"user_id": profile.user_id, "campaign_id": campaign.pk, "context": {"score": 0.8}}
 
-    # when the same request is sent twice with one Idempotency-Key, and twice more with one event_id
+    # when the same request is sent twice with one Idempotency-Key, and thrice more with one event_id
     first = trigger(client, body, HTTP_IDEMPOTENCY_KEY="k-1")
     replay = trigger(client, body, HTTP_IDEMPOTENCY_KEY="k-1")
     with_id = {**body, "event_id": "order-flow-7"}
     third = trigger(client, with_id)
     again = trigger(client, with_id)
+    other_shopper = trigger(client, {**with_id, "user_id": shopper().user_id})
 
-    # then the replay is the first answer; the repeated event id returns its first decision with 200
+    # then the replay is the first answer; the repeated event id returns its first decision with 200,
+    # and is refused for another shopper
     assert first.status_code == 201
     assert replay.status_code == 201
     assert replay.headers["Idempotent-Replayed"] == "true"
@@ -87,6 +89,8 @@ def test_it_replays_the_same_idempotency_key_and_decides_an_event_id_once(api_cl
     assert third.status_code == 201
     assert again.status_code == 200
     assert again.json()["id"] == third.json()["id"]
+    assert other_shopper.status_code == 409
+    assert other_shopper.json()["error"]["code"] == "event_id_reused"
     assert Intervention.objects.filter(campaign=campaign).count() == 2
 
 
@@ -159,12 +163,12 @@ def test_it_sends_a_template_directly_under_the_built_in_campaign_and_creates_th
     refused = trigger(client, {"user_id": user_id, "template_id": sms.pk, "channel": "sms"})
     mismatch = trigger(client, {"user_id": user_id, "template_id": sms.pk, "channel": "email"})
 
-    # then the email is pending with a queued delivery, recorded under "Direct API sends"; the SMS is
-    # suppressed for consent; a template of another channel is refused
+    # then the email is pending with a queued delivery, recorded under "Direct API sends" (and in its
+    # report); the SMS is suppressed for consent; a template of another channel is refused
     assert sent.status_code == 201, sent.json()
     body = sent.json()
     assert body["campaign_name"] == DIRECT_CAMPAIGN_NAME
-    assert (body["status"], body["channel"], body["variant_id"]) == ("pending", "email", None)
+    assert (body["status"], body["channel"], body["variant_name"]) == ("pending", "email", "Direct send")
     assert body["content"]["subject"] == "Hello Grace"
     assert [d["status"] for d in body["deliveries"]] == ["queued"]
     assert Profile.objects.get(user_id=user_id).email == "grace@example.com"
@@ -173,6 +177,9 @@ def test_it_sends_a_template_directly_under_the_built_in_campaign_and_creates_th
     assert Campaign.objects.filter(name=DIRECT_CAMPAIGN_NAME).count() == 1
     assert mismatch.status_code == 400
     assert mismatch.json()["error"]["code"] == "channel_mismatch"
+    report = client.get(f"/api/v1/campaigns/{body['campaign_id']}/report")
+    assert report.status_code == 200, report.json()
+    assert report.json()["funnel"]["exposures"] == 2
 
 
 def test_it_answers_bad_requests_in_the_standard_shape(api_client):
