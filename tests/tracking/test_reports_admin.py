@@ -87,3 +87,18 @@ def test_it_shows_a_bad_period_as_a_message_not_an_error_page(marketer_client):
     # then the page explains it and shows all time
     assert page.status_code == 200
     assert "is not a date" in page.content.decode()
+
+
+def test_it_renders_a_campaign_with_no_exposures_yet(marketer_client):
+    # given a campaign nobody has seen
+    campaign = f.campaign(channels=["email"], variants=("A", "B"))
+
+    # when a marketer opens its results
+    page = marketer_client.get(reverse("admin-campaign-report", args=[campaign.pk]))
+
+    # then the page and both charts render, with nothing to compute
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('<svg class="ie-chart"') == 2
+    assert "no exposures" in html
+    assert "Sample ratio mismatch" not in html
