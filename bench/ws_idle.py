@@ -42,6 +42,11 @@ async def run(*, connections: int, concurrency: int) -> dict[str, float]:
         full = rss_mib(process.pid)
         alive = sum(1 for ws in sockets if ws is not None and not ws.closed)
         await close_sockets(session, sockets, readers)
+        # Every socket hung up at once: how long until the process has cleaned them all up (groups left,
+        # presence removed), as /ws/stats — served by this same process — reports it.
+        closed_at = time.monotonic()
+        remaining = await _connections_left(port, pid=process.pid, expected=1)
+        drained_in = time.monotonic() - closed_at
         await close_sockets(*warm)
     return {
         "connections": connections,
@@ -52,7 +57,24 @@ async def run(*, connections: int, concurrency: int) -> dict[str, float]:
         "rss_base_mib": round(base, 1),
         "rss_with_sockets_mib": round(full, 1),
         "kib_per_connection": round((full - base) * 1024 / connections, 1),
+        "mass_disconnect_cleaned_up_seconds": round(drained_in, 1),
+        "connections_left_after_cleanup": remaining - 1,
     }
+
+
+async def _connections_left(port: int, *, pid: int, expected: int, timeout: float = 60) -> int:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"http://127.0.0.1:{port}/ws/stats") as response:
+                body = await response.json()
+            mine = [p for p in body["processes"] if p["process"].endswith(f":{pid}")]
+            left = int(mine[0]["connections"]) if mine else -1
+            if left <= expected or time.monotonic() > deadline:
+                return left
+            await asyncio.sleep(0.2)
 
 
 def main() -> None:
