@@ -9,6 +9,7 @@ import pytest
 
 from api.models import Scope
 from campaigns.models import Campaign, Intervention
+from delivery.realtime import onsite_replay
 from delivery.triggers import DIRECT_CAMPAIGN_NAME
 from messaging.models import OutboxMessage
 from personalization.models import Profile
@@ -257,3 +258,40 @@ def test_it_lists_with_filters_and_shows_one_with_deliveries_and_events_in_bound
     assert bad_filter.status_code == 400
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_it_counts_api_sends_against_the_campaign_caps_after_commit(
+    api_client, django_capture_on_commit_callbacks
+):
+    # given a campaign capped at one send per hour and a shopper
+    campaign = f.campaign(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
+    profile = shopper()
+    client = api_client()
+    body = {"user_id": profile.user_id, "campaign_id": campaign.pk, "context": {"score": 0.9}}
+
+    # when it is triggered twice, each request committed (so the hand-off counts the send)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = trigger(client, body)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = trigger(client, body)
+
+    # then the second is suppressed by the frequency cap, exactly as for a Kafka event
+    assert first.json()["status"] == "pending"
+    assert (second.json()["status"], second.json()["suppression_reason"]) == ("suppressed", "frequency_cap")
+
+
+def test_it_numbers_a_direct_onsite_send_for_the_socket_replay(api_client):
+    # given an on-site template and a shopper
+    template = f.template(channel="onsite", title="Still thinking, {{ profile.first_name }}?")
+    profile = shopper()
+
+    # when it is sent directly on-site twice (two event ids)
+    client = api_client()
+    bodies = [{"user_id": profile.user_id, "template_id": template.pk, "channel": "onsite"} for _ in range(2)]
+    answers = [trigger(client, body).json() for body in bodies]
+
+    # then each has the next per-shopper seq, and a reconnecting browser's resume replays both
+    assert [a["seq"] for a in answers] == [1, 2]
+    frames = onsite_replay(user_id=profile.user_id, last_seq=0)
+    assert [frame["intervention_id"] for frame in frames] == [a["id"] for a in answers]
+    assert frames[0]["content"]["title"] == "Still thinking, Ada?"
