@@ -18,10 +18,14 @@ A delivery moves ``queued → sending → sent → delivered`` (or ``failed``, `
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -114,62 +118,96 @@ def _publish(*, delivery_id: UUID | str, channel: str, countdown: float | None =
 # --- Send -------------------------------------------------------------------------------------------
 
 
-def _claim(*, delivery_id: UUID | str, now: datetime) -> bool:
-    """``queued`` and due → ``sending``, attempts + 1, in one conditional UPDATE (committed at once).
+def _claim(*, delivery_ids: Sequence[UUID | str], now: datetime) -> list[UUID]:
+    """``queued`` and due → ``sending``, attempts + 1, for a whole batch in ONE conditional UPDATE
+    committed at once (before any provider call); returns the ids this caller moved.
 
-    Exactly one caller wins; a duplicate or redelivered task, or one racing another worker, gets False.
+    Exactly one caller wins each row; a duplicate or redelivered task, or one racing another worker, gets
+    nothing back for it.
     """
+    ids = list({UUID(str(delivery_id)) for delivery_id in delivery_ids})
     # A retry's countdown may fire a moment before next_attempt_at on a worker with a drifting clock.
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
-    claimed = Delivery.objects.filter(due, id=delivery_id, status=Delivery.Status.QUEUED).update(
-        updated_at=Now(),
-        status=Delivery.Status.SENDING,
-        attempts=F("attempts") + 1,
-        sending_at=now,
-        next_attempt_at=None,
-    )
-    if not claimed:
-        metrics.SKIPPED.inc()
-    return bool(claimed)
+    due_by = now + timedelta(seconds=1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Delivery._meta.db_table}
+               SET status = %s, attempts = attempts + 1, sending_at = %s, next_attempt_at = NULL,
+                   updated_at = now()
+             WHERE id = ANY(%s) AND status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+            RETURNING id
+            """,  # noqa: S608  (table name from the model, values as parameters)
+            [Delivery.Status.SENDING, now, ids, Delivery.Status.QUEUED, due_by],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def delivery_send(*, delivery_id: UUID | str) -> str:
     """Send one delivery if it is still queued and due; returns what happened (for logs and tests)."""
-    if not _claim(delivery_id=delivery_id, now=timezone.now()):
-        return "skipped"
-    delivery = Delivery.objects.select_related("intervention__profile").get(id=delivery_id)
-    return _send_claimed(delivery=delivery)
+    return _send_batch(delivery_ids=[delivery_id]).get(str(delivery_id), "skipped")
 
 
 def deliveries_send(*, delivery_ids: Sequence[UUID | str]) -> dict[str, int]:
-    """Send a batch: loaded in one query, then each delivery claimed just before its own send.
+    """Send a batch: claimed in one statement, provider calls made concurrently, outcomes written in bulk.
 
-    Claiming one at a time (not the whole batch up front) keeps a crash's damage to the one delivery
-    in flight: the rest are still ``queued``, not ``sending`` rows to settle or, for email and push,
-    ``unknown`` rows for an operator.
+    A crash between the claim and the outcome write leaves the batch's claimed rows ``sending``; the
+    sweep settles them by asking the provider (never by sending again). See docs/notifications.md.
     """
-    loaded = Delivery.objects.select_related("intervention__profile").filter(
-        id__in=list(delivery_ids), status=Delivery.Status.QUEUED
-    )
-    by_id = {str(delivery.pk): delivery for delivery in loaded}
-    outcomes: dict[str, int] = {}
+    outcomes = _send_batch(delivery_ids=delivery_ids)
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
     for delivery_id in delivery_ids:
-        delivery = by_id.get(str(delivery_id))
-        now = timezone.now()
-        if delivery is None or not _claim(delivery_id=delivery.pk, now=now):
-            outcome = "skipped"
+        key = str(delivery_id)
+        outcome = "skipped" if key in seen else outcomes.get(key, "skipped")
+        seen.add(key)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+@dataclass
+class _Attempt:
+    """What the provider calls for one delivery came to; built off the database, in a pool thread."""
+
+    delivery: Delivery
+    message: OutgoingMessage
+    provider: str = ""
+    result: SendResult | None = None
+    latency_ms: int = 0
+    error: ProviderError | None = None
+    # Calls that failed before the outcome (failover): (provider, kind, latency ms, error text).
+    failed_calls: list[tuple[str, str, int, str]] = field(default_factory=list)
+    throttled: list[float] = field(default_factory=list)
+
+
+def _send_batch(*, delivery_ids: Sequence[UUID | str]) -> dict[str, str]:
+    now = timezone.now()
+    claimed = _claim(delivery_ids=delivery_ids, now=now) if delivery_ids else []
+    skipped = len(set(map(str, delivery_ids))) - len(claimed)
+    if skipped:
+        metrics.SKIPPED.inc(skipped)
+    if not claimed:
+        return {}
+    deliveries = list(Delivery.objects.select_related("intervention__profile").filter(id__in=claimed))
+    outcomes: dict[str, str] = {}
+    attempts: list[_Attempt] = []
+    for delivery in deliveries:
+        outcome = _precheck(delivery=delivery, now=now)
+        if outcome:
+            outcomes[str(delivery.pk)] = outcome
         else:
-            delivery.status, delivery.attempts, delivery.sending_at = "sending", delivery.attempts + 1, now
-            outcome = _send_claimed(delivery=delivery)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            attempts.append(_Attempt(delivery=delivery, message=message_build(delivery=delivery)))
+    if len(attempts) > 1:
+        list(_pool().map(_attempt_run, attempts))
+    elif attempts:
+        _attempt_run(attempts[0])
+    outcomes.update(_outcomes_write(attempts=attempts))
     return outcomes
 
 
-def _send_claimed(*, delivery: Delivery) -> str:
-    now = timezone.now()
+def _precheck(*, delivery: Delivery, now: datetime) -> str:
+    """Re-checked at send time; "" when the delivery may go out, else what happened to it instead."""
     intervention = delivery.intervention
     profile = intervention.profile
-
     if intervention.status in (Intervention.Status.CANCELLED, Intervention.Status.EXPIRED):
         return _cancel(delivery=delivery, reason=f"intervention {intervention.status}")
     # Consent, contact points and quiet hours may have changed since the decision was taken.
@@ -179,38 +217,62 @@ def _send_claimed(*, delivery: Delivery) -> str:
     if quiet_end is not None:
         _release(delivery=delivery, at=quiet_end, error="quiet hours", count_attempt=False)
         return "deferred"
+    return ""
 
-    message = message_build(delivery=delivery)
-    last_error: ProviderError | None = None
-    throttled: list[float] = []
-    for provider in providers_for(delivery.channel):
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One bounded pool per process (keyed by pid: a forked child builds its own), shared by every task
+    thread: it caps the provider calls in flight, and so the connections each provider's pool keeps."""
+    pid = os.getpid()
+    pool = _pools.get(pid)
+    if pool is None:
+        with _pool_lock:
+            pool = _pools.get(pid)
+            if pool is None:
+                pool = ThreadPoolExecutor(
+                    max_workers=max(1, settings.NOTIFICATION_SEND_CONCURRENCY),
+                    thread_name_prefix="provider-call",
+                )
+                _pools[pid] = pool
+    return pool
+
+
+def _attempt_run(attempt: _Attempt) -> None:
+    """The provider calls of one delivery, failover included. No database here: it runs in pool threads,
+    and the outcome is written with the rest of the batch."""
+    for provider in providers_for(attempt.delivery.channel):
         wait = _throttle(provider=provider)
         if wait:
             # This provider is at its rate; another may have room, else try again shortly.
-            throttled.append(wait)
+            attempt.throttled.append(wait)
             continue
+        started = time.perf_counter()
         try:
-            result, latency_ms = _call(provider=provider, delivery=delivery, message=message)
-        except TransientProviderError as error:
-            last_error = error
-            continue
-        except PermanentProviderError as error:
-            _fail(delivery=delivery, provider=provider.name, error=error)
-            return "failed"
-        except UnknownOutcomeError as error:
-            _mark_unknown(delivery=delivery, provider=provider.name, error=str(error))
-            return "unknown"
-        _mark_sent(delivery=delivery, provider=provider.name, result=result, latency_ms=latency_ms)
-        return "sent"
-
-    if last_error is None and throttled:
-        # Only rate limits stood in the way: not a failure, so no attempt is spent and no backoff applies.
-        at = timezone.now() + timedelta(seconds=min(throttled))
-        _release(delivery=delivery, at=at, error="rate limited", count_attempt=False)
-        return "throttled"
-    if last_error is None:
-        last_error = TransientProviderError(f"no provider configured for {delivery.channel}")
-    return _retry_or_fail(delivery=delivery, error=last_error)
+            result = provider.send(attempt.message)
+        except ProviderError as error:
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            attempt.failed_calls.append((provider.name, error.kind, latency_ms, str(error)[:2000]))
+            attempt.provider, attempt.error = provider.name, error
+            if isinstance(error, TransientProviderError):
+                continue
+            return
+        except Exception as error:
+            # A bug or an unexpected library error: the message may have left, so never resend blindly.
+            logger.exception(
+                "provider_send_crashed", provider=provider.name, delivery_id=attempt.message.delivery_id
+            )
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            unknown = UnknownOutcomeError(f"{type(error).__name__}: {error}")
+            attempt.failed_calls.append((provider.name, unknown.kind, latency_ms, str(unknown)[:2000]))
+            attempt.provider, attempt.error = provider.name, unknown
+            return
+        attempt.provider, attempt.result, attempt.error = provider.name, result, None
+        attempt.latency_ms = int((time.perf_counter() - started) * 1000)
+        return
 
 
 def _throttle(*, provider: Provider) -> float:
@@ -224,31 +286,131 @@ def _throttle(*, provider: Provider) -> float:
     return 0.0
 
 
-def _call(*, provider: Provider, delivery: Delivery, message: OutgoingMessage) -> tuple[SendResult, int]:
-    """One provider call, measured; a failed call is recorded for the health view here, a successful
-    one in the same transaction as its outcome (one commit fewer on the hot path)."""
-    started = time.perf_counter()
-    try:
-        result = provider.send(message)
-    except ProviderError as error:
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        error_text = str(error)[:2000]
-        logger.warning(
-            "provider_send_failed",
-            provider=provider.name,
-            delivery_id=str(delivery.pk),
-            kind=error.kind,
-            error=error_text,
-        )
-        _attempt_record(
-            delivery=delivery,
-            provider=provider.name,
-            outcome=error.kind,
-            latency_ms=latency_ms,
-            error=error_text,
-        )
-        raise
-    return result, int((time.perf_counter() - started) * 1000)
+def _outcomes_write(*, attempts: list[_Attempt]) -> dict[str, str]:
+    """Every provider call recorded and every sent delivery marked in one transaction; the rarer
+    outcomes (failed, unknown, retry, throttled) one by one after it."""
+    outcomes: dict[str, str] = {}
+    sent = [attempt for attempt in attempts if attempt.result is not None]
+    records: list[ProviderAttempt] = []
+    for attempt in attempts:
+        for provider, kind, latency_ms, error_text in attempt.failed_calls:
+            logger.warning(
+                "provider_send_failed",
+                provider=provider,
+                delivery_id=attempt.message.delivery_id,
+                kind=kind,
+                error=error_text,
+            )
+            records.append(_attempt_row(attempt.delivery, provider, kind, latency_ms, error_text))
+    for attempt in sent:
+        records.append(_attempt_row(attempt.delivery, attempt.provider, "sent", attempt.latency_ms, ""))
+    if records:
+        with transaction.atomic():
+            if sent:
+                _no_fsync_wait()
+            ProviderAttempt.objects.bulk_create(records)
+            if sent:
+                _sent_write(attempts=sent)
+    for attempt in sent:
+        outcomes[str(attempt.delivery.pk)] = "sent"
+        metrics.OUTCOMES.labels(channel=attempt.delivery.channel, outcome="sent").inc()
+    for attempt in attempts:
+        if attempt.result is not None:
+            continue
+        delivery, error = attempt.delivery, attempt.error
+        key = str(delivery.pk)
+        if isinstance(error, PermanentProviderError):
+            _fail(delivery=delivery, provider=attempt.provider, error=error)
+            outcomes[key] = "failed"
+        elif isinstance(error, UnknownOutcomeError):
+            _mark_unknown(delivery=delivery, provider=attempt.provider, error=str(error))
+            outcomes[key] = "unknown"
+        elif error is None and attempt.throttled:
+            # Only rate limits stood in the way: not a failure, so no attempt is spent and no backoff.
+            at = timezone.now() + timedelta(seconds=min(attempt.throttled))
+            with transaction.atomic():
+                _release(delivery=delivery, at=at, error="rate limited", count_attempt=False)
+            outcomes[key] = "throttled"
+        else:
+            if error is None:
+                error = TransientProviderError(f"no provider configured for {delivery.channel}")
+            outcomes[key] = _retry_or_fail(delivery=delivery, error=error)
+    return outcomes
+
+
+def _attempt_row(
+    delivery: Delivery, provider: str, outcome: str, latency_ms: int, error: str
+) -> ProviderAttempt:
+    metrics.PROVIDER_CALLS.labels(provider=provider, outcome=outcome).inc()
+    metrics.PROVIDER_LATENCY.labels(provider=provider).observe(latency_ms / 1000)
+    return ProviderAttempt(
+        provider=provider,
+        channel=delivery.channel,
+        delivery_id=delivery.pk,
+        outcome=outcome,
+        latency_ms=latency_ms,
+        error=error,
+    )
+
+
+def _no_fsync_wait() -> None:
+    # The claim committed synchronously; an outcome may commit without waiting for the WAL flush. If
+    # PostgreSQL crashed in that instant the rows would be back at "sending" and be settled like a worker
+    # crash (asked of the provider, or "unknown") — never sent twice — so the fsync wait is not needed.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _sent_write(*, attempts: list[_Attempt]) -> None:
+    """``sending`` (or ``unknown``: a send that outlived the sending timeout may have been marked so by
+    the sweeper) → ``sent`` for the batch in one UPDATE, and one outbox insert for their events."""
+    now = timezone.now()
+    rows = []
+    for attempt in attempts:
+        assert attempt.result is not None
+        delivery = attempt.delivery
+        delivery.updated_at = Now()
+        delivery.status = Delivery.Status.SENT
+        delivery.provider = attempt.provider
+        delivery.provider_message_id = attempt.result.provider_message_id[:200]
+        delivery.provider_response = attempt.result.response
+        delivery.sent_at = now
+        delivery.last_error = ""
+        delivery.error_kind = ""
+        rows.append(delivery)
+    Delivery.objects.filter(status__in=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN]).bulk_update(
+        rows,
+        [
+            "updated_at",
+            "status",
+            "provider",
+            "provider_message_id",
+            "provider_response",
+            "sent_at",
+            "last_error",
+            "error_kind",
+        ],
+    )
+    for attempt in attempts:
+        assert attempt.result is not None
+        if attempt.result.dead_tokens:
+            push_tokens_deactivate(
+                profile=attempt.delivery.intervention.profile, tokens=attempt.result.dead_tokens
+            )
+    intervention_events_enqueue(
+        events=[
+            (
+                attempt.delivery.intervention,
+                "delivery.sent",
+                {
+                    "channel": attempt.delivery.channel,
+                    "reason": "",
+                    "extra": {"delivery_id": str(attempt.delivery.pk), "provider": attempt.provider},
+                },
+            )
+            for attempt in attempts
+        ]
+    )
 
 
 def _attempt_record(
@@ -282,11 +444,7 @@ def _mark_sent(
     *, delivery: Delivery, provider: str, result: SendResult, latency_ms: int | None = None
 ) -> None:
     now = timezone.now()
-    # The claim committed synchronously; this outcome may commit without waiting for the WAL flush. If
-    # PostgreSQL crashed in that instant the row would be back at "sending" and be settled like a worker
-    # crash (asked of the provider, or "unknown") — never sent twice — so the fsync wait is not needed.
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    _no_fsync_wait()
     if latency_ms is not None:
         _attempt_record(delivery=delivery, provider=provider, outcome="sent", latency_ms=latency_ms)
     # "unknown" too: a send that outlived the sending timeout may have been marked so by the sweeper.
