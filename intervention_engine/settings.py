@@ -268,6 +268,9 @@ NOTIFICATION_RATE_LIMITS: dict[str, float] = {
 NOTIFICATION_MAX_ATTEMPTS: int = env.int("NOTIFICATION_MAX_ATTEMPTS", default=6)
 # Deliveries of one channel published together in one task (a task costs more CPU than a send).
 NOTIFICATION_TASK_BATCH_SIZE: int = env.int("NOTIFICATION_TASK_BATCH_SIZE", default=20)
+# Provider calls in flight at once per worker process, shared by its task threads (a batch's sends go
+# out concurrently through this bounded pool).
+NOTIFICATION_SEND_CONCURRENCY: int = env.int("NOTIFICATION_SEND_CONCURRENCY", default=32)
 NOTIFICATION_BACKOFF_BASE_SECONDS: float = env.float("NOTIFICATION_BACKOFF_BASE_SECONDS", default=30.0)
 NOTIFICATION_BACKOFF_MAX_SECONDS: float = env.float("NOTIFICATION_BACKOFF_MAX_SECONDS", default=3600.0)
 # Retries due sooner than this go back to the broker with a countdown; later ones wait in PostgreSQL for
