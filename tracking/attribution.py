@@ -127,7 +127,11 @@ def _touches(*, orders: Sequence[OrderPlaced]) -> dict[str, list[dict[str, Any]]
             created_at__lte=latest,
         )
         .filter(
-            Q(is_holdout=True) | Q(status__in=[Intervention.Status.PENDING, Intervention.Status.DELIVERED])
+            # A control variant with nothing to send is still an exposure: its shoppers' orders must count
+            # for the control, or lift over control would be measured against zero.
+            Q(is_holdout=True)
+            | Q(suppression_reason="control")
+            | Q(status__in=[Intervention.Status.PENDING, Intervention.Status.DELIVERED])
         )
         .order_by("created_at")
         .values(

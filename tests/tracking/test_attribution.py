@@ -85,3 +85,31 @@ def test_it_marks_an_order_after_a_holdout_exposure_as_holdout_and_records_an_or
     assert len(first) == 1
     assert first[0].is_holdout
     assert second == []
+
+
+def test_it_attributes_an_order_to_a_control_variant_that_had_nothing_to_send():
+    # given a shopper assigned to a message-less control variant, and one whose decision was capped
+    campaign = f.campaign(channels=["email"])
+    control_user, capped_user = f.unique("u"), f.unique("u")
+    control = touch(
+        campaign=campaign,
+        user_id=control_user,
+        minutes_ago=5,
+        status=Intervention.Status.SUPPRESSED,
+        suppression_reason="control",
+    )
+    touch(
+        campaign=campaign,
+        user_id=capped_user,
+        minutes_ago=5,
+        status=Intervention.Status.SUPPRESSED,
+        suppression_reason="frequency_cap",
+    )
+
+    # when both order
+    conversions = {c.user_id: c for c in conversions_record(orders=[order(control_user), order(capped_user)])}
+
+    # then the control exposure earns its order (not as holdout); a capped decision exposed nobody
+    assert conversions[control_user].intervention_id == control.pk
+    assert not conversions[control_user].is_holdout
+    assert conversions[capped_user].intervention_id is None

@@ -21,6 +21,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -173,6 +174,11 @@ class PushReceiptsSerializer(serializers.Serializer):
     receipts = serializers.ListField(child=PushReceiptSerializer(), allow_empty=False, max_length=1000)
 
 
+class PushReceiptsResultSerializer(serializers.Serializer):
+    recorded = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
 class PushReceiptsView(APIView):
     """``POST /api/v1/webhooks/push-receipts``: what devices reported about pushes we sent."""
 
@@ -180,6 +186,11 @@ class PushReceiptsView(APIView):
     permission_classes = [HasScope]
     required_scopes = {"webhooks"}
 
+    @extend_schema(
+        operation_id="push_receipts_create",
+        request=PushReceiptsSerializer,
+        responses={200: PushReceiptsResultSerializer},
+    )
     def post(self, request: Request) -> Response:
         serializer = PushReceiptsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
