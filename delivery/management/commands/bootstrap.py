@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 # A well-known password on a production back office would be worse than no admin at all.
                 self.stdout.write("no admin user created: set ADMIN_PASSWORD (or use createsuperuser)")
                 return
-            password = "admin"
+            password = "admin"  # noqa: S105 — development only, printed to the person who started it
         user_model.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(
             self.style.SUCCESS(
