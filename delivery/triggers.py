@@ -84,6 +84,12 @@ def intervention_trigger(
     existing = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
     if existing is not None:
         return _earlier(existing, user_id=user_id)
+    if campaign.trigger == DIRECT_TRIGGER:
+        raise ConflictError(
+            "The built-in direct-send campaign has no content of its own: send template_id and channel.",
+            code="campaign_not_triggerable",
+            details={"campaign_id": campaign.pk},
+        )
     if campaign.status != Campaign.Status.ACTIVE:
         raise ConflictError(
             f"Campaign {campaign.pk} is {campaign.status}, not active.",

@@ -178,6 +178,9 @@ def test_it_sends_a_template_directly_under_the_built_in_campaign_and_creates_th
     assert Campaign.objects.filter(name=DIRECT_CAMPAIGN_NAME).count() == 1
     assert mismatch.status_code == 400
     assert mismatch.json()["error"]["code"] == "channel_mismatch"
+    as_campaign = trigger(client, {"user_id": user_id, "campaign_id": body["campaign_id"]})
+    assert as_campaign.status_code == 409
+    assert as_campaign.json()["error"]["code"] == "campaign_not_triggerable"
     report = client.get(f"/api/v1/campaigns/{body['campaign_id']}/report")
     assert report.status_code == 200, report.json()
     assert report.json()["funnel"]["exposures"] == 2
