@@ -162,6 +162,15 @@ class InterventionDetailSerializer(InterventionSerializer):
         read_only_fields = fields
 
 
+class InterventionPageSerializer(serializers.Serializer):
+    """The list envelope (api.pagination.ApiPagination), for the schema."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = InterventionSerializer(many=True)
+
+
 class InterventionFiltersSerializer(serializers.Serializer):
     user_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False)
     campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
@@ -194,7 +203,7 @@ class InterventionListView(APIView):
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, max 500)"),
             OpenApiParameter("offset", OpenApiTypes.INT, description="Where the page starts"),
         ],
-        responses={200: InterventionSerializer(many=True)},
+        responses={200: InterventionPageSerializer},
         summary="List interventions, newest first, with their deliveries",
     )
     def get(self, request: Request) -> Response:
