@@ -18,6 +18,7 @@ A delivery moves ``queued → sending → sent → delivered`` (or ``failed``, `
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -32,6 +33,7 @@ from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -364,33 +366,37 @@ def _no_fsync_wait() -> None:
 def _sent_write(*, attempts: list[_Attempt]) -> None:
     """``sending`` (or ``unknown``: a send that outlived the sending timeout may have been marked so by
     the sweeper) → ``sent`` for the batch in one UPDATE, and one outbox insert for their events."""
-    now = timezone.now()
+    # One statement for the batch, its values as one JSON parameter: Django's bulk_update builds a CASE
+    # per field and row, which cost more CPU than the sends themselves (≈ 5 ms per delivery).
     rows = []
     for attempt in attempts:
         assert attempt.result is not None
-        delivery = attempt.delivery
-        delivery.updated_at = Now()
-        delivery.status = Delivery.Status.SENT
-        delivery.provider = attempt.provider
-        delivery.provider_message_id = attempt.result.provider_message_id[:200]
-        delivery.provider_response = attempt.result.response
-        delivery.sent_at = now
-        delivery.last_error = ""
-        delivery.error_kind = ""
-        rows.append(delivery)
-    Delivery.objects.filter(status__in=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN]).bulk_update(
-        rows,
-        [
-            "updated_at",
-            "status",
-            "provider",
-            "provider_message_id",
-            "provider_response",
-            "sent_at",
-            "last_error",
-            "error_kind",
-        ],
-    )
+        rows.append(
+            {
+                "id": str(attempt.delivery.pk),
+                "provider": attempt.provider,
+                "message_id": attempt.result.provider_message_id[:200],
+                "response": attempt.result.response,
+            }
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Delivery._meta.db_table} AS d
+               SET status = %s, provider = v.provider, provider_message_id = v.message_id,
+                   provider_response = v.response, sent_at = %s, last_error = '', error_kind = '',
+                   updated_at = now()
+              FROM jsonb_to_recordset(%s::jsonb) AS v(id uuid, provider text, message_id text, response jsonb)
+             WHERE d.id = v.id AND d.status IN (%s, %s)
+            """,  # noqa: S608  (table name from the model, values as parameters)
+            [
+                Delivery.Status.SENT,
+                timezone.now(),
+                json.dumps(rows, cls=DjangoJSONEncoder),
+                Delivery.Status.SENDING,
+                Delivery.Status.UNKNOWN,
+            ],
+        )
     for attempt in attempts:
         assert attempt.result is not None
         if attempt.result.dead_tokens:
