@@ -267,6 +267,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu_started = time.process_time()
     batches = 0
     deadline = time.monotonic() + 600
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     while handled < args.events and time.monotonic() < deadline:
         messages = consumer.consumer.consume(num_messages=args.batch, timeout=0.05)
         batch = [m for m in messages if m.error() is None]
@@ -284,6 +290,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             decided += len(outcome.outcome.created) + sum(outcome.outcome.suppressed.values())
     elapsed = time.perf_counter() - (started or time.perf_counter())
     cpu = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     result["throughput"] = {
         "events": handled,
         "seconds": round(elapsed, 2),
@@ -387,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--poll", type=float, default=0.05, help="consumer batch wait, as the command's")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", default="", help="write a cProfile of the throughput phase here")
     args = parser.parse_args(argv)
     django_setup()
     print(json.dumps(run(args), indent=2))

@@ -11,11 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
-from campaigns.models import Intervention
 from messaging.services import outbox_enqueue_bulk
 
 TOPIC = "intervention-events"
@@ -43,9 +42,31 @@ EVENT_TYPES = frozenset(
 )
 
 
+class InterventionFacts(Protocol):
+    """What an event payload reads from an intervention: a model instance, or the decision path's
+    not-yet-written row (which skips building a model instance per decision)."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def campaign_id(self) -> int: ...
+    @property
+    def variant_id(self) -> int | None: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def trigger_event_id(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def is_holdout(self) -> bool: ...
+
+
 def intervention_event_payload(
     *,
-    intervention: Intervention,
+    intervention: InterventionFacts,
     type: str,
     channel: str = "",
     reason: str = "",
@@ -77,17 +98,21 @@ def intervention_event_payload(
     return payload
 
 
-def intervention_events_enqueue(*, events: Iterable[tuple[Intervention, str, dict[str, Any]]]) -> None:
+def intervention_events_enqueue(*, events: Iterable[tuple[InterventionFacts, str, dict[str, Any]]]) -> None:
     """Write one outbox row per (intervention, type, options) inside the caller's transaction.
 
     ``options`` are the keyword arguments of :func:`intervention_event_payload` other than the
-    intervention and the type (``channel``, ``reason``, ``extra``, ``occurred_at``).
+    intervention and the type (``channel``, ``reason``, ``extra``, ``occurred_at``). Events without
+    their own ``occurred_at`` share one timestamp: they happen in one transaction.
     """
+    now = timezone.now()
     messages = [
         (
             TOPIC,
             intervention.user_id,
-            intervention_event_payload(intervention=intervention, type=event_type, **options),
+            intervention_event_payload(
+                intervention=intervention, type=event_type, **{"occurred_at": now, **options}
+            ),
         )
         for intervention, event_type, options in events
     ]
