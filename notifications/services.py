@@ -307,7 +307,7 @@ def _outcomes_write(*, attempts: list[_Attempt]) -> dict[str, str]:
     outcomes (failed, unknown, retry, throttled) one by one after it."""
     outcomes: dict[str, str] = {}
     sent = [attempt for attempt in attempts if attempt.result is not None]
-    records: list[ProviderAttempt] = []
+    records: list[dict[str, Any]] = []
     for attempt in attempts:
         for provider, kind, latency_ms, error_text in attempt.failed_calls:
             logger.warning(
@@ -324,7 +324,7 @@ def _outcomes_write(*, attempts: list[_Attempt]) -> dict[str, str]:
         with transaction.atomic():
             if sent:
                 _no_fsync_wait()
-            ProviderAttempt.objects.bulk_create(records)
+            _attempts_insert(rows=records)
             if sent:
                 _sent_write(attempts=sent)
     for attempt in sent:
@@ -356,17 +356,34 @@ def _outcomes_write(*, attempts: list[_Attempt]) -> dict[str, str]:
 
 def _attempt_row(
     delivery: Delivery, provider: str, outcome: str, latency_ms: int, error: str
-) -> ProviderAttempt:
+) -> dict[str, Any]:
     metrics.PROVIDER_CALLS.labels(provider=provider, outcome=outcome).inc()
     metrics.PROVIDER_LATENCY.labels(provider=provider).observe(latency_ms / 1000)
-    return ProviderAttempt(
-        provider=provider,
-        channel=delivery.channel,
-        delivery_id=delivery.pk,
-        outcome=outcome,
-        latency_ms=latency_ms,
-        error=error,
-    )
+    return {
+        "provider": provider,
+        "channel": delivery.channel,
+        "delivery_id": str(delivery.pk),
+        "outcome": outcome,
+        "latency_ms": latency_ms,
+        "error": error,
+    }
+
+
+def _attempts_insert(*, rows: list[dict[str, Any]]) -> None:
+    """The batch's ``ProviderAttempt`` rows in one INSERT from one JSON parameter (bulk_create's model
+    instances and per-field compilation were ≈ 10 % of a send's CPU)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {ProviderAttempt._meta.db_table}
+                   (provider, channel, delivery_id, outcome, latency_ms, error, created_at)
+            SELECT provider, channel, delivery_id, outcome, latency_ms, error, %s
+              FROM jsonb_to_recordset(%s::jsonb)
+                   AS v(provider text, channel text, delivery_id uuid, outcome text, latency_ms int,
+                        error text)
+            """,  # noqa: S608  (table name from the model, values as parameters)
+            [timezone.now(), json.dumps(rows)],
+        )
 
 
 def _no_fsync_wait() -> None:
