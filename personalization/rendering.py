@@ -271,7 +271,12 @@ def _check_tree(tree: nodes.Template, *, field: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(source: str, *, html: bool, field: str) -> tuple[Any, frozenset[str]]:
+def _compile(source: str, *, html: bool, field: str) -> tuple[Any, frozenset[str], str | None]:
+    """(compiled template, top-level names it reads, its output when it is only text — else None).
+
+    Many fields (a CTA label, a URL, a fixed discount code) hold no expression at all: their output does
+    not depend on the context, so it is rendered once here and reused, sparing a sandboxed render and
+    the context copy for each message."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateRenderError(f"template is longer than {MAX_TEMPLATE_CHARS} characters", field=field)
     env = _HTML_ENV if html else _TEXT_ENV
@@ -281,7 +286,11 @@ def _compile(source: str, *, html: bool, field: str) -> tuple[Any, frozenset[str
         template = env.from_string(tree)
     except TemplateSyntaxError as error:
         raise TemplateRenderError(error.message or "syntax error", field=field, line=error.lineno) from None
-    return template, frozenset(names)
+    only_text = all(
+        isinstance(node, nodes.Output) and all(isinstance(child, nodes.TemplateData) for child in node.nodes)
+        for node in tree.body
+    )
+    return template, frozenset(names), str(template.render({})) if only_text and not names else None
 
 
 def _template_line(error: BaseException) -> int | None:
@@ -323,7 +332,11 @@ def render_context(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bool) -> str:
-    template, names = _compile(source, html=html, field=field)
+    template, names, text = _compile(source, html=html, field=field)
+    if text is not None:
+        if len(text) > MAX_OUTPUT_CHARS:
+            raise TemplateRenderError(f"output is longer than {MAX_OUTPUT_CHARS} characters", field=field)
+        return text
     # Unknown top-level names are refused at every render, not only on save: Jinja binds some names itself
     # (``self`` is the template object) and only the allow-listed context may be read.
     unknown = sorted(names - set(CONTEXT_NAMES))
@@ -378,11 +391,20 @@ def render_fields(
 
     Raises TemplateRenderError naming the field and line.
     """
-    plain = render_context(context)
-    return {
-        field: _render_one(field, source, plain, html=field in html_fields) if source else ""
-        for field, source in fields.items()
-    }
+    plain: dict[str, Any] | None = None
+    rendered: dict[str, str] = {}
+    for field, source in fields.items():
+        html = field in html_fields
+        if not source:
+            rendered[field] = ""
+        elif _compile(source, html=html, field=field)[2] is not None:
+            # Only text: no copy of the context is needed (see _compile).
+            rendered[field] = _render_one(field, source, {}, html=html)
+        else:
+            if plain is None:
+                plain = render_context(context)
+            rendered[field] = _render_one(field, source, plain, html=html)
+    return rendered
 
 
 def validate_fields(
