@@ -1,6 +1,7 @@
 """Benchmark: notification sends per second through real Celery workers, and enqueue latency.
 
     python -m bench.sends [--sends 5000] [--workers 2] [--concurrency 64] [--delay 0.02] [--enqueue-batch 1]
+                          [--enqueue-only]
 
 The provider is the Twilio protocol stub (own process) answering every send in ``--delay`` seconds.
 The workers start first and idle; then the deliveries are enqueued ``--enqueue-batch`` at a time
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="threads per worker process")
     parser.add_argument("--delay", type=float, default=0.02)
     parser.add_argument("--enqueue-batch", type=int, default=1, help="deliveries per deliveries_enqueue call")
+    parser.add_argument(
+        "--enqueue-only",
+        action="store_true",
+        help="time deliveries_enqueue with no worker running (the call's own cost), then purge the queue",
+    )
     args = parser.parse_args(argv)
 
     stub, stub_url = start_stub(delay=args.delay)
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # Workers first, idle until the enqueue begins, so their CPU from here on is the sends' alone (not
         # the process start-up) and the enqueue is timed while they drain, as on the decision path.
-        for worker in workers:
+        for worker in workers if not args.enqueue_only else []:
             worker.start()
         cpu_at_ready = sum(_cpu_seconds(worker) for worker in workers)
         stub_cpu_at_ready = _process_cpu_seconds(stub.pid)
@@ -88,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             deliveries_enqueue(delivery_ids=ids[start : start + args.enqueue_batch])
             latencies.append((time.perf_counter() - started) * 1000)
         latencies.sort()
+        enqueue_ms = {
+            "p50": round(statistics.median(latencies), 3),
+            "p99": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+            "max": round(latencies[-1], 3),
+        }
+        if args.enqueue_only:
+            purge_queues()
+            summary = {"calls": len(latencies), "enqueue_batch": args.enqueue_batch, "enqueue_ms": enqueue_ms}
+            print(json.dumps({**summary, "load_average": os.getloadavg()}, indent=2), flush=True)
+            return 0
 
         # Phase 2: the drain, until no delivery is left queued or sending.
         deadline = time.monotonic() + 600
@@ -118,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "slowest_second": min(per_second.values()) if len(per_second) > 2 else None,
             "longest_gap_ms": round(max(gaps) * 1000, 1) if gaps else None,
             "enqueue_batch": args.enqueue_batch,
-            "enqueue_ms": {
-                "p50": round(statistics.median(latencies), 3),
-                "p99": round(latencies[int(len(latencies) * 0.99) - 1], 3),
-                "max": round(latencies[-1], 3),
-            },
+            "enqueue_ms": enqueue_ms,
             # CPU the worker processes spent draining, per send: the figure that depends least on how
             # busy the machine was. 2 cores / this = the ceiling for workers alone.
             "worker_cpu_ms_per_send": round(worker_cpu * 1000 / max(len(received), 1), 2),
