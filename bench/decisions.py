@@ -46,6 +46,8 @@ TRIGGER_MIX = [
 def django_setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
+    # As deployed: DEBUG keeps every SQL statement (with its JSON parameter) in connection.queries.
+    os.environ.setdefault("DEBUG", "false")
     import django
 
     django.setup()
