@@ -433,6 +433,35 @@ def test_it_sends_a_batch_once_even_when_listed_twice(providers, provider_stub, 
     }
 
 
+def test_it_writes_every_outcome_of_a_mixed_batch(providers, provider_stub, make_delivery):
+    # given one batch: two good numbers, one Twilio rejects, one shopper who withdrew SMS consent
+    from notifications.services import deliveries_send
+
+    good = [make_delivery("sms"), make_delivery("sms")]
+    rejected = make_delivery("sms", phone="+15550001234")
+    withdrawn = make_delivery("sms", consent_sms=False)
+
+    # when the batch is sent (its provider calls concurrently)
+    outcomes = deliveries_send(delivery_ids=[d.pk for d in [*good, rejected, withdrawn]])
+
+    # then each delivery has its own outcome, attempt rows and events, and nobody got two messages
+    assert outcomes == {"sent": 2, "failed": 1, "cancelled": 1}
+    for delivery in good:
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.provider) == ("sent", 1, "twilio")
+        assert delivery.provider_message_id.startswith("SM")
+        assert delivery.sent_at is not None
+        assert event_types(delivery) == ["delivery.sent"]
+    rejected.refresh_from_db()
+    assert (rejected.status, rejected.error_kind) == ("failed", "permanent")
+    assert event_types(rejected) == ["delivery.failed"]
+    withdrawn.refresh_from_db()
+    assert withdrawn.status == "cancelled"
+    attempts = ProviderAttempt.objects.filter(delivery_id__in=[d.pk for d in [*good, rejected, withdrawn]])
+    assert sorted(attempts.values_list("outcome", flat=True)) == ["permanent", "sent", "sent"]
+    assert sorted(m["to"] for m in provider_stub.sms) == sorted(d.intervention.profile.phone for d in good)
+
+
 def test_it_waits_visibly_when_a_provider_is_not_configured(providers, make_delivery):
     # given no Twilio credentials at all
     providers.TWILIO_ACCOUNT_SID = ""
