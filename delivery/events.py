@@ -9,9 +9,10 @@ Unknown fields are ignored (the contract may grow), known fields must have the d
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -142,19 +143,19 @@ def _object(value: bytes | None) -> dict[str, Any]:
 
 
 def _string(data: dict[str, Any], name: str, *, required: bool = False, where: str = "") -> str:
+    # The hot path of the consumer (≈ 25 calls per event): labels are only formatted for an error.
     value = data.get(name)
-    label = f"{where}{name}"
     if value is None:
         if required:
-            raise InvalidEvent("missing_field", f"{label} is required")
+            raise InvalidEvent("missing_field", f"{where}{name} is required")
         return ""
     if not isinstance(value, str):
-        raise InvalidEvent("wrong_type", f"{label} must be a string")
+        raise InvalidEvent("wrong_type", f"{where}{name} must be a string")
     if required and not value.strip():
-        raise InvalidEvent("missing_field", f"{label} must not be empty")
+        raise InvalidEvent("missing_field", f"{where}{name} must not be empty")
     limit = MAX_ID_LENGTH if name.endswith("_id") or name == "model" else MAX_TEXT_LENGTH
     if len(value) > limit:
-        raise InvalidEvent("absurd_value", f"{label} is longer than {limit} characters")
+        raise InvalidEvent("absurd_value", f"{where}{name} is longer than {limit} characters")
     return value
 
 
@@ -175,10 +176,18 @@ def _timestamp(data: dict[str, Any], name: str) -> datetime:
     return moment
 
 
-def _number(data: dict[str, Any], name: str, *, where: str, integer: bool = False) -> Decimal | None:
+_LIMITS = {True: (MAX_ITEMS, int(MAX_ITEMS)), False: (MAX_AMOUNT, float(MAX_AMOUNT))}
+
+
+def _number(data: dict[str, Any], name: str, *, where: str, integer: bool = False) -> None:
+    """Refuse a value that is not a finite, non-negative number within the limit.
+
+    Compared as the JSON number itself (int or float): the same verdicts as through ``Decimal(str(…))``,
+    since a float's shortest repr rounds back to it and the limits are exact in binary, at a fraction of
+    the cost for the ≈ 10 numbers of every cart event."""
     value = data.get(name)
     if value is None:
-        return None
+        return
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -186,16 +195,11 @@ def _number(data: dict[str, Any], name: str, *, where: str, integer: bool = Fals
     ):
         kind = "an integer" if integer else "a number"
         raise InvalidEvent("wrong_type", f"{where}{name} must be {kind}")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidEvent("wrong_type", f"{where}{name} must be a finite number") from None
-    if not number.is_finite() or number < 0:
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
         raise InvalidEvent("absurd_value", f"{where}{name} must not be negative")
-    limit = MAX_ITEMS if integer else MAX_AMOUNT
-    if number > limit:
+    limit, bound = _LIMITS[integer]
+    if value > bound:
         raise InvalidEvent("absurd_value", f"{where}{name} is above {limit}")
-    return number
 
 
 def _cart(data: dict[str, Any], *, required: bool) -> dict[str, Any] | None:
