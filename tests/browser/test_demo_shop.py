@@ -29,6 +29,7 @@ from delivery import realtime
 from messaging.kafka import ensure_topics
 from tests.conftest import free_port
 from tests.delivery import conftest as delivery_fixtures
+from tests.processes import database_url
 from tracking.models import TrackingEvent
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,13 +69,12 @@ def allow_orm_beside_playwright() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def server_env(django_db_setup) -> dict[str, str]:
     """The environment of the server processes: this test's database, Redis and private topics."""
-    db = connection.settings_dict
     port = free_port()
     prefix = f"h-browser-{uuid.uuid4().hex[:8]}."
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "intervention_engine.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_CONSUMER_GROUP": f"ie-browser-{uuid.uuid4().hex[:8]}",
         "PORT": str(port),

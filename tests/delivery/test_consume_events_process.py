@@ -12,22 +12,16 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from django.db import connection
 
 from campaigns.models import Intervention
 from messaging.kafka import client_config, topic
 from tests.delivery import factories as f
 from tests.messaging.kafka_topics import isolate_topics, produce
+from tests.processes import database_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def test_it_decides_then_stops_cleanly_on_sigterm_with_its_offsets_committed(settings, tmp_path):

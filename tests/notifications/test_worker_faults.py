@@ -11,23 +11,17 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
 
 from campaigns.models import Delivery
 from chaos.provider_stub import ProviderStub
 from chaos.worker import CeleryWorker
 from notifications.services import deliveries_enqueue, deliveries_requeue_due, deliveries_settle_stuck
+from tests.processes import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PRIMARY_SID = "AC" + "0" * 32
 SECONDARY_SID = "AC" + "1" * 32
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture
