@@ -203,7 +203,18 @@ def _send_batch(*, delivery_ids: Sequence[UUID | str]) -> dict[str, str]:
         metrics.SKIPPED.inc(skipped)
     if not claimed:
         return {}
-    deliveries = list(Delivery.objects.select_related("intervention__profile").filter(id__in=claimed))
+    # The shopper's and the decision's large JSON columns play no part in a send: not loaded, not decoded.
+    deliveries = list(
+        Delivery.objects.select_related("intervention__profile")
+        .defer(
+            "provider_response",
+            "intervention__context",
+            "intervention__profile__attributes",
+            "intervention__profile__last_cart",
+            "intervention__profile__engagement",
+        )
+        .filter(id__in=claimed)
+    )
     outcomes: dict[str, str] = {}
     attempts: list[_Attempt] = []
     for delivery in deliveries:
