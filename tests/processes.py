@@ -10,13 +10,17 @@ from django.db import connection
 def database_url() -> str:
     """DATABASE_URL of the test database this process uses, for a child process to use the same one.
 
-    The embedded PostgreSQL listens on a unix socket (HOST is a directory), which goes in the query string.
+    The embedded PostgreSQL listens on a unix socket: its directory arrives as HOST or, parsed from the
+    stack's ``?host=`` URL, as OPTIONS["host"]; either way it goes back into the query string.
     """
     db = connection.settings_dict
+    options = db.get("OPTIONS") or {}
     credentials = quote(db["USER"] or "", safe="")
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"], safe="")
-    host, port, name = db.get("HOST") or "", db.get("PORT") or "", db["NAME"]
+    host = str(db.get("HOST") or options.get("host") or "")
+    port = str(db.get("PORT") or options.get("port") or "")
+    name = db["NAME"]
     if host.startswith("/"):
         query = f"?host={host}" + (f"&port={port}" if port else "")
         return f"postgres://{credentials}@/{name}{query}"
