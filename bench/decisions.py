@@ -324,6 +324,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         original(events=events, outcome=outcome)
 
     services._observe = observe
+    # Join the group before traffic starts (a join takes seconds on this broker): otherwise the latency
+    # phase measures the backlog of the join, not the steady state.
+    join_deadline = time.monotonic() + 30
+    while not consumer.consumer.assignment() and time.monotonic() < join_deadline:
+        warmup = [
+            m for m in consumer.consumer.consume(num_messages=args.batch, timeout=0.2) if m.error() is None
+        ]
+        if warmup:
+            consumer.process(warmup)
     expected = int(args.rate * args.seconds)
     publisher = multiprocessing.get_context("spawn").Process(
         target=steady_publisher, args=(dict(settings.KAFKA_TOPICS), args.rate, args.seconds, args.users)

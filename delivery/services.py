@@ -434,15 +434,18 @@ def _decide(
 
 
 def _decided_before(*, event_ids: set[str], campaign_ids: set[int]) -> set[tuple[int, str]]:
-    """(campaign, trigger event) pairs already decided, in one query with the ids as JSON parameters."""
+    """(campaign, trigger event) pairs already decided, in one query.
+
+    The ids travel as two array parameters (``= ANY``): PostgreSQL knows their length and probes the
+    unique (campaign, trigger event) index. With ``IN (SELECT jsonb_array_elements_text(…))`` it guessed
+    100 rows and scanned the whole intervention table on every batch (55 ms at 16,000 rows, growing)."""
     table = Intervention._meta.db_table
     sql = (
         f'SELECT campaign_id, trigger_event_id FROM "{table}" '  # noqa: S608  (fixed identifier)
-        "WHERE trigger_event_id IN (SELECT jsonb_array_elements_text(%s::jsonb)) "
-        "AND campaign_id IN (SELECT (jsonb_array_elements_text(%s::jsonb))::bigint)"
+        "WHERE trigger_event_id = ANY(%s) AND campaign_id = ANY(%s)"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(sorted(event_ids)), json.dumps(sorted(campaign_ids))])
+        cursor.execute(sql, [sorted(event_ids), sorted(campaign_ids)])
         return {(int(row[0]), str(row[1])) for row in cursor.fetchall()}
 
 
