@@ -173,6 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         state = self.server.state
         body = self._body()
+        if len(body) < int(self.headers.get("Content-Length") or 0):
+            # The client died mid-request (a kill -9 between the headers and the body): a real provider
+            # never sees a complete request, so it accepts nothing. Recording the fragment as a message
+            # would count a send that never happened (and a "duplicate" when the retry arrives whole).
+            self.close_connection = True
+            return
         if url.path == "/_control":
             control = json.loads(body or b"{}")
             with state.lock:
