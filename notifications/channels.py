@@ -6,14 +6,18 @@ provider call, because consent, contact points and quiet hours may have changed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from personalization.models import Profile
 
 
-def channel_reachable(*, profile: Profile, channel: str) -> bool:
-    """Consent given, a usable contact point, not erased, not suppressed after a hard bounce."""
+def channel_reachable(*, profile: Profile, channel: str, push_tokens: Sequence[str] | None = None) -> bool:
+    """Consent given, a usable contact point, not erased, not suppressed after a hard bounce.
+
+    ``push_tokens``: the shopper's active tokens when the caller loaded them already (a send batch does).
+    """
     if profile.erased_at is not None or not profile.has_consent(channel):
         return False
     if channel == "email":
@@ -21,6 +25,8 @@ def channel_reachable(*, profile: Profile, channel: str) -> bool:
     if channel == "sms":
         return bool(profile.phone) and profile.phone_suppressed_at is None
     if channel == "push":
+        if push_tokens is not None:
+            return bool(push_tokens)
         return profile.push_tokens.filter(is_active=True).exists()
     return channel == "onsite"
 

@@ -215,14 +215,23 @@ def _send_batch(*, delivery_ids: Sequence[UUID | str]) -> dict[str, str]:
         )
         .filter(id__in=claimed)
     )
+    # A push batch's tokens in one query, not one per delivery.
+    tokens: dict[int, list[str]] = {}
+    push_profiles = {d.intervention.profile_id for d in deliveries if d.channel == "push"}
+    if push_profiles:
+        active = PushToken.objects.filter(profile_id__in=push_profiles, is_active=True).order_by("id")
+        for profile_id, token in active.values_list("profile_id", "token"):
+            tokens.setdefault(profile_id, []).append(token)
     outcomes: dict[str, str] = {}
     attempts: list[_Attempt] = []
     for delivery in deliveries:
-        outcome = _precheck(delivery=delivery, now=now)
+        push_tokens = tuple(tokens.get(delivery.intervention.profile_id, ()))
+        outcome = _precheck(delivery=delivery, now=now, push_tokens=push_tokens)
         if outcome:
             outcomes[str(delivery.pk)] = outcome
         else:
-            attempts.append(_Attempt(delivery=delivery, message=message_build(delivery=delivery)))
+            message = message_build(delivery=delivery, push_tokens=push_tokens)
+            attempts.append(_Attempt(delivery=delivery, message=message))
     if len(attempts) > 1:
         list(_pool().map(_attempt_run, attempts))
     elif attempts:
@@ -231,14 +240,14 @@ def _send_batch(*, delivery_ids: Sequence[UUID | str]) -> dict[str, str]:
     return outcomes
 
 
-def _precheck(*, delivery: Delivery, now: datetime) -> str:
+def _precheck(*, delivery: Delivery, now: datetime, push_tokens: tuple[str, ...]) -> str:
     """Re-checked at send time; "" when the delivery may go out, else what happened to it instead."""
     intervention = delivery.intervention
     profile = intervention.profile
     if intervention.status in (Intervention.Status.CANCELLED, Intervention.Status.EXPIRED):
         return _cancel(delivery=delivery, reason=f"intervention {intervention.status}")
     # Consent, contact points and quiet hours may have changed since the decision was taken.
-    if not channel_reachable(profile=profile, channel=delivery.channel):
+    if not channel_reachable(profile=profile, channel=delivery.channel, push_tokens=push_tokens):
         return _cancel(delivery=delivery, reason="consent")
     quiet_end = quiet_hours_end(profile=profile, at=now)
     if quiet_end is not None:
@@ -603,8 +612,11 @@ def _content(delivery: Delivery) -> dict[str, Any]:
     return nested if isinstance(nested, dict) else content
 
 
-def message_build(*, delivery: Delivery) -> OutgoingMessage:
-    """What goes to the provider; deterministic, so a lookup can recognise an earlier attempt."""
+def message_build(*, delivery: Delivery, push_tokens: tuple[str, ...] | None = None) -> OutgoingMessage:
+    """What goes to the provider; deterministic, so a lookup can recognise an earlier attempt.
+
+    ``push_tokens``: the shopper's active tokens when the caller loaded them already (a batch does).
+    """
     intervention = delivery.intervention
     profile = intervention.profile
     content = _content(delivery)
@@ -624,7 +636,11 @@ def message_build(*, delivery: Delivery) -> OutgoingMessage:
             text=text,
             status_callback=settings.TWILIO_STATUS_CALLBACK_URL,
         )
-    tokens = tuple(profile.push_tokens.filter(is_active=True).order_by("id").values_list("token", flat=True))
+    tokens = push_tokens
+    if tokens is None:
+        tokens = tuple(
+            profile.push_tokens.filter(is_active=True).order_by("id").values_list("token", flat=True)
+        )
     data = {"intervention_id": str(intervention.pk)}
     if cta_url:
         data["url"] = click_url(delivery_id=delivery_id, target=cta_url)
