@@ -16,7 +16,14 @@ from typing import IO, Any
 
 from openpyxl import Workbook
 
-from tracking.reports import CampaignReport, GroupReport, ReportPeriod, campaign_reports, campaigns_for_export
+from tracking.reports import (
+    COUNTS,
+    CampaignReport,
+    GroupReport,
+    ReportPeriod,
+    campaign_reports,
+    campaigns_for_export,
+)
 
 CHUNK_SIZE = 50
 Progress = Callable[[int], None]  # called with how many campaigns were just exported
@@ -32,17 +39,7 @@ COLUMNS = (
     "variant_id",
     "weight",
     "expected_share",
-    "exposures",
-    "users",
-    "sent",
-    "suppressed",
-    "delivered",
-    "displayed",
-    "opened",
-    "clicked",
-    "dismissed",
-    "orders",
-    "converters",
+    *COUNTS,
     "conversion_rate",
     "conversion_rate_ci_low",
     "conversion_rate_ci_high",
@@ -105,17 +102,7 @@ def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
         "variant_id": group.variant_id,
         "weight": group.weight,
         "expected_share": group.expected_share,
-        "exposures": group.exposures,
-        "users": group.users,
-        "sent": group.sent,
-        "suppressed": group.suppressed,
-        "delivered": group.delivered,
-        "displayed": group.displayed,
-        "opened": group.opened,
-        "clicked": group.clicked,
-        "dismissed": group.dismissed,
-        "orders": group.orders,
-        "converters": group.converters,
+        **{name: getattr(group, name) for name in COUNTS},
         "conversion_rate": group.conversion_rate,
         "conversion_rate_ci_low": group.conversion_rate_ci.low if group.conversion_rate_ci else None,
         "conversion_rate_ci_high": group.conversion_rate_ci.high if group.conversion_rate_ci else None,

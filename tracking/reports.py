@@ -450,27 +450,29 @@ def _build(
     )
 
 
+# The per-group counters, in the order every report format lists them (JSON, CSV, XLSX).
+COUNTS = (
+    "exposures",
+    "users",
+    "sent",
+    "suppressed",
+    "delivered",
+    "displayed",
+    "opened",
+    "clicked",
+    "dismissed",
+    "orders",
+    "converters",
+)
+
+
 def _pooled(groups: Sequence[GroupReport]) -> GroupReport:
     """Every treated shopper together (all variants, control included): the campaign against nothing."""
     pooled = GroupReport(
         key="treated", name="All variants", role=TREATMENT, variant_id=None, weight=None, expected_share=0
     )
     for group in groups:
-        for name in (
-            "exposures",
-            "users",
-            "sent",
-            "suppressed",
-            "delivered",
-            "displayed",
-            "opened",
-            "clicked",
-            "dismissed",
-            "orders",
-            "converters",
-            "revenue",
-            "revenue_squares",
-        ):
+        for name in (*COUNTS, "revenue", "revenue_squares"):
             setattr(pooled, name, getattr(pooled, name) + getattr(group, name))
     return pooled
 

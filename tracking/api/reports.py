@@ -28,6 +28,7 @@ from intervention_engine.errors import ApplicationError
 from tracking import exports
 from tracking.analytics import Interval, SampleRatioCheck
 from tracking.reports import (
+    COUNTS,
     CampaignReport,
     GroupReport,
     ReportPeriod,
@@ -77,17 +78,7 @@ def group_json(group: GroupReport) -> dict[str, Any]:
         "variant_id": group.variant_id,
         "weight": group.weight,
         "expected_share": group.expected_share,
-        "exposures": group.exposures,
-        "users": group.users,
-        "sent": group.sent,
-        "suppressed": group.suppressed,
-        "delivered": group.delivered,
-        "displayed": group.displayed,
-        "opened": group.opened,
-        "clicked": group.clicked,
-        "dismissed": group.dismissed,
-        "orders": group.orders,
-        "converters": group.converters,
+        **{name: getattr(group, name) for name in COUNTS},
         "conversion_rate": group.conversion_rate,
         "conversion_rate_ci": _interval(group.conversion_rate_ci),
         "revenue": _money(group.revenue),
