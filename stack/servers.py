@@ -158,6 +158,29 @@ def _wait_until_ready(
         time.sleep(0.1)
 
 
+def _spawn(argv: list[str], *, log: Path, pidfile: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, output appended to ``log``, pid recorded for a later run."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=terminate_with_parent(),
+        )
+    pidfile.write_text(str(process.pid))
+    return process
+
+
+def _stop_spawned(process: subprocess.Popen[bytes] | None, *, pidfile: Path) -> bool:
+    pidfile.unlink(missing_ok=True)
+    if process is None:
+        return False
+    _stop_process_group(process)
+    return True
+
+
 def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's process group, then SIGKILL it if it has not gone within the timeout."""
     with contextlib.suppress(ProcessLookupError):
@@ -466,26 +489,14 @@ class EmbeddedRedis:
         argv = [str(self.binary), "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.data_dir)]
         argv += ["--daemonize", "no", "--logfile", "", "--save", ""]
         argv += ["--appendonly", "yes" if self.durable else "no"]
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=terminate_with_parent(),
-            )
-        self.pidfile.write_text(str(self._process.pid))
+        self._process = _spawn(argv, log=self.log, pidfile=self.pidfile)
         _wait_until_ready("redis", self._answers_ping, log=self.log, process=self._process)
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def stop(self) -> bool:
-        self.pidfile.unlink(missing_ok=True)
-        if self._process is None:
-            return False
-        _stop_process_group(self._process)
+        stopped = _stop_spawned(self._process, pidfile=self.pidfile)
         self._process = None
-        return True
+        return stopped
 
     def _answers_ping(self) -> bool:
         try:
@@ -527,28 +538,16 @@ class EmbeddedKafka:
         listener = f"tcp://{LOOPBACK}:{self.port}"
         argv = [str(binary), "broker", "--listener-url", listener, "--advertised-listener-url", listener]
         argv += ["--storage-engine", "memory://tansu/"]
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=terminate_with_parent(),
-            )
-        self.pidfile.write_text(str(self._process.pid))
+        self._process = _spawn(argv, log=self.log, pidfile=self.pidfile)
         bootstrap = f"{LOOPBACK}:{self.port}"
         _wait_until_ready("kafka", self._accepts_tcp, log=self.log, process=self._process)
         _wait_until_ready("kafka", lambda: _answers_metadata(bootstrap), log=self.log, process=self._process)
         return bootstrap
 
     def stop(self) -> bool:
-        self.pidfile.unlink(missing_ok=True)
-        if self._process is None:
-            return False
-        _stop_process_group(self._process)
+        stopped = _stop_spawned(self._process, pidfile=self.pidfile)
         self._process = None
-        return True
+        return stopped
 
     def _accepts_tcp(self) -> bool:
         try:
