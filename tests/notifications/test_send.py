@@ -3,6 +3,7 @@ servers speaking their protocols."""
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -136,6 +137,25 @@ def test_it_retries_a_transient_error_then_succeeds(providers, provider_stub, ma
         .order_by("id")
         .values_list("outcome", flat=True)
     ) == ["transient", "transient", "sent"]
+
+
+def test_it_retries_when_twilio_cannot_be_reached(providers, provider_stub, make_delivery):
+    # given nothing listens where Twilio should be
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        providers.TWILIO_API_BASE = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    delivery = make_delivery("sms")
+
+    # when
+    first = delivery_send(delivery_id=delivery.pk)
+    providers.TWILIO_API_BASE = provider_stub.url  # Twilio is back
+    outcomes = send_until_settled(delivery)
+
+    # then the refused connection was a transient error, and the message went out once
+    assert first == "retry"
+    assert outcomes == ["sent"]
+    assert len(provider_stub.sms) == 1
+    assert ProviderAttempt.objects.filter(delivery_id=delivery.pk, outcome="transient").count() == 1
 
 
 def test_it_gives_up_after_the_attempt_limit(providers, provider_stub, make_delivery):
