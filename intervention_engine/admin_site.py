@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
 from django.utils import timezone
 
 
@@ -113,8 +113,23 @@ class InterventionEngineAdminSite(admin.AdminSite):
     index_template = "admin/ie_index.html"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        context = {"dashboard_numbers": dashboard_numbers(request), **(extra_context or {})}
+        from delivery.admin import dead_letters_allowed
+
+        context = {
+            "dashboard_numbers": dashboard_numbers(request),
+            "dead_letters_url": reverse("admin:dead_letters") if dead_letters_allowed(request) else None,
+            **(extra_context or {}),
+        }
         return super().index(request, extra_context=context)
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        dead_letters = path("dead-letters/", self.admin_view(self.dead_letters_view), name="dead_letters")
+        return [dead_letters, *super().get_urls()]
+
+    def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
+        from delivery.admin import dead_letters_view
+
+        return dead_letters_view(request, each_context=self.each_context(request))
 
 
 class InterventionEngineAdminConfig(AdminConfig):

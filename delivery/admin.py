@@ -1,0 +1,133 @@
+"""Operators' view of the dead-letter topic: what the consumer refused, why, and a way to send it back.
+
+The DLQ is a Kafka topic, not a table, so this is a page of the admin site (``/admin/dead-letters/``,
+wired in ``InterventionEngineAdminSite.get_urls``) rather than a model admin. It reads the topic the way
+``manage.py dlq list`` does and replays with the same ``dlq_replay``: the consumer validates a replayed
+message again, so a still-bad one comes back here and a good one is decided once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from delivery.event_handlers import DeadLetterRecord, dlq_read, dlq_replay, dlq_topic
+from messaging.kafka import producer_config
+
+# Who may look: whoever may look at the Kafka outbox (the same plumbing, the same personal data).
+VIEW_PERMISSION = "messaging.view_outboxmessage"
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 2000
+# Reading the topic waits at most this long for the broker, so a broker outage shows as an error message
+# on the page instead of a hung request.
+READ_TIMEOUT_SECONDS = 5.0
+
+
+def dead_letters_allowed(request: HttpRequest) -> bool:
+    return bool(request.user.is_active and request.user.has_perm(VIEW_PERMISSION))
+
+
+def _limit(request: HttpRequest) -> int:
+    try:
+        return max(1, min(int(request.GET.get("limit", DEFAULT_LIMIT)), MAX_LIMIT))
+    except ValueError:
+        return DEFAULT_LIMIT
+
+
+def _row(record: DeadLetterRecord) -> dict[str, Any]:
+    payload = record.payload
+    original = payload.get("original")
+    if payload.get("original_encoding") == "utf-8" and isinstance(original, str):
+        # Not JSON may be the very reason it is here: then it is shown as it came.
+        with contextlib.suppress(ValueError):
+            original = json.dumps(json.loads(original), indent=2, ensure_ascii=False)
+    return {
+        "position": record.position,
+        "reason": payload.get("reason", ""),
+        "error": payload.get("error", ""),
+        "failed_at": payload.get("failed_at", ""),
+        "source": f"{payload.get('topic')}[{payload.get('partition')}]@{payload.get('offset')}",
+        "key": payload.get("key"),
+        "original": original,
+        "binary": payload.get("original_encoding") == "base64",
+        "replayable": bool(payload.get("topic")) and record.original_bytes() is not None,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def dead_letters_view(request: HttpRequest, *, each_context: dict[str, Any]) -> HttpResponse:
+    if not dead_letters_allowed(request):
+        raise PermissionDenied
+    if request.method == "POST":
+        return _replay(request)
+    reason = request.GET.get("reason", "")
+    limit = _limit(request)
+    error = ""
+    records: list[DeadLetterRecord] = []
+    try:
+        records = dlq_read(limit=limit, timeout=READ_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        error = f"The Kafka broker did not answer: {exc}"
+    reasons = Counter(str(r.payload.get("reason", "")) for r in records)
+    shown = [r for r in records if not reason or r.payload.get("reason") == reason]
+    context = {
+        **each_context,
+        "title": "Dead letters",
+        "topic": dlq_topic(),
+        "error": error,
+        "reason": reason,
+        "limit": limit,
+        "reasons": sorted(reasons.items()),
+        "total": len(records),
+        "rows": [_row(r) for r in reversed(shown)],  # newest first
+        "can_replay": request.user.is_superuser,
+    }
+    return TemplateResponse(request, "admin/delivery/dead_letters.html", context)
+
+
+def _replay(request: HttpRequest) -> HttpResponse:
+    """Replay the selected messages; refuse with a reason for anything that cannot be replayed."""
+    query = request.GET.urlencode()
+    back = HttpResponseRedirect(reverse("admin:dead_letters") + (f"?{query}" if query else ""))
+    if not request.user.is_superuser:
+        # Replaying publishes into the production input topics: an operator's decision.
+        messages.error(request, "Only an operator (superuser) may replay dead letters.")
+        return back
+    positions = request.POST.getlist("position")
+    if not positions:
+        messages.warning(request, "Select the messages to replay.")
+        return back
+    try:
+        by_position = {r.position: r for r in dlq_read(timeout=READ_TIMEOUT_SECONDS)}
+    except KafkaException as exc:
+        messages.error(request, f"Nothing replayed: the Kafka broker did not answer ({exc}).")
+        return back
+    missing = [p for p in positions if p not in by_position]
+    if missing:
+        messages.error(request, f"Nothing replayed: not on the dead-letter topic: {', '.join(missing)}.")
+        return back
+    selected = [by_position[p] for p in positions]
+    unreplayable = [r.position for r in selected if not _row(r)["replayable"]]
+    if unreplayable:
+        messages.error(
+            request,
+            f"Nothing replayed: {', '.join(unreplayable)} carry no original message or source topic.",
+        )
+        return back
+    try:
+        count = dlq_replay(records=selected, producer=Producer(producer_config()))
+    except (KafkaException, RuntimeError) as exc:
+        messages.error(request, f"Replay not confirmed by the broker: {exc}. Check the source topics.")
+        return back
+    messages.success(request, f"Replayed {count} message(s) to their source topics.")
+    return back
