@@ -12,6 +12,7 @@ Origin. After the handshake: 1009 for an oversized frame, 1008 for a flood; a ma
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pprint
 import time
@@ -22,11 +23,14 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from delivery import presence, realtime, stats
+from delivery.channel_layer import GatewayChannelLayer
 from delivery.tickets import TicketRefused, aws_ticket_redeem, ticket_fingerprint
 from intervention_engine.errors import ApplicationError
 from intervention_engine.observability import get_logger
@@ -69,31 +73,91 @@ def origin_allowed(origin: str) -> bool:
     return origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in settings.WS_ALLOWED_ORIGINS}
 
 
-class TokenBucket:
-    """``rate`` messages per second sustained, bursts up to ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 class InterventionConsumer(AsyncWebsocketConsumer):
+    """One per socket. With 10,000 idle sockets per process every attribute counts (issue 5,
+    docs/performance.md): state is created when first needed, the handshake headers are dropped once
+    checked, and channel-layer messages arrive through a mailbox instead of a queue and a task."""
+
     user_id: str = ""
     session_id: str = ""
+    opened = False
+    # Rooms joined and interventions sent (ids, oldest first), created on first use.
+    rooms: set[str] | None = None
+    sent: OrderedDict[str, None] | None = None
+    # Flood guard: a token bucket of WS_MAX_MESSAGES_PER_SECOND (rate and burst), filled on first use.
+    tokens: float = -1.0
+    stamp: float = 0.0
+    # Channel-layer messages waiting for their turn, and the task running them while the socket idles.
+    inbox: list[bytes] | None = None
+    drainer: asyncio.Future[None] | None = None
+    busy = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' loop, without its two long-lived tasks per socket: the socket's own task reads
+        daphne's messages; the channel layer (delivery.channel_layer) hands this socket's messages to
+        ``_mailbox``, which runs them in a short-lived task only when the socket is idle. Handlers
+        still run one at a time, in arrival order per source."""
+        layer = get_channel_layer(self.channel_layer_alias)
+        if not isinstance(layer, GatewayChannelLayer):
+            await super().__call__(scope, receive, send)
+            return
+        self.scope = scope
+        self.channel_layer = layer
+        self.base_send = send
+        self.channel_name = await layer.new_mailbox(self._mailbox)
+        try:
+            while True:
+                message = await receive()
+                while self.drainer is not None:
+                    await self.drainer
+                self.busy = True
+                try:
+                    await self.dispatch(message)
+                finally:
+                    self.busy = False
+                if self.inbox:
+                    await self._drain()
+        except StopConsumer:
+            pass
+        finally:
+            layer.close_mailbox(self.channel_name)
+            if self.drainer is not None:
+                self.drainer.cancel()
+
+    def _mailbox(self, data: bytes) -> None:
+        if self.inbox is None:
+            self.inbox = [data]
+        else:
+            self.inbox.append(data)
+        if not self.busy and self.drainer is None:
+            self.drainer = asyncio.ensure_future(self._drain_in_background())
+
+    async def _drain_in_background(self) -> None:
+        try:
+            await self._drain()
+        except Exception:
+            logger.exception("ws_handler_failed", user_id=self.user_id)
+            await self.close(code=CLOSE_UNAVAILABLE)
+        finally:
+            self.drainer = None
+
+    async def _drain(self) -> None:
+        self.busy = True
+        try:
+            while self.inbox:
+                data = self.inbox.pop(0)
+                await self.dispatch(self.channel_layer.deserialize(data))
+            self.inbox = None
+        finally:
+            self.busy = False
 
     async def connect(self) -> None:
-        headers = dict(self.scope.get("headers") or [])
-        origin = headers.get(b"origin", b"").decode("latin-1")
+        headers = self.scope.get("headers") or []
+        origin = next((value for name, value in headers if name == b"origin"), b"").decode("latin-1")
+        if isinstance(headers, list):
+            # Only the Origin was needed. Every copy of the scope (and daphne's protocol) shares this
+            # list; emptied, it stops holding ~1.3 KiB of header tuples per idle socket.
+            headers.clear()
         if not origin_allowed(origin):
             logger.info("ws_refused", reason="origin", origin=origin[:200])
             await self.close(code=CLOSE_ORIGIN)
@@ -113,9 +177,6 @@ class InterventionConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAVAILABLE)
             return
         self.user_id, self.session_id = claims.user_id, claims.session_id
-        self.rooms: set[str] = set()
-        self.sent: OrderedDict[str, None] = OrderedDict()
-        self.bucket = TokenBucket(settings.WS_MAX_MESSAGES_PER_SECOND)
         self.opened = True
         await self.channel_layer.group_add(realtime.user_group(self.user_id), self.channel_name)
         await self.channel_layer.group_add(realtime.BROADCAST_GROUP, self.channel_name)
@@ -123,15 +184,23 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         await presence.apresence_refresh(user_id=self.user_id, channel_name=self.channel_name)
         stats.connection_opened(user_id=self.user_id)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' version, without its hop to a worker thread to close stale database connections
+        (this socket never holds one, see ``dispatch``): 10,000 sockets hanging up at once queued
+        10,000 hops on the thread pool."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
-        if not getattr(self, "opened", False):
+        if not self.opened:
             return
         self.opened = False
+        rooms = self.rooms or set()
         await self.channel_layer.group_discard(realtime.user_group(self.user_id), self.channel_name)
         await self.channel_layer.group_discard(realtime.BROADCAST_GROUP, self.channel_name)
-        for room in self.rooms:
+        for room in rooms:
             await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
-        stats.connection_closed(user_id=self.user_id, rooms=self.rooms)
+        stats.connection_closed(user_id=self.user_id, rooms=rooms)
         await presence.apresence_remove(user_id=self.user_id, channel_name=self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -144,6 +213,19 @@ class InterventionConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    def take_token(self) -> bool:
+        rate = float(settings.WS_MAX_MESSAGES_PER_SECOND)
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = rate
+        else:
+            self.tokens = min(rate, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
     # --- Client → server ----------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -152,7 +234,7 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         if size > settings.WS_MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        if not self.bucket.take():
+        if not self.take_token():
             logger.info("ws_flood_closed", user_id=self.user_id)
             await self.close(code=CLOSE_POLICY)
             return
@@ -209,6 +291,8 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         room = message.get("room")
         if not isinstance(room, str) or not realtime.room_allowed(room):
             raise ApplicationError("room not allowed", code="room_forbidden")
+        if self.rooms is None:
+            self.rooms = set()
         if room not in self.rooms:
             if len(self.rooms) >= settings.WS_MAX_ROOMS_PER_CONNECTION:
                 raise ApplicationError("too many rooms", code="too_many_rooms")
@@ -219,7 +303,7 @@ class InterventionConsumer(AsyncWebsocketConsumer):
 
     async def on_leave_room(self, message: dict[str, Any]) -> None:
         room = message.get("room")
-        if not isinstance(room, str) or room not in self.rooms:
+        if not isinstance(room, str) or not self.rooms or room not in self.rooms:
             raise ApplicationError("not in that room", code="not_in_room")
         await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
         self.rooms.discard(room)
@@ -249,7 +333,9 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         if expires_at and datetime.fromisoformat(expires_at).timestamp() <= time.time():
             return
         intervention_id = frame["intervention_id"]
-        if intervention_id in self.sent:
+        if self.sent is None:
+            self.sent = OrderedDict()
+        elif intervention_id in self.sent:
             return
         self.sent[intervention_id] = None
         if len(self.sent) > _SENT_MEMORY:

@@ -13,12 +13,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.utils import timezone
 
-from delivery.stores import redis_async, redis_sync
+from delivery.stores import apipelined, redis_sync
 from intervention_engine.errors import ApplicationError
 
 _SALT = "delivery.ws-ticket"
@@ -67,10 +68,16 @@ def _claims(ticket: str) -> TicketClaims:
 async def aws_ticket_redeem(*, ticket: str) -> TicketClaims:
     """Verify and consume a ticket; raises ``TicketRefused`` (missing, invalid, expired, reused)."""
     claims = _claims(ticket)
-    # The nonce is remembered a little longer than the ticket lives, so it cannot be replayed late.
-    claimed = await redis_async().set(
-        _NONCE_KEY.format(nonce=claims.nonce), "1", nx=True, ex=settings.WS_TICKET_TTL_SECONDS + 5
-    )
+    key = _NONCE_KEY.format(nonce=claims.nonce)
+
+    def build(pipe: Any) -> None:
+        # The nonce is remembered a little longer than the ticket lives, so it cannot be replayed late.
+        pipe.set(key, "1", nx=True, ex=settings.WS_TICKET_TTL_SECONDS + 5)
+
+    # Pipelined with the other handshakes of the same moment (a reconnect storm after a deploy).
+    (claimed,) = await apipelined(build)
+    if isinstance(claimed, Exception):
+        raise claimed
     if not claimed:
         raise TicketRefused("The ticket was already used", code="ticket_reused")
     return claims

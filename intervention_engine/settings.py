@@ -147,7 +147,9 @@ CHANNEL_LAYER_MAX_CONNECTIONS: int = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", de
 if WS_CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # channels_redis's pub/sub layer with process-local channel names, mailboxes and batched
+            # (un)subscriptions: see delivery/channel_layer.py.
+            "BACKEND": "delivery.channel_layer.GatewayChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "ie:ws"},
         }
     }
