@@ -45,6 +45,9 @@ CLOSE_UNAVAILABLE = 1011
 # How many intervention ids a socket remembers having sent, to drop a push that a resume already sent.
 _SENT_MEMORY = 512
 _MAX_ACK_BATCH = 100
+# A disconnect's clean-up waits at most this long for Redis, well within daphne's application close
+# timeout (10 s), after which daphne would cancel it half-done.
+_CLEANUP_SECONDS = 5.0
 
 
 class _LazyPformat:
@@ -201,7 +204,12 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         for room in rooms:
             await self.channel_layer.group_discard(realtime.room_group(room), self.channel_name)
         stats.connection_closed(user_id=self.user_id, rooms=rooms)
-        await presence.apresence_remove(user_id=self.user_id, channel_name=self.channel_name)
+        try:
+            async with asyncio.timeout(_CLEANUP_SECONDS):
+                await presence.apresence_remove(user_id=self.user_id, channel_name=self.channel_name)
+        except (TimeoutError, RedisError) as exc:
+            # The socket's presence lapses by itself after WS_PRESENCE_TTL_SECONDS.
+            logger.warning("ws_presence_remove_failed", user_id=self.user_id, error=repr(exc))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, without its hop to a worker thread before every message to close stale

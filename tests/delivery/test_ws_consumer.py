@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.core import signing
 from django.db import connections
@@ -218,6 +219,28 @@ async def test_it_refuses_the_handshake_when_redis_cannot_record_the_ticket(sett
 
     # when a browser connects / then it is refused (fail closed), not accepted unchecked
     assert await handshake(communicator(ticket=ticket)) == (False, 1011)
+
+
+async def test_a_disconnect_completes_when_redis_went_away(settings, redis_server, caplog) -> None:
+    from delivery import stats
+
+    # given an open socket, then the gateway's Redis stops
+    url, process = redis_server
+    settings.REDIS_URL = url
+    connections_before = stats.STATS.connections
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user_id=a_user(), session_id="s")
+    comm = communicator(ticket=ticket)
+    assert (await comm.connect())[0]
+    await Socket("", comm).roundtrip()
+    process.terminate()
+    process.wait(10)
+
+    # when the browser hangs up / then the clean-up finishes (presence will lapse by itself) instead of
+    # hanging until daphne kills it
+    with caplog.at_level(logging.WARNING):
+        await comm.disconnect(timeout=6)
+    assert stats.STATS.connections == connections_before
+    assert "ws_presence_remove_failed" in caplog.text
 
 
 # --- Transport limits and malformed messages ---------------------------------------------------------
@@ -519,3 +542,84 @@ def _state(intervention_id: uuid.UUID) -> dict[str, Any]:
         TrackingEvent.objects.filter(intervention=intervention).order_by("id").values_list("type", "source")
     )
     return {"status": intervention.status, "delivery": delivery.status, "events": events}
+
+
+# --- Many sockets at once ------------------------------------------------------------------------------
+
+
+async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> None:
+    from delivery import stats
+    from delivery.channel_layer import GatewayChannelLayer
+    from delivery.stores import redis_async
+
+    # given 40 sockets of 20 users (two tabs each), all in a room
+    connections_before = stats.STATS.connections
+    users = [a_user() for _ in range(20)]
+    sockets = [await open_socket(user, session_id=f"s-{tab}") for user in users for tab in (1, 2)]
+    for socket in sockets:
+        await socket.send({"type": "join_room", "room": "campaign.mass"})
+        assert await socket.receive() == {"type": "room_joined", "room": "campaign.mass"}
+    assert stats.STATS.connections == connections_before + 40
+    assert await database_sync_to_async(presence.online_user_ids)(users) == set(users)
+
+    # when every one of them hangs up in the same moment
+    await asyncio.gather(*(socket.comm.disconnect() for socket in sockets))
+
+    # then nobody is online any more, the counters are back, and the process holds no subscription of
+    # theirs (user groups and the room), in Redis or in memory
+    assert await database_sync_to_async(presence.online_user_ids)(users) == set()
+    assert stats.STATS.connections == connections_before
+    assert "campaign.mass" not in stats.STATS.rooms
+    layer = get_channel_layer()
+    assert isinstance(layer, GatewayChannelLayer)
+    names = [layer._get_layer()._get_group_channel_name(realtime.user_group(u)) for u in users]
+    names.append(layer._get_layer()._get_group_channel_name(realtime.room_group("campaign.mass")))
+    await asyncio.sleep(0.05)
+    assert all(count == 0 for _, count in await redis_async().pubsub_numsub(*names))
+    assert not any(name in layer._get_layer().groups for name in names)
+
+
+async def test_a_user_stays_online_until_their_last_tab_closes(open_socket) -> None:
+    user = a_user()
+    tab1, tab2 = await open_socket(user), await open_socket(user, session_id="s-2")
+
+    await tab1.comm.disconnect()
+    assert await database_sync_to_async(presence.is_online)(user)
+    await realtime.asend_to_user(user, {"type": "notice", "n": 1})
+    assert await tab2.receive() == {"type": "notice", "n": 1}
+
+    await tab2.comm.disconnect()
+    assert not await database_sync_to_async(presence.is_online)(user)
+
+
+async def test_pushes_arriving_during_a_slow_message_wait_their_turn_in_order(
+    open_socket, monkeypatch
+) -> None:
+    # given a socket busy with a message that takes a while (an ack waiting for the database)
+    user = a_user()
+    socket = await open_socket(user)
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def slow_ack(self: Any, message: dict[str, Any]) -> None:
+        handled.append("ack started")
+        await release.wait()
+        handled.append("ack done")
+
+    from delivery.consumers import InterventionConsumer
+
+    monkeypatch.setitem(InterventionConsumer.handlers, "ack", slow_ack)
+    await socket.send({"type": "ack", "intervention_id": "x"})
+    while not handled:
+        await asyncio.sleep(0.01)
+
+    # when pushes arrive meanwhile
+    for n in range(3):
+        await realtime.asend_to_user(user, {"type": "notice", "n": n})
+    await asyncio.sleep(0.2)
+
+    # then none is sent before the slow message is done, and then all are, in order
+    assert await socket.nothing_more()
+    release.set()
+    assert [(await socket.receive())["n"] for _ in range(3)] == [0, 1, 2]
+    assert handled == ["ack started", "ack done"]

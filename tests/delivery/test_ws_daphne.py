@@ -1,0 +1,139 @@
+"""The gateway under a real daphne: the lighter WebSocket protocol (delivery/daphne_protocol.py) and
+the direct /ws route, end to end over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from delivery import realtime
+from delivery.daphne_protocol import LeanWebSocketProtocol
+from delivery.tickets import ws_ticket_issue
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_asgi_module_makes_daphne_build_the_lighter_protocol() -> None:
+    from daphne.ws_protocol import WebSocketFactory
+
+    import intervention_engine.asgi  # noqa: F401
+
+    assert WebSocketFactory.protocol is LeanWebSocketProtocol
+
+
+def test_autobahn_options_are_read_from_the_factory_not_copied_per_socket() -> None:
+    from daphne.ws_protocol import WebSocketFactory
+
+    factory = WebSocketFactory(None, server="daphne")
+    factory.setProtocolOptions(maxMessagePayloadSize=4096, autoPingTimeout=7)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    protocol.makeConnection(StringTransport())  # type: ignore[no-untyped-call]
+
+    assert isinstance(protocol, LeanWebSocketProtocol)
+    assert protocol.maxMessagePayloadSize == 4096
+    assert protocol.autoPingTimeout == 7
+    assert not {"maxMessagePayloadSize", "autoPingTimeout", "versions"} & set(vars(protocol))
+    # an instance may still be given its own value
+    protocol.autoPingTimeout = 3
+    assert protocol.autoPingTimeout == 3
+    assert factory.autoPingTimeout == 7
+
+
+@pytest.fixture(scope="module")
+def daphne_url(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "intervention_engine.settings",
+        "WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "intervention_engine.asgi:application",
+    ]
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(15)
+    # Nothing failed in the application but the unknown path (Channels' URLRouter refuses it by raising).
+    failures = [line for line in log.read_text().splitlines() if "Exception inside application" in line]
+    assert all("No route found" in line for line in failures), failures
+    assert "took too long to shut down" not in log.read_text()
+
+
+async def _receive(ws: Any) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    frame: dict[str, Any] = message.json()
+    return frame
+
+
+@pytest.mark.asyncio
+async def test_a_socket_works_end_to_end_after_its_handshake_is_forgotten(daphne_url) -> None:
+    user = f"u-daphne-{time.monotonic_ns()}"
+    origin = {"Origin": f"http://{daphne_url}"}
+    async with aiohttp.ClientSession() as session:
+        # given an open socket (the protocol has dropped its handshake data and HTTP request by now)
+        ticket, _ = ws_ticket_issue(user_id=user, session_id="s-1")
+        async with session.ws_connect(f"ws://{daphne_url}/ws?ticket={ticket}", headers=origin) as ws:
+            # then it answers, joins rooms and gets pushes, large ones too
+            await ws.send_json({"type": "ping"})
+            assert await _receive(ws) == {"type": "pong"}
+            await ws.send_json({"type": "join_room", "room": "campaign.7"})
+            assert await _receive(ws) == {"type": "room_joined", "room": "campaign.7"}
+            await realtime.asend_to_user(user, {"type": "notice", "body": "x" * 100_000})
+            assert (await _receive(ws))["body"] == "x" * 100_000
+            await realtime.asend_to_room("campaign.7", {"n": 1})
+            assert await _receive(ws) == {"type": "room_message", "room": "campaign.7", "data": {"n": 1}}
+            # and daphne still enforces its own frame limit (1 MiB), read from the factory
+            await ws.send_str("x" * (1024 * 1024 + 1))
+            closing = await asyncio.wait_for(ws.receive(), 5)
+            assert closing.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            )
+
+        # and a reused ticket, a foreign origin and an unknown path are still refused at the handshake
+        for url, headers in (
+            (f"ws://{daphne_url}/ws?ticket={ticket}", origin),
+            (
+                f"ws://{daphne_url}/ws?ticket={ws_ticket_issue(user_id=user, session_id='s')[0]}",
+                {"Origin": "https://evil.com"},
+            ),
+            (f"ws://{daphne_url}/nope", origin),
+        ):
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await session.ws_connect(url, headers=headers)
