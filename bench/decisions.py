@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # --- 1. throughput --------------------------------------------------------------------------------
     print(f"publishing {args.events} events…", file=sys.stderr)
     publish(settings.KAFKA_TOPICS, args.events, args.users)
-    consumer = EventConsumer(batch_size=args.batch, poll_timeout=0.05, group_id=group)
+    consumer = EventConsumer(batch_size=args.batch, poll_timeout=args.poll, group_id=group)
     consumer.setup()
     assert consumer.consumer is not None
     handled = decided = 0
@@ -276,8 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profiler = cProfile.Profile()
         profiler.enable()
     while handled < args.events and time.monotonic() < deadline:
-        messages = consumer.consumer.consume(num_messages=args.batch, timeout=0.05)
-        batch = [m for m in messages if m.error() is None]
+        batch = consumer.next_batch()
         if not batch:
             continue
         if started is None:
@@ -328,9 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # phase measures the backlog of the join, not the steady state.
     join_deadline = time.monotonic() + 30
     while not consumer.consumer.assignment() and time.monotonic() < join_deadline:
-        warmup = [
-            m for m in consumer.consumer.consume(num_messages=args.batch, timeout=0.2) if m.error() is None
-        ]
+        warmup = consumer.next_batch()
         if warmup:
             consumer.process(warmup)
     expected = int(args.rate * args.seconds)
@@ -341,8 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.seconds + 60
     seen = 0
     while seen < expected * 0.98 and time.monotonic() < deadline:
-        messages = consumer.consumer.consume(num_messages=args.batch, timeout=args.poll)
-        batch = [m for m in messages if m.error() is None]
+        batch = consumer.next_batch()
         if batch:
             received = datetime.now(UTC)
             outcome = consumer.process(batch)
@@ -405,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--poll", type=float, default=0.05, help="consumer batch wait, as the command's")
+    parser.add_argument(
+        "--poll", type=float, default=0.05, help="longest wait for a batch's first message, as the command's"
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", default="", help="write a cProfile of the throughput phase here")
     args = parser.parse_args(argv)

@@ -53,7 +53,9 @@ class EventConsumer(Worker):
     def setup(self) -> None:
         # Push and queue each batch's deliveries on one side thread, in commit order, while the next
         # batch is decided; teardown waits for it, so a stop loses nothing already committed.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff")
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="handoff", initializer=services.handoff_thread_start
+        )
         services.handoff_executor = self.executor
         self.consumer = Consumer(consumer_config(group_id=self.group_id))
         self.producer = Producer(producer_config())
@@ -61,11 +63,23 @@ class EventConsumer(Worker):
         self.consumer.subscribe([topic("cart-events-enriched"), topic("prediction-results")])
 
     def run_once(self) -> None:
-        assert self.consumer is not None
-        messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
-        batch = [m for m in messages if self._usable(m)]
+        batch = self.next_batch()
         if batch:
             self.process(batch)
+
+    def next_batch(self) -> list[Message]:
+        """The next batch: wait (at most ``poll_timeout``) for ONE message, then take only what the client
+        has already fetched, up to ``batch_size``. A trickle is decided the moment it arrives instead of
+        waiting for a full batch or a timeout; a backlog still drains in full batches, because while one
+        batch is decided the client keeps fetching the next."""
+        assert self.consumer is not None
+        first = self.consumer.poll(self.poll_timeout)
+        if first is None:
+            return []
+        messages = [first]
+        if self.batch_size > 1:
+            messages.extend(self.consumer.consume(num_messages=self.batch_size - 1, timeout=0))
+        return [m for m in messages if self._usable(m)]
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -131,6 +145,7 @@ class EventConsumer(Worker):
 
     def teardown(self) -> None:
         if self.executor is not None:
+            self.executor.submit(services.handoff_thread_stop)
             self.executor.shutdown(wait=True)
             services.handoff_executor = None
         if self.producer is not None:
