@@ -14,12 +14,13 @@ consumer stays a thin parser (delivery/services.py belongs to the decision path)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -114,6 +115,24 @@ def broadcast(message: dict[str, Any]) -> None:
 # --- On-site interventions ------------------------------------------------------------------------------
 
 
+class FrameFacts(Protocol):
+    """What a frame reads from an intervention: a model instance, or the row the decision path has just
+    committed (which it pushes without reading it back)."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def seq(self) -> int | None: ...
+    @property
+    def campaign_id(self) -> int: ...
+    @property
+    def variant_id(self) -> int | None: ...
+    @property
+    def content(self) -> dict[str, Any]: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
 def _deliverable(*, user_id: str | None = None) -> QuerySet[Intervention]:
     """Pending, unexpired on-site interventions that have a seq (the replay log)."""
     now = timezone.now()
@@ -125,7 +144,7 @@ def _deliverable(*, user_id: str | None = None) -> QuerySet[Intervention]:
     return queryset
 
 
-def intervention_frame(intervention: Intervention) -> dict[str, Any]:
+def intervention_frame(intervention: FrameFacts) -> dict[str, Any]:
     """The SPEC §3.6 ``intervention`` frame. Content was rendered when the intervention was decided."""
     content = intervention.content or {}
     return {
@@ -179,10 +198,54 @@ def intervention_push(*, intervention_ids: Iterable[uuid.UUID | str]) -> int:
     return len(frames)
 
 
+def onsite_rows_push(
+    *,
+    rows: Sequence[tuple[str, FrameFacts]],
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> int:
+    """Send ``(user_id, intervention)`` pairs the caller has just committed as pending on-site
+    interventions, without reading them back; returns how many were sent. Call it from
+    ``transaction.on_commit``. Those already expired are skipped, like ``intervention_push`` does.
+
+    ``loop``: an event loop this (synchronous) thread keeps for its lifetime — the consumer's hand-off
+    thread — so the channel layer's Redis connections are reused from one batch to the next;
+    ``async_to_sync`` starts a loop, a thread and new connections on every call.
+    """
+    now = timezone.now()
+    frames = [
+        (user_id, intervention_frame(row))
+        for user_id, row in rows
+        if row.expires_at is None or row.expires_at > now
+    ]
+    if not frames:
+        return 0
+    if loop is None:
+        async_to_sync(_group_send_many)(frames)
+    else:
+        loop.run_until_complete(_group_send_many(frames))
+    return len(frames)
+
+
 async def _group_send_many(frames: list[tuple[str, dict[str, Any]]]) -> None:
+    """One user's frames in seq order, several users at once (each group send is four Redis round
+    trips; sending them one after the other made a batch's last frame wait for all the others)."""
     layer = get_channel_layer()
+    by_user: dict[str, list[dict[str, Any]]] = {}
     for user_id, frame in frames:
-        await layer.group_send(user_group(user_id), {"type": "ws.intervention", "frame": frame})
+        by_user.setdefault(user_id, []).append(frame)
+
+    async def send(user_id: str, user_frames: list[dict[str, Any]]) -> None:
+        group = user_group(user_id)
+        for frame in user_frames:
+            await layer.group_send(group, {"type": "ws.intervention", "frame": frame})
+
+    users = list(by_user.items())
+    for start in range(0, len(users), _CONCURRENT_SENDS):
+        await asyncio.gather(*(send(u, f) for u, f in users[start : start + _CONCURRENT_SENDS]))
+
+
+# Concurrent group sends of one call: well under the layer's connection pool (CHANNEL_LAYER_MAX_CONNECTIONS).
+_CONCURRENT_SENDS = 32
 
 
 def _owned_onsite(*, user_id: str, intervention_ids: list[str]) -> list[Intervention]:
