@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.utils import timezone
 
 from campaigns.models import Campaign, Intervention
-from messaging.services import outbox_enqueue_bulk
+from messaging.services import outbox_enqueue_bulk, rows_insert
 from tracking.models import Conversion
 
 TOPIC = "conversion-events"
@@ -66,23 +66,20 @@ def conversion_payload(*, conversion: Conversion) -> dict[str, Any]:
 def conversions_record(*, orders: Sequence[OrderPlaced]) -> list[Conversion]:
     """Attribute and record orders not recorded before; returns the new conversions.
 
-    Writes one ``conversion-events`` outbox row per new conversion, in the caller's transaction.
+    Writes one ``conversion-events`` outbox row per new conversion, in the caller's transaction. Two
+    statements and the outbox insert for a whole batch of orders: the touches, then ``INSERT … ON
+    CONFLICT DO NOTHING RETURNING`` — an order recorded before (a replay) or by a concurrent consumer
+    (a rebalance) conflicts on the unique (order, model) and is not returned, so it is neither counted
+    nor published twice.
     """
     unique: dict[str, OrderPlaced] = {}
     for order in orders:
         unique.setdefault(order.order_id, order)
     if not unique:
         return []
-    known = set(
-        Conversion.objects.filter(
-            order_id__in=unique.keys(), attribution_model=Conversion.Model.LAST_TOUCH
-        ).values_list("order_id", flat=True)
-    )
-    todo = [order for order in unique.values() if order.order_id not in known]
-    if not todo:
-        return []
-
+    todo = list(unique.values())
     touches = _touches(orders=todo)
+    now = timezone.now()
     conversions: list[Conversion] = []
     for order in todo:
         touch = _last_touch(order=order, touches=touches.get(order.user_id, []))
@@ -101,53 +98,55 @@ def conversions_record(*, orders: Sequence[OrderPlaced]) -> list[Conversion]:
                 channel=(touch["channel"] or "") if touch else "",
                 is_holdout=bool(touch and touch["is_holdout"]),
                 trigger_event_id=order.trigger_event_id,
+                created_at=now,
             )
         )
-    # A concurrent consumer (during a rebalance) may record the same order: keep only what we inserted.
-    Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
-    inserted = set(Conversion.objects.filter(pk__in=[c.pk for c in conversions]).values_list("pk", flat=True))
-    fresh = [c for c in conversions if c.pk in inserted]
+    inserted = {str(pk) for pk in rows_insert(Conversion, conversions, ignore_conflicts=True)}
+    fresh = [c for c in conversions if str(c.pk) in inserted]
     outbox_enqueue_bulk(messages=[(TOPIC, c.user_id, conversion_payload(conversion=c)) for c in fresh])
     return fresh
 
 
 def _touches(*, orders: Sequence[OrderPlaced]) -> dict[str, list[dict[str, Any]]]:
-    longest = Campaign.objects.filter(conversion_goal=GOAL).aggregate(m=Max("attribution_window_seconds"))[
-        "m"
-    ]
-    if not longest:
-        return {}
-    earliest = min(order.occurred_at for order in orders) - timedelta(seconds=longest)
+    """The candidate touches of the orders' shoppers, oldest first, in one query.
+
+    Driven by the shoppers: their interventions are read through the ``user_id`` index first
+    (``MATERIALIZED``), then joined to the campaigns whose goal is an order and filtered by each
+    campaign's window. Left to itself the planner started from the campaigns and scanned every
+    intervention of every such campaign in the window (26 ms for 20 shoppers at 36,000 rows, growing
+    with the table) — and it did so whenever the table's statistics were stale.
+    """
+    earliest = min(order.occurred_at for order in orders)
     latest = max(order.occurred_at for order in orders)
-    rows = (
-        Intervention.objects.filter(
-            user_id__in={order.user_id for order in orders},
-            campaign__conversion_goal=GOAL,
-            created_at__gte=earliest,
-            created_at__lte=latest,
-        )
-        .filter(
-            # A control variant with nothing to send is still an exposure: its shoppers' orders must count
-            # for the control, or lift over control would be measured against zero.
-            Q(is_holdout=True)
-            | Q(suppression_reason="control")
-            | Q(status__in=[Intervention.Status.PENDING, Intervention.Status.DELIVERED])
-        )
-        .order_by("created_at")
-        .values(
-            "id",
-            "user_id",
-            "campaign_id",
-            "variant_id",
-            "channel",
-            "is_holdout",
-            "created_at",
-            "campaign__attribution_window_seconds",
-        )
+    intervention, campaign = Intervention._meta.db_table, Campaign._meta.db_table
+    sql = (
+        "WITH mine AS MATERIALIZED ("  # noqa: S608  (identifiers from the models, values bound)
+        "SELECT id, user_id, campaign_id, variant_id, channel, is_holdout, created_at, status, "
+        f'suppression_reason FROM "{intervention}" WHERE user_id = ANY(%s)) '
+        "SELECT m.id, m.user_id, m.campaign_id, m.variant_id, m.channel, m.is_holdout, m.created_at, "
+        f'c.attribution_window_seconds FROM mine m JOIN "{campaign}" c ON c.id = m.campaign_id '
+        "WHERE c.conversion_goal = %s AND m.created_at <= %s "
+        "AND m.created_at >= %s - make_interval(secs => c.attribution_window_seconds) "
+        # A control variant with nothing to send is still an exposure: its shoppers' orders must count
+        # for the control, or lift over control would be measured against zero.
+        "AND (m.is_holdout OR m.suppression_reason = 'control' OR m.status = ANY(%s)) "
+        "ORDER BY m.created_at, m.id"
     )
+    params: list[Any] = [
+        sorted({order.user_id for order in orders}),
+        GOAL,
+        latest,
+        earliest,
+        [Intervention.Status.PENDING.value, Intervention.Status.DELIVERED.value],
+    ]
+    columns = ("id", "user_id", "campaign_id", "variant_id", "channel", "is_holdout", "created_at")
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_user[row["user_id"]].append(dict(row))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            touch = dict(zip(columns, row[:7], strict=True))
+            touch["campaign__attribution_window_seconds"] = row[7]
+            by_user[touch["user_id"]].append(touch)
     return by_user
 
 
