@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats
+# numpy and scipy (most of 80 MiB) are imported by the functions that use them, not with the module: the
+# URLconf imports this module, and a process that only serves WebSocket traffic never computes a report.
 
 CONFIDENCE = 0.95
 # Below this expected count in any cell of the 2x2 table the normal approximation is poor: use Fisher.
@@ -56,6 +56,8 @@ class SampleRatioCheck:
 
 
 def _z(confidence: float) -> float:
+    from scipy import stats
+
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
@@ -67,6 +69,8 @@ def wilson_interval(*, successes: int, trials: int, confidence: float = CONFIDEN
     """
     if trials <= 0:
         return None
+    from scipy import stats
+
     ci = stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(low=float(ci.low), high=float(ci.high))
 
@@ -88,6 +92,9 @@ def proportions_compare(
     """
     if trials <= 0 or baseline_trials <= 0:
         return None
+    import numpy as np
+    from scipy import stats
+
     rate = successes / trials
     baseline_rate = baseline_successes / baseline_trials
     table = np.array(
@@ -136,6 +143,8 @@ def probability_to_beat(
     """P(treatment rate > baseline rate) under independent Beta(1, 1) priors, by Monte Carlo."""
     if trials <= 0 or baseline_trials <= 0:
         return None
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     treatment = rng.beta(1 + successes, 1 + trials - successes, size=draws)
     baseline = rng.beta(1 + baseline_successes, 1 + baseline_trials - baseline_successes, size=draws)
@@ -202,6 +211,8 @@ def sample_ratio_check(
     pairs = [(count, share * total) for count, share in zip(observed, shares, strict=True) if share > 0]
     if len(pairs) < 2:
         return SampleRatioCheck(chi2=None, p_value=None, mismatch=False, reason="Only one group is expected.")
+    from scipy import stats
+
     result = stats.chisquare([count for count, _ in pairs], [expected for _, expected in pairs])
     p_value = float(result.pvalue)
     mismatch = p_value < alpha

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from openpyxl import Workbook
-
 from tracking.reports import (
     COUNTS,
     CampaignReport,
@@ -167,6 +165,9 @@ def xlsx_write(
     progress: Progress | None = None,
 ) -> None:
     """Write the XLSX export (sheet "Report") to a binary file object."""
+    # Imported here, not with the module: the URLconf imports this module (see tracking.analytics).
+    from openpyxl import Workbook
+
     workbook = Workbook(write_only=True)
     sheet: Any = workbook.create_sheet("Report")
     sheet.append(list(COLUMNS))
