@@ -571,7 +571,8 @@ async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> N
     assert stats.STATS.connections == connections_before
     assert "campaign.mass" not in stats.STATS.rooms
     layer = get_channel_layer()
-    assert isinstance(layer, GatewayChannelLayer)
+    if not isinstance(layer, GatewayChannelLayer):  # WS_CHANNEL_LAYER=core
+        return
     names = [layer._get_layer()._get_group_channel_name(realtime.user_group(u)) for u in users]
     names.append(layer._get_layer()._get_group_channel_name(realtime.room_group("campaign.mass")))
     await asyncio.sleep(0.05)
