@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pprint
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -48,26 +47,6 @@ _MAX_ACK_BATCH = 100
 # A disconnect's clean-up waits at most this long for Redis, well within daphne's application close
 # timeout (10 s), after which daphne would cancel it half-done.
 _CLEANUP_SECONDS = 5.0
-
-
-class _LazyPformat:
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __format__(self, spec: str) -> str:
-        return pprint.pformat(self.value)
-
-    def __str__(self) -> str:
-        return pprint.pformat(self.value)
-
-
-def defer_autobahn_handshake_debug_formatting() -> None:
-    """autobahn (daphne's WebSocket engine) pretty-prints ~40 protocol options for a debug log line on
-    every handshake, even when debug logging is off: about 40% of a handshake's CPU in bench/ws_idle,
-    which is what a reconnect storm after a deploy costs. Format them only if the line is written."""
-    from autobahn.websocket import protocol
-
-    protocol.pformat = _LazyPformat  # type: ignore[attr-defined,assignment]
 
 
 def origin_allowed(origin: str) -> bool:

@@ -12,10 +12,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
 django_asgi_app = get_asgi_application()
 
 from delivery import daphne_protocol  # noqa: E402
-from delivery.consumers import defer_autobahn_handshake_debug_formatting  # noqa: E402
 
-defer_autobahn_handshake_debug_formatting()
-# daphne builds its WebSocket factory after importing this module: sockets get the lighter protocol.
+# daphne builds its WebSocket factory after importing this module: sockets get the lighter protocol,
+# and autobahn's debug lines are formatted only if written.
 daphne_protocol.install()
 
 from delivery.routing import websocket_application  # noqa: E402
