@@ -52,6 +52,19 @@ def test_autobahn_options_are_read_from_the_factory_not_copied_per_socket() -> N
     assert factory.autoPingTimeout == 7
 
 
+def test_autobahn_debug_arguments_are_computed_only_when_a_line_is_written() -> None:
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol
+
+    import intervention_engine.asgi  # noqa: F401
+
+    for module in (protocol, twisted_websocket):
+        deferred = module.hlval(42)
+        assert not isinstance(deferred, str)
+        assert "42" in f"{deferred}"
+    assert "maxFramePayloadSize" in str(protocol.pformat({"maxFramePayloadSize": 1}))  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="module")
 def daphne_url(tmp_path_factory) -> Iterator[str]:
     port = free_port()
