@@ -53,10 +53,12 @@ from personalization.models import Profile
 from personalization.rendering import TemplateRenderError
 from personalization.rules import RuleError, profile_rule_context
 from personalization.services import (
+    PROFILE_CHANGE_FIELDS,
     ProfileChange,
     profile_changes_apply,
     profile_onsite_seq_allocate,
     profiles_lock,
+    profiles_write,
 )
 from tracking.attribution import OrderPlaced, conversions_record
 
@@ -290,10 +292,14 @@ def _process(
                 order_at=event.occurred_at if revenue is not None else None,
             )
         )
-    profile_changes_apply(profiles=profiles, changes=changes)
+    # Written once, at the end, with the on-site sequence numbers the decisions reserve: one UPDATE of
+    # the batch's profiles instead of two (nothing in between reads them from the database).
+    touched = profile_changes_apply(profiles=profiles, changes=changes, write=False)
 
     outcome.cancelled = _cancel_on_exit(events=events, campaign_set=campaign_set)
-    return _decide(events=events, campaign_set=campaign_set, profiles=profiles, outcome=outcome, now=now)
+    ledger = _decide(events=events, campaign_set=campaign_set, profiles=profiles, outcome=outcome, now=now)
+    profiles_write(profiles=touched, fields=[*PROFILE_CHANGE_FIELDS, "onsite_seq"])
+    return ledger
 
 
 def _order(event: InboundEvent) -> OrderPlaced | None:
@@ -669,7 +675,7 @@ def _persist(
     for d in onsite:
         counts[d.intervention.user_id] += 1
     if counts:
-        first = profile_onsite_seq_allocate(profiles=profiles, counts=counts)
+        first = profile_onsite_seq_allocate(profiles=profiles, counts=counts, write=False)
         for d in onsite:
             d.intervention.seq = first[d.intervention.user_id]
             first[d.intervention.user_id] += 1

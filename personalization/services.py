@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,16 +59,34 @@ def profiles_lock(*, user_ids: Iterable[str]) -> dict[str, Profile]:
 def _profiles_locked(user_ids: Sequence[str]) -> list[Profile]:
     # The ids travel as ONE JSON parameter: ``user_id__in`` binds (and Django prepares) each of the
     # hundreds of ids of a consumer batch separately, a measurable share of the batch's time.
+    # ``= ANY(array)``: planned as index probes in 0.05 ms, where ``IN (SELECT jsonb_array_elements_text(…))``
+    # took 0.6 ms to plan on every batch.
     table = Profile._meta.db_table
     sql = (
-        f'SELECT * FROM "{table}" WHERE user_id IN '  # noqa: S608  (fixed identifier)
-        "(SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY user_id FOR UPDATE"
+        f'SELECT * FROM "{table}" WHERE user_id = ANY(%s) '  # noqa: S608  (fixed identifier)
+        "ORDER BY user_id FOR UPDATE"
     )
-    return list(Profile.objects.raw(sql, [json.dumps(list(user_ids))]))
+    return list(Profile.objects.raw(sql, [list(user_ids)]))
 
 
-def profile_changes_apply(*, profiles: Mapping[str, Profile], changes: Sequence[ProfileChange]) -> None:
-    """Apply event-borne changes to locked profiles and write them back with one bulk update."""
+PROFILE_CHANGE_FIELDS = (
+    "last_seen_at",
+    *_CONTACT_FIELDS,
+    "attributes",
+    "last_cart",
+    "orders_count",
+    "total_revenue",
+    "last_order_at",
+    "updated_at",
+)
+
+
+def profile_changes_apply(
+    *, profiles: Mapping[str, Profile], changes: Sequence[ProfileChange], write: bool = True
+) -> list[Profile]:
+    """Apply event-borne changes to locked profiles and write them back with one bulk update; returns
+    the profiles changed. ``write=False`` leaves the write (``PROFILE_CHANGE_FIELDS``) to the caller,
+    which folds it into a later one of the same transaction (the decision path: one UPDATE per batch)."""
     touched: dict[str, Profile] = {}
     now = timezone.now()
     for change in changes:
@@ -94,20 +111,9 @@ def profile_changes_apply(*, profiles: Mapping[str, Profile], changes: Sequence[
             profile.orders_count += 1
             profile.total_revenue = (profile.total_revenue or Decimal(0)) + change.order_revenue
             profile.last_order_at = change.order_at or change.seen_at
-    if touched:
-        profiles_write(
-            profiles=list(touched.values()),
-            fields=[
-                "last_seen_at",
-                *_CONTACT_FIELDS,
-                "attributes",
-                "last_cart",
-                "orders_count",
-                "total_revenue",
-                "last_order_at",
-                "updated_at",
-            ],
-        )
+    if touched and write:
+        profiles_write(profiles=list(touched.values()), fields=PROFILE_CHANGE_FIELDS)
+    return list(touched.values())
 
 
 def profiles_write(*, profiles: Sequence[Profile], fields: Sequence[str]) -> None:
@@ -168,19 +174,20 @@ def profile_engagement_record_many(*, increments: Mapping[str, Mapping[str, Mapp
 
 
 def profile_onsite_seq_allocate(
-    *, profiles: Mapping[str, Profile], counts: Mapping[str, int]
+    *, profiles: Mapping[str, Profile], counts: Mapping[str, int], write: bool = True
 ) -> dict[str, int]:
     """Reserve ``counts[user_id]`` on-site sequence numbers on locked profiles; returns the first of each.
 
     The caller holds the row locks (``profiles_lock``) so two writers never hand out the same number;
-    the new values are written with one bulk update.
+    the new values are written with one bulk update (``write=False``: by the caller, later in the same
+    transaction, with ``onsite_seq`` among the fields).
     """
     first: dict[str, int] = {}
     for user_id, count in counts.items():
         profile = profiles[user_id]
         first[user_id] = profile.onsite_seq + 1
         profile.onsite_seq += count
-    if counts:
+    if counts and write:
         profiles_write(profiles=[profiles[u] for u in counts], fields=["onsite_seq"])
     return first
 

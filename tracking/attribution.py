@@ -62,7 +62,7 @@ def conversion_payload(*, conversion: Conversion) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside the decision path's transaction: no SAVEPOINT round trips
 def conversions_record(*, orders: Sequence[OrderPlaced]) -> list[Conversion]:
     """Attribute and record orders not recorded before; returns the new conversions.
 
