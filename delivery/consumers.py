@@ -55,6 +55,10 @@ def origin_allowed(origin: str) -> bool:
     return origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in settings.WS_ALLOWED_ORIGINS}
 
 
+# Clean-ups of consumers that ended without a disconnect (the loop keeps only weak references to tasks).
+_cleanups: set[asyncio.Future[None]] = set()
+
+
 class InterventionConsumer(AsyncWebsocketConsumer):
     """One per socket. With 10,000 idle sockets per process every attribute counts (issue 5,
     docs/performance.md): state is created when first needed, the handshake headers are dropped once
@@ -105,6 +109,12 @@ class InterventionConsumer(AsyncWebsocketConsumer):
             layer.close_mailbox(self.channel_name)
             if self.drainer is not None:
                 self.drainer.cancel()
+            if self.opened:
+                # Ended without a disconnect (a handler failed, or daphne cancelled us at shutdown):
+                # leave the groups, the counters and presence all the same.
+                task = asyncio.ensure_future(self.disconnect(CLOSE_UNAVAILABLE))
+                _cleanups.add(task)
+                task.add_done_callback(_cleanups.discard)
 
     def _mailbox(self, data: bytes) -> None:
         if self.inbox is None:

@@ -580,6 +580,37 @@ async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> N
     assert not any(name in layer._get_layer().groups for name in names)
 
 
+async def test_a_socket_whose_handler_fails_still_leaves_its_groups_counters_and_presence(
+    monkeypatch,
+) -> None:
+    from delivery import stats
+    from delivery.consumers import InterventionConsumer
+
+    # given an open socket
+    user = a_user()
+    connections_before = stats.STATS.connections
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user_id=user, session_id="s")
+    comm = communicator(ticket=ticket)
+    assert (await comm.connect())[0]
+    await Socket(user, comm).roundtrip()
+
+    # when one of its handlers fails (daphne then closes the socket with 1011)
+    async def broken(self: Any, message: dict[str, Any]) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(InterventionConsumer.handlers, "ping", broken)
+    await comm.send_json_to({"type": "ping"})
+    with pytest.raises(RuntimeError):
+        await comm.receive_output(timeout=0.5)
+
+    # then it is cleaned up as if it had disconnected
+    deadline = time.monotonic() + 3
+    while await database_sync_to_async(presence.is_online)(user):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert stats.STATS.connections == connections_before
+
+
 async def test_a_user_stays_online_until_their_last_tab_closes(open_socket) -> None:
     user = a_user()
     tab1, tab2 = await open_socket(user), await open_socket(user, session_id="s-2")
