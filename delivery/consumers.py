@@ -55,7 +55,7 @@ def origin_allowed(origin: str) -> bool:
     return origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in settings.WS_ALLOWED_ORIGINS}
 
 
-# Clean-ups of consumers that ended without a disconnect (the loop keeps only weak references to tasks).
+# Clean-ups of consumers whose handler failed (the loop keeps only weak references to tasks).
 _cleanups: set[asyncio.Future[None]] = set()
 
 
@@ -105,16 +105,19 @@ class InterventionConsumer(AsyncWebsocketConsumer):
                     await self._drain()
         except StopConsumer:
             pass
+        except Exception:
+            if self.opened:
+                # A handler failed (daphne closes the socket with 1011 and sends no disconnect): leave
+                # the groups, the counters and presence all the same. (Cancelled at shutdown instead,
+                # presence lapses by its TTL.)
+                task = asyncio.ensure_future(self.disconnect(CLOSE_UNAVAILABLE))
+                _cleanups.add(task)
+                task.add_done_callback(_cleanups.discard)
+            raise
         finally:
             layer.close_mailbox(self.channel_name)
             if self.drainer is not None:
                 self.drainer.cancel()
-            if self.opened:
-                # Ended without a disconnect (a handler failed, or daphne cancelled us at shutdown):
-                # leave the groups, the counters and presence all the same.
-                task = asyncio.ensure_future(self.disconnect(CLOSE_UNAVAILABLE))
-                _cleanups.add(task)
-                task.add_done_callback(_cleanups.discard)
 
     def _mailbox(self, data: bytes) -> None:
         if self.inbox is None:
