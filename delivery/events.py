@@ -8,13 +8,13 @@ Unknown fields are ignored (the contract may grow), known fields must have the d
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.utils import timezone
 
 CART_EVENT_TYPES = frozenset(
@@ -134,7 +134,8 @@ def _object(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise InvalidEvent("not_json", "the message has no value")
     try:
-        data = json.loads(value)
+        # orjson: a third of json.loads's time; strict JSON (no NaN/Infinity, UTF-8 only).
+        data = orjson.loads(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent("not_json", f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
