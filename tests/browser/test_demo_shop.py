@@ -269,8 +269,17 @@ def test_it_never_shows_an_expired_intervention(daphne, page, onsite_interventio
     page.wait_for_selector("#status[data-status=open]", timeout=15000)
     page.wait_for_selector(f".ie-box[data-intervention-id='{fresh.id}']", timeout=10000)
 
-    # then only the fresh one was received
+    # then only the fresh one was received, and acked (the ack is awaited: the test ends with no write
+    # from daphne still in flight)
     assert page.eval_on_selector_all("#ie-log li", "els => els.map(e => e.dataset.seq)") == ["2"]
+    _wait_until(
+        lambda: (
+            Intervention.objects.filter(pk=fresh.pk, status="delivered").exists()
+            and TrackingEvent.objects.filter(intervention_id=fresh.pk, type="displayed").exists()
+        ),
+        timeout=10,
+        what="the fresh intervention's ack and display",
+    )
     stale = Intervention.objects.get(user_id=user_id, seq=1)
     assert stale.expires_at is not None
     assert stale.expires_at < timezone.now()
