@@ -176,7 +176,8 @@ KAFKA_FETCH_WAIT_MAX_MS: int = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=5)
 KAFKA_TOPIC_PARTITIONS: int = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 # Decision path: messages per shopper per (local) day across every campaign and channel; 0 = no budget.
 SHOPPER_DAILY_MESSAGE_BUDGET: int = env.int("SHOPPER_DAILY_MESSAGE_BUDGET", default=3)
-# Messages the consumer takes per batch (one transaction each) and how long it waits to fill one.
+# Most messages the consumer takes per batch (one transaction each): the first one, plus what is already
+# fetched. The poll timeout bounds the wait for that first message (and how long a stop waits when idle).
 KAFKA_CONSUMER_BATCH_SIZE: int = env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500)
 KAFKA_CONSUMER_POLL_TIMEOUT: float = env.float("KAFKA_CONSUMER_POLL_TIMEOUT", default=0.05)
 # Topic names are the contract (SPEC §3); a prefix exists only to isolate test runs on a shared broker.
