@@ -25,7 +25,7 @@ import asyncio
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -142,7 +142,9 @@ class _JsonInsert:
             + f'RETURNING "{meta.pk.column}"'
         )
 
-    def run(self, rows: list[dict[str, Any]]) -> list[Any]:
+    def run(self, rows: list[dict[str, Any]], *, returning: bool = True) -> list[Any]:
+        """Insert the rows; the ids written, or nothing without ``returning`` (no wait for the answer:
+        the statement may travel in a pipeline)."""
         if not rows:
             return []
         defaults = self.defaults
@@ -150,17 +152,19 @@ class _JsonInsert:
         body = orjson.dumps([{**defaults, **row} for row in rows], default=str).decode()
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [body])
-            return [row[0] for row in cursor.fetchall()]
+            return [row[0] for row in cursor.fetchall()] if returning else []
 
 
 _INSERTS: dict[str, _JsonInsert] = {}
 
 
-def _insert(model: type[Intervention] | type[Delivery], rows: list[dict[str, Any]]) -> list[Any]:
+def _insert(
+    model: type[Intervention] | type[Delivery], rows: list[dict[str, Any]], *, returning: bool = True
+) -> list[Any]:
     writer = _INSERTS.get(model.__name__)
     if writer is None:
         writer = _INSERTS[model.__name__] = _JsonInsert(model, ignore_conflicts=model is Intervention)
-    return writer.run(rows)
+    return writer.run(rows, returning=returning)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -298,8 +302,17 @@ def _process(
     touched = profile_changes_apply(profiles=profiles, changes=changes, write=False)
 
     outcome.cancelled = _cancel_on_exit(events=events, campaign_set=campaign_set)
-    ledger = _decide(events=events, campaign_set=campaign_set, profiles=profiles, outcome=outcome, now=now)
-    profiles_write(profiles=touched, fields=[*PROFILE_CHANGE_FIELDS, "onsite_seq"])
+    tail: list[Callable[[], object]] = []
+    ledger = _decide(
+        events=events, campaign_set=campaign_set, profiles=profiles, outcome=outcome, now=now, tail=tail
+    )
+    # The batch's last writes (deliveries, outbox rows, profiles) need no answer: one pipeline, one round
+    # trip instead of three. An error in any of them raises when the pipeline ends, inside the transaction.
+    assert connection.connection is not None
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        for write in tail:
+            write()
+        profiles_write(profiles=touched, fields=[*PROFILE_CHANGE_FIELDS, "onsite_seq"])
     return ledger
 
 
@@ -382,6 +395,7 @@ def _decide(
     profiles: dict[str, Profile],
     outcome: BatchOutcome,
     now: datetime,
+    tail: list[Callable[[], object]],
 ) -> CapLedger:
     from delivery.presence import online_user_ids
     from delivery.stores import redis_sync
@@ -457,7 +471,7 @@ def _decide(
             decisions.append(decision)
             if decision.counted or decision.intervention.is_holdout:
                 winner_found = True
-    _persist(decisions=decisions, profiles=profiles, outcome=outcome, ledger=ledger)
+    _persist(decisions=decisions, profiles=profiles, outcome=outcome, ledger=ledger, tail=tail)
     return ledger
 
 
@@ -668,6 +682,7 @@ def _persist(
     profiles: dict[str, Profile],
     outcome: BatchOutcome,
     ledger: CapLedger,
+    tail: list[Callable[[], object]],
 ) -> None:
     interventions = [d.intervention for d in decisions]
     # On-site sequence numbers, per shopper, in decision order (the profile rows are locked).
@@ -720,23 +735,21 @@ def _persist(
         outcome.duplicates += len(lost)
         ledger.forget(members=lost)
     kept = [d for d in decisions if d.intervention.pk in written]
-    _insert(
-        Delivery,
-        [
-            {
-                "id": str(d.delivery),
-                "intervention_id": str(d.intervention.id),
-                "channel": d.intervention.channel,
-                "queued_at": now,
-                "updated_at": now,
-            }
-            for d in kept
-            if d.delivery is not None
-        ],
-    )
-    intervention_events_enqueue(
-        events=[(d.intervention, event_type, options) for d in kept for event_type, options in d.events]
-    )
+    deliveries = [
+        {
+            "id": str(d.delivery),
+            "intervention_id": str(d.intervention.id),
+            "channel": d.intervention.channel,
+            "queued_at": now,
+            "updated_at": now,
+        }
+        for d in kept
+        if d.delivery is not None
+    ]
+    lifecycle = [(d.intervention, event_type, options) for d in kept for event_type, options in d.events]
+    # Written by the caller at the end of the batch, in one pipeline (nothing reads them before).
+    tail.append(lambda: _insert(Delivery, deliveries, returning=False))
+    tail.append(lambda: intervention_events_enqueue(events=lifecycle))
     for d in kept:
         intervention = d.intervention
         if intervention.status == Intervention.Status.SUPPRESSED.value:
