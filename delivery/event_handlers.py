@@ -1,9 +1,10 @@
 """Kafka messages in, decisions out: the batch handler the ``consume_events`` command drives.
 
 ``EventBatchHandler.handle(messages)`` validates every message, sends the invalid ones to the dead-letter
-topic (and waits for the broker to acknowledge them), runs the decision path for the valid ones in one
-transaction, and only then reports the batch done — the caller stores the offsets after that, so a crash
-at any point redelivers the batch and the unique (campaign, trigger event) key makes the replay a no-op.
+topic, runs the decision path for the valid ones in one transaction meanwhile, waits for the broker to
+acknowledge the dead letters, and only then reports the batch done — the caller stores the offsets after
+that, so a crash at any point redelivers the batch and the unique (campaign, trigger event) key makes the
+replay a no-op.
 """
 
 from __future__ import annotations
@@ -127,9 +128,14 @@ class EventBatchHandler:
 
     def dead_letter(self, dead: Sequence[DeadLetter]) -> None:
         """Publish to the DLQ and wait for the broker: offsets move on only once the message is safe."""
-        if not dead:
-            return
+        self.dead_letter_confirm(dead, self.dead_letter_send(dead))
+
+    def dead_letter_send(self, dead: Sequence[DeadLetter]) -> list[str]:
+        """Hand the dead letters to the producer without waiting; returns the list its delivery reports
+        fill with errors, for :meth:`dead_letter_confirm`."""
         failures: list[str] = []
+        if not dead:
+            return failures
 
         def on_delivery(err: Any, _msg: Any) -> None:
             if err is not None:
@@ -150,6 +156,12 @@ class EventBatchHandler:
                 headers=headers,
                 on_delivery=on_delivery,
             )
+        return failures
+
+    def dead_letter_confirm(self, dead: Sequence[DeadLetter], failures: list[str]) -> None:
+        """Wait until the broker acknowledged every dead letter sent; raises if one was not."""
+        if not dead:
+            return
         remaining = self.producer.flush(self.dlq_flush_timeout)
         if remaining or failures:
             raise RuntimeError(f"dead-letter publish failed: {failures[:1] or 'timeout'}")
@@ -167,8 +179,11 @@ class EventBatchHandler:
     def handle(self, messages: Sequence[Message]) -> BatchResult:
         """Process one batch; raises if it could not be completed (the caller rewinds and retries)."""
         events, dead = self.split(messages)
-        self.dead_letter(dead)
+        # The broker acknowledges the dead letters while the batch is decided; both must be done before
+        # the caller stores the offsets (a failure of either rewinds the batch; a replay changes nothing).
+        failures = self.dead_letter_send(dead)
         outcome = decisions_process_batch(events=events) if events else None
+        self.dead_letter_confirm(dead, failures)
         return BatchResult(valid=len(events), dead=len(dead), outcome=outcome)
 
     def handle_one_by_one(self, messages: Sequence[Message]) -> BatchResult:
