@@ -41,8 +41,15 @@ def rows_json(rows: Any) -> str:
     return orjson.dumps(rows, default=_ROWS_ENCODER.default).decode()
 
 
-def rows_insert(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False) -> list[Any]:
-    """INSERT many model instances as ONE JSON parameter; returns the primary keys actually inserted.
+def rows_insert(
+    model: type[Model],
+    objs: Sequence[Model],
+    *,
+    ignore_conflicts: bool = False,
+    returning: Sequence[str] | None = None,
+) -> list[Any]:
+    """INSERT many model instances as ONE JSON parameter; returns the primary keys actually inserted
+    (or, with ``returning``, the inserted rows as tuples of those columns).
 
     ``bulk_create`` binds every field of every row as its own parameter (10,000+ for a batch of the
     decision path) and cannot say which rows an ``ON CONFLICT DO NOTHING`` skipped; here PostgreSQL
@@ -71,10 +78,13 @@ def rows_insert(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: 
         f'INSERT INTO "{table}" ({columns}) SELECT {columns} '  # noqa: S608  (identifiers from the model)
         f'FROM jsonb_populate_recordset(NULL::"{table}", %s::jsonb) '
         + ("ON CONFLICT DO NOTHING " if ignore_conflicts else "")
-        + f'RETURNING "{pk}"'
+        + "RETURNING "
+        + (", ".join(f'"{column}"' for column in returning) if returning else f'"{pk}"')
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [rows_json(rows)])
+        if returning:
+            return [tuple(row) for row in cursor.fetchall()]
         return [row[0] for row in cursor.fetchall()]
 
 
