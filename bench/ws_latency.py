@@ -140,8 +140,10 @@ def prepare() -> None:
     before the event loop starts, because the ORM refuses to run inside one."""
     from django.conf import settings
 
+    from bench.decisions import vacuum
     from messaging.kafka import ensure_topics
 
+    vacuum()  # as autovacuum keeps the tables in production (see bench.decisions)
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
     ensure_topics(partitions=1)
