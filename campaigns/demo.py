@@ -32,7 +32,7 @@ _CART_URL = "{{ links.cart_url|default('https://shop.example.com/cart') }}"
 DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
     "onsite": {
         "en": {
-            "subject": "Wait, {{ profile.first_name|default('there') }}! 10% off your cart",
+            "subject": "Wait, {{ profile.first_name or 'there' }}! 10% off your cart",
             "body_text": "Your {{ cart.item_count }} items ({{ cart.total|money(cart.currency) }}) are still "
             "waiting. Use {{ discount_code }} at checkout for 10% off.",
             "cta_label": "Apply my 10%",
@@ -40,7 +40,7 @@ DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
             "discount_code": "RESCUE10",
         },
         "fr": {
-            "subject": "Attendez, {{ profile.first_name|default('vous') }} ! -10 % sur votre panier",
+            "subject": "Attendez, {{ profile.first_name or 'vous' }} ! -10 % sur votre panier",
             "body_text": "Vos {{ cart.item_count }} articles ({{ cart.total|money(cart.currency) }}) vous "
             "attendent. Code {{ discount_code }} : -10 % au paiement.",
             "cta_label": "Profiter de -10 %",
@@ -50,15 +50,15 @@ DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
     },
     "email": {
         "en": {
-            "subject": "{{ profile.first_name|default('Hi') }}, your cart is 10% cheaper today",
-            "body_text": "Hi {{ profile.first_name|default('there') }},\n\nYou left these in your cart:\n"
+            "subject": "{{ profile.first_name or 'Hi' }}, your cart is 10% cheaper today",
+            "body_text": "Hi {{ profile.first_name or 'there' }},\n\nYou left these in your cart:\n"
             + _ITEMS_TEXT
             + "Total: "
             + _TOTAL
             + "\n\nUse {{ discount_code }} for 10% off: "
             + _CART_URL
             + "\n\nUnsubscribe: {{ links.unsubscribe_url }}",
-            "body_html": "<p>Hi {{ profile.first_name|default('there') }},</p><p>You left these in your "
+            "body_html": "<p>Hi {{ profile.first_name or 'there' }},</p><p>You left these in your "
             "cart:</p>" + _ITEMS_HTML + "<p>Total: <strong>" + _TOTAL + "</strong></p><p>Use "
             "<strong>{{ discount_code }}</strong> for 10% off.</p>"
             '<p><a href="{{ links.click_url|default(links.cart_url) }}">Back to my cart</a></p>'
@@ -68,8 +68,8 @@ DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
             "discount_code": "RESCUE10",
         },
         "fr": {
-            "subject": "{{ profile.first_name|default('Bonjour') }}, -10 % sur votre panier aujourd'hui",
-            "body_text": "Bonjour {{ profile.first_name|default('') }},\n\n"
+            "subject": "{{ profile.first_name or 'Bonjour' }}, -10 % sur votre panier aujourd'hui",
+            "body_text": "Bonjour {{ profile.first_name or '' }},\n\n"
             + "Vous avez laissé dans votre panier :\n"
             + _ITEMS_TEXT
             + "Total : "
@@ -77,7 +77,7 @@ DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
             + "\n\nCode {{ discount_code }} : -10 % : "
             + _CART_URL
             + "\n\nSe désabonner : {{ links.unsubscribe_url }}",
-            "body_html": "<p>Bonjour {{ profile.first_name|default('') }},</p><p>Vous avez laissé dans "
+            "body_html": "<p>Bonjour {{ profile.first_name or '' }},</p><p>Vous avez laissé dans "
             "votre panier :</p>" + _ITEMS_HTML + "<p>Total : <strong>" + _TOTAL + "</strong></p><p>Code "
             "<strong>{{ discount_code }}</strong> : -10 %.</p>"
             '<p><a href="{{ links.click_url|default(links.cart_url) }}">Retour au panier</a></p>'
@@ -89,12 +89,12 @@ DISCOUNT: dict[str, dict[str, dict[str, str]]] = {
     },
     "sms": {
         "en": {
-            "body_text": "{{ profile.first_name|default('Hi') }}, your cart (" + _TOTAL + ") is waiting: "
+            "body_text": "{{ profile.first_name or 'Hi' }}, your cart (" + _TOTAL + ") is waiting: "
             "10% off with {{ discount_code }}. {{ links.click_url|default(links.cart_url) }}",
             "discount_code": "RESCUE10",
         },
         "fr": {
-            "body_text": "{{ profile.first_name|default('Bonjour') }}, votre panier (" + _TOTAL + ") vous "
+            "body_text": "{{ profile.first_name or 'Bonjour' }}, votre panier (" + _TOTAL + ") vous "
             "attend : -10 % avec {{ discount_code }}. {{ links.click_url|default(links.cart_url) }}",
             "discount_code": "RESCUE10",
         },
@@ -119,7 +119,7 @@ SHIPPING: dict[str, dict[str, dict[str, str]]] = {
     "onsite": {
         "en": {
             "subject": "Free shipping on your cart",
-            "body_text": "{{ profile.first_name|default('Good news') }}: your "
+            "body_text": "{{ profile.first_name or 'Good news' }}: your "
             + _TOTAL
             + " order ships free if you check out now.",
             "cta_label": "Check out",
@@ -127,7 +127,7 @@ SHIPPING: dict[str, dict[str, dict[str, str]]] = {
         },
         "fr": {
             "subject": "Livraison offerte sur votre panier",
-            "body_text": "{{ profile.first_name|default('Bonne nouvelle') }} : votre commande de "
+            "body_text": "{{ profile.first_name or 'Bonne nouvelle' }} : votre commande de "
             + _TOTAL
             + " est livrée gratuitement si vous la validez maintenant.",
             "cta_label": "Valider mon panier",
@@ -137,14 +137,14 @@ SHIPPING: dict[str, dict[str, dict[str, str]]] = {
     "email": {
         "en": {
             "subject": "Free shipping on the {{ cart.item_count }} items in your cart",
-            "body_text": "Hi {{ profile.first_name|default('there') }},\n\n"
+            "body_text": "Hi {{ profile.first_name or 'there' }},\n\n"
             + _ITEMS_TEXT
             + "Total: "
             + _TOTAL
             + ", shipping on us.\n"
             + _CART_URL
             + "\n\nUnsubscribe: {{ links.unsubscribe_url }}",
-            "body_html": "<p>Hi {{ profile.first_name|default('there') }},</p>" + _ITEMS_HTML + "<p>Total: "
+            "body_html": "<p>Hi {{ profile.first_name or 'there' }},</p>" + _ITEMS_HTML + "<p>Total: "
             "<strong>" + _TOTAL + "</strong>, shipping on us.</p>"
             '<p><a href="{{ links.click_url|default(links.cart_url) }}">Check out</a></p>'
             '<p style="font-size:12px"><a href="{{ links.unsubscribe_url }}">Unsubscribe</a></p>',
@@ -153,14 +153,14 @@ SHIPPING: dict[str, dict[str, dict[str, str]]] = {
         },
         "fr": {
             "subject": "Livraison offerte pour les {{ cart.item_count }} articles de votre panier",
-            "body_text": "Bonjour {{ profile.first_name|default('') }},\n\n"
+            "body_text": "Bonjour {{ profile.first_name or '' }},\n\n"
             + _ITEMS_TEXT
             + "Total : "
             + _TOTAL
             + ", livraison offerte.\n"
             + _CART_URL
             + "\n\nSe désabonner : {{ links.unsubscribe_url }}",
-            "body_html": "<p>Bonjour {{ profile.first_name|default('') }},</p>" + _ITEMS_HTML + "<p>Total : "
+            "body_html": "<p>Bonjour {{ profile.first_name or '' }},</p>" + _ITEMS_HTML + "<p>Total : "
             "<strong>" + _TOTAL + "</strong>, livraison offerte.</p>"
             '<p><a href="{{ links.click_url|default(links.cart_url) }}">Valider mon panier</a></p>'
             '<p style="font-size:12px"><a href="{{ links.unsubscribe_url }}">Se désabonner</a></p>',
@@ -170,11 +170,11 @@ SHIPPING: dict[str, dict[str, dict[str, str]]] = {
     },
     "sms": {
         "en": {
-            "body_text": "{{ profile.first_name|default('Hi') }}, free shipping on your " + _TOTAL + " cart "
+            "body_text": "{{ profile.first_name or 'Hi' }}, free shipping on your " + _TOTAL + " cart "
             "today. {{ links.click_url|default(links.cart_url) }}",
         },
         "fr": {
-            "body_text": "{{ profile.first_name|default('Bonjour') }}, livraison offerte sur votre panier de "
+            "body_text": "{{ profile.first_name or 'Bonjour' }}, livraison offerte sur votre panier de "
             + _TOTAL
             + " aujourd'hui. {{ links.click_url|default(links.cart_url) }}",
         },

@@ -1,9 +1,10 @@
 """HTTP views of the WebSocket gateway: ``GET /ws/stats`` and the demo shop at ``/demo/``.
 
 The demo shop is a development aid (on when ``DEMO_ENABLED``, which defaults to ``DEBUG``): it gives the
-browser a ticket for a per-session demo shopper without any API key reaching the page, and its "go
-idle" button publishes a ``prediction-results`` message to Kafka exactly as the ML service would, so
-the whole loop runs — consumer, decision, push over ``/ws``, ack, engagement.
+browser a ticket for a per-session demo shopper without any API key reaching the page; "Add to cart"
+publishes the enriched cart event the shop would, and the "go idle" button a ``prediction-results``
+message exactly as the ML service would, so the whole loop runs — consumer, decision, push over
+``/ws``, ack, engagement.
 """
 
 from __future__ import annotations
@@ -68,15 +69,78 @@ def demo_ticket(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ticket": ticket, "expires_at": expires_at.isoformat()})
 
 
+# Who the demo shopper is to the engine: what the shop's enriched cart events would say about them.
+DEMO_USER_DETAILS: dict[str, Any] = {"first_name": "Alex", "locale": "en", "timezone": "Europe/Paris"}
+_MAX_QUANTITY = 99
+
+
+def _demo_cart(raw: Any) -> dict[str, Any]:
+    """The page's cart, priced from the catalogue: only the SKUs and quantities come from the browser."""
+    products = {p["sku"]: p for p in DEMO_PRODUCTS}
+    wanted = raw.get("items") if isinstance(raw, dict) else None
+    items = []
+    for item in wanted if isinstance(wanted, list) else []:
+        sku = item.get("sku") if isinstance(item, dict) else None
+        product = products.get(sku) if isinstance(sku, str) else None
+        quantity = item.get("quantity") if product is not None else None
+        if product is None or not isinstance(quantity, int) or not 1 <= quantity <= _MAX_QUANTITY:
+            continue
+        items.append(
+            {"sku": product["sku"], "name": product["name"], "price": product["price"], "quantity": quantity}
+        )
+    return {
+        "currency": "EUR",
+        "total": round(sum(i["price"] * i["quantity"] for i in items), 2),
+        "item_count": sum(i["quantity"] for i in items),
+        "items": items,
+    }
+
+
+def _publish(request: HttpRequest, messages: list[tuple[str, dict[str, Any]]]) -> JsonResponse | None:
+    """Publish to Kafka keyed by the demo shopper; a 503 answer when the broker does not confirm."""
+    user_id, _ = _demo_shopper(request)
+    producer = Producer(producer_config())
+    for name, body in messages:
+        producer.produce(topic(name), key=user_id.encode(), value=json.dumps(body).encode())
+    if producer.flush(5):
+        return JsonResponse({"error": {"code": "kafka_unavailable"}}, status=503)
+    return None
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+@require_POST
+def demo_cart(request: HttpRequest) -> JsonResponse:
+    """Publish the enriched cart event the shop would (``cart-events-enriched``, SPEC §3.1) when the
+    shopper adds an item: the engine learns the cart and who the shopper is before any prediction."""
+    _demo_enabled()
+    user_id, cart_id = _demo_shopper(request)
+    cart = _demo_cart(_body(request).get("cart"))
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "cart_item_added",
+        "occurred_at": timezone.now().isoformat(),
+        "user_id": user_id,
+        "session_id": request.session.session_key or "",
+        "cart_id": cart_id,
+        "user": DEMO_USER_DETAILS,
+        "cart": cart,
+    }
+    return _publish(request, [("cart-events-enriched", event)]) or JsonResponse({"published": event})
+
+
 @require_POST
 def demo_idle(request: HttpRequest) -> JsonResponse:
     """Publish the prediction the ML service would publish for this idle shopper (SPEC §3.2)."""
     _demo_enabled()
     user_id, cart_id = _demo_shopper(request)
-    try:
-        cart = json.loads(request.body or b"{}").get("cart") or {}
-    except ValueError:
-        cart = {}
+    cart = _demo_cart(_body(request).get("cart"))
     prediction = {
         "prediction_id": str(uuid.uuid4()),
         "model": "cart_abandonment",
@@ -86,11 +150,6 @@ def demo_idle(request: HttpRequest) -> JsonResponse:
         "cart_id": cart_id,
         "score": 0.9,
         "predicted_at": timezone.now().isoformat(),
-        "explanations": {"idle_seconds": 240, "cart_total": cart.get("total", 0)},
+        "explanations": {"idle_seconds": 240, "cart_total": cart["total"]},
     }
-    producer = Producer(producer_config())
-    producer.produce(topic("prediction-results"), key=user_id.encode(), value=json.dumps(prediction).encode())
-    remaining = producer.flush(5)
-    if remaining:
-        return JsonResponse({"error": {"code": "kafka_unavailable"}}, status=503)
-    return JsonResponse({"published": prediction})
+    return _publish(request, [("prediction-results", prediction)]) or JsonResponse({"published": prediction})

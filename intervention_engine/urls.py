@@ -37,6 +37,7 @@ urlpatterns = [
     path("ws/stats", delivery_views.stats_view, name="ws-stats"),
     path("demo/", delivery_views.demo_page, name="demo"),
     path("demo/ticket", delivery_views.demo_ticket, name="demo-ticket"),
+    path("demo/cart", delivery_views.demo_cart, name="demo-cart"),
     path("demo/idle", delivery_views.demo_idle, name="demo-idle"),
 ]
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Intervention
 from delivery import realtime
 from messaging.kafka import ensure_topics
+from personalization.models import Profile
 from tests.conftest import free_port
 from tests.delivery import conftest as delivery_fixtures
 from tests.processes import database_url
@@ -184,11 +185,23 @@ def test_it_shows_a_prediction_as_a_pop_up_and_records_the_click(
         # when the shopper fills a cart and goes idle (the demo publishes a 0.9 prediction to Kafka)
         page.click("button.add >> nth=0")
         page.click("button.add >> nth=1")
+        # (each add publishes the shop's enriched cart event; a real shopper idles for minutes after it)
+        _wait_until(
+            lambda: Profile.objects.filter(
+                user_id=user_id, first_name="Alex", last_cart__total=248.9
+            ).exists(),
+            timeout=40,
+            what="the cart reaching the shopper's profile",
+        )
         page.click("#go-idle")
 
         # then the pop-up appears (the consumer may still be joining its group: allow for it)
         box = page.wait_for_selector(".ie-box", timeout=40000)
         assert box.get_attribute("role") in {"dialog", "region"}
+        # and it speaks of this cart and this shopper (the demo published the cart before the prediction)
+        text = box.inner_text()
+        assert "€248.90" in text  # 99.90 + 149.00, priced from the catalogue
+        assert "Alex" in text
         assert page.locator(".ie-close").get_attribute("aria-label") == "Close"
         intervention_id = box.get_attribute("data-intervention-id")
 
