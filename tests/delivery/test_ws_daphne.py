@@ -4,13 +4,8 @@ the direct /ws route, end to end over TCP."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,12 +13,10 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from bench.ws_common import daphne_process
 from delivery import realtime
 from delivery.daphne_protocol import LeanWebSocketProtocol
 from delivery.tickets import ws_ticket_issue
-from tests.conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_asgi_module_makes_daphne_build_the_lighter_protocol() -> None:
@@ -67,39 +60,11 @@ def test_autobahn_debug_arguments_are_computed_only_when_a_line_is_written() -> 
 
 @pytest.fixture(scope="module")
 def daphne_url(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "intervention_engine.settings",
-        "WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
-        "LOG_LEVEL": "WARNING",
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "intervention_engine.asgi:application",
-    ]
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+    # The deployed settings and the default flood guard: the gateway as it runs, not as benchmarked.
+    deployed = {"DJANGO_SETTINGS_MODULE": "intervention_engine.settings", "WS_MAX_MESSAGES_PER_SECOND": "20"}
+    with daphne_process(extra_env=deployed, log_path=log) as (port, _process):
         yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(15)
     # Nothing failed in the application but the unknown path (Channels' URLRouter refuses it by raising).
     failures = [line for line in log.read_text().splitlines() if "Exception inside application" in line]
     assert all("No route found" in line for line in failures), failures
