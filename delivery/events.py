@@ -17,17 +17,11 @@ from typing import Any
 import orjson
 from django.utils import timezone
 
-CART_EVENT_TYPES = frozenset(
-    {
-        "page_viewed",
-        "cart_viewed",
-        "cart_item_added",
-        "cart_item_removed",
-        "checkout_started",
-        "checkout_completed",
-        "cart_abandoned",
-    }
-)
+from campaigns.services import EVENT_TYPES
+
+# The SPEC §3.1 cart event types, as campaigns validate their triggers and exit events against them.
+CART_EVENT_TYPES = frozenset(EVENT_TYPES)
+
 # Fields that say "this is not a real shopper's cart": refused rather than acted upon.
 MAX_ITEMS = 10_000
 MAX_AMOUNT = Decimal("10000000")
