@@ -13,11 +13,10 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 
 from intervention_engine.errors import ApplicationError, NotFoundError
 from tracking import exports
@@ -25,7 +24,6 @@ from tracking.reports import CampaignReport, ReportPeriod, campaign_report, repo
 
 VIEW_PERMISSION = "campaigns.view_campaign"
 SIGNIFICANCE = 0.05
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # Chart geometry, in SVG user units (the SVG scales to the panel's width).
 CHART_WIDTH = 720
@@ -266,16 +264,4 @@ def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponseB
             "'campaign' is not a campaign id.", status=400, content_type="text/plain; charset=utf-8"
         )
     campaign_id = int(raw) if raw else None
-    filename = f"campaign-report-{timezone.now():%Y%m%d-%H%M%S}.{file_format}"
-    if file_format == "csv":
-        response = StreamingHttpResponse(
-            exports.csv_stream(period=period, campaign_id=campaign_id), content_type="text/csv; charset=utf-8"
-        )
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
-    return FileResponse(
-        exports.xlsx_file(period=period, campaign_id=campaign_id),
-        as_attachment=True,
-        filename=filename,
-        content_type=XLSX,
-    )
+    return exports.export_response(file_format=file_format, period=period, campaign_id=campaign_id)

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils import timezone
+
 from tracking.reports import (
     COUNTS,
     CampaignReport,
@@ -186,3 +189,25 @@ def xlsx_file(*, period: ReportPeriod, campaign_id: int | None = None) -> IO[byt
     xlsx_write(target=spooled, period=period, campaign_id=campaign_id)
     spooled.seek(0)
     return spooled
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def export_response(
+    *, file_format: str, period: ReportPeriod, campaign_id: int | None = None
+) -> StreamingHttpResponse | FileResponse:
+    """The download of the API and the admin: CSV streamed as it is written, XLSX from a spooled file."""
+    filename = f"campaign-report-{timezone.now():%Y%m%d-%H%M%S}.{file_format}"
+    if file_format == "csv":
+        response = StreamingHttpResponse(
+            csv_stream(period=period, campaign_id=campaign_id), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    return FileResponse(
+        xlsx_file(period=period, campaign_id=campaign_id),
+        as_attachment=True,
+        filename=filename,
+        content_type=XLSX,
+    )

@@ -13,7 +13,6 @@ from typing import Any
 
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import re_path
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -44,7 +43,7 @@ PERIOD_PARAMETERS = [
         "to", OpenApiTypes.STR, description="Exposures until this date (inclusive) or datetime (exclusive)"
     ),
 ]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = exports.XLSX
 
 
 def _period(request: Request) -> ReportPeriod:
@@ -162,21 +161,7 @@ class CampaignsExportView(APIView):
     def get(self, request: Request, file_format: str) -> StreamingHttpResponse | FileResponse:
         period = _period(request)
         campaign_id = _campaign_param(request)
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        filename = f"campaign-report-{stamp}.{file_format}"
-        if file_format == "csv":
-            response = StreamingHttpResponse(
-                exports.csv_stream(period=period, campaign_id=campaign_id),
-                content_type="text/csv; charset=utf-8",
-            )
-            response["Content-Disposition"] = f'attachment; filename="{filename}"'
-            return response
-        return FileResponse(
-            exports.xlsx_file(period=period, campaign_id=campaign_id),
-            as_attachment=True,
-            filename=filename,
-            content_type=XLSX,
-        )
+        return exports.export_response(file_format=file_format, period=period, campaign_id=campaign_id)
 
 
 def _campaign_param(request: Request) -> int | None:
