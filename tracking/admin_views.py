@@ -70,6 +70,17 @@ def _plot_width() -> int:
     return CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
 
 
+def _chart(*, rows: int) -> Chart:
+    """The frame every horizontal-bar chart of the page shares: labels left, bars, values right."""
+    return Chart(
+        width=CHART_WIDTH,
+        height=TOP * 2 + rows * ROW_HEIGHT,
+        plot_x=LABEL_WIDTH,
+        plot_width=_plot_width(),
+        value_x=CHART_WIDTH - VALUE_WIDTH + 8,
+    )
+
+
 def rate_chart(report: CampaignReport) -> tuple[Chart, list[RateBar]]:
     groups = [*report.variants, report.holdout]
     highest = max(
@@ -94,13 +105,7 @@ def rate_chart(report: CampaignReport) -> tuple[Chart, list[RateBar]]:
                 else "no exposures",
             )
         )
-    chart = Chart(
-        width=CHART_WIDTH,
-        height=TOP * 2 + len(groups) * ROW_HEIGHT,
-        plot_x=LABEL_WIDTH,
-        plot_width=_plot_width(),
-        value_x=CHART_WIDTH - VALUE_WIDTH + 8,
-    )
+    chart = _chart(rows=len(groups))
     return chart, bars
 
 
@@ -137,13 +142,7 @@ def funnel_chart(report: CampaignReport) -> tuple[Chart, list[FunnelStep]]:
                 share_of_exposures=share,
             )
         )
-    chart = Chart(
-        width=CHART_WIDTH,
-        height=TOP * 2 + len(counts) * ROW_HEIGHT,
-        plot_x=LABEL_WIDTH,
-        plot_width=_plot_width(),
-        value_x=CHART_WIDTH - VALUE_WIDTH + 8,
-    )
+    chart = _chart(rows=len(counts))
     return chart, steps
 
 
