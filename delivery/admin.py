@@ -60,8 +60,13 @@ def _row(record: DeadLetterRecord) -> dict[str, Any]:
         "key": payload.get("key"),
         "original": original,
         "binary": payload.get("original_encoding") == "base64",
-        "replayable": bool(payload.get("topic")) and record.original_bytes() is not None,
+        "replayable": _replayable(record),
     }
+
+
+def _replayable(record: DeadLetterRecord) -> bool:
+    """``dlq_replay`` needs the source topic and the original bytes."""
+    return bool(record.payload.get("topic")) and record.payload.get("original") is not None
 
 
 @require_http_methods(["GET", "POST"])
@@ -117,7 +122,7 @@ def _replay(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Nothing replayed: not on the dead-letter topic: {', '.join(missing)}.")
         return back
     selected = [by_position[p] for p in positions]
-    unreplayable = [r.position for r in selected if not _row(r)["replayable"]]
+    unreplayable = [r.position for r in selected if not _replayable(r)]
     if unreplayable:
         messages.error(
             request,

@@ -124,3 +124,18 @@ def test_it_says_so_when_the_broker_does_not_answer(admin_client, settings):
     # then the page still opens, and says what is wrong
     assert response.status_code == 200
     assert "The Kafka broker did not answer" in response.content.decode()
+
+
+def test_it_refuses_to_replay_a_letter_without_its_original_message(admin_client, settings):
+    # given a dead letter for a message that had no value (a tombstone)
+    isolate_topics(settings)
+    produce([dead_letter("not_json", None, offset=0)])
+
+    # when
+    page = admin_client.get(URL)
+    refused = admin_client.post(URL, {"position": ["0:0"]}, follow=True)
+
+    # then it is listed without a checkbox, and a forged selection is refused with the reason
+    assert 'name="position"' not in page.content.decode()
+    assert "Nothing replayed: 0:0 carry no original message or source topic." in refused.content.decode()
+    assert read_all(topic("cart-events-enriched"), expected=1, timeout=2) == []
