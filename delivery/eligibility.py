@@ -71,14 +71,22 @@ class CapLedger:
     _batch_sends: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
     _batch_budget: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def load(self, *, pairs: Iterable[tuple[Campaign, Profile]], redis: redis_client.Redis) -> None:
-        """Read, in one round trip, the counters of every (campaign, shopper) pair the batch may decide.
+    def load(
+        self,
+        *,
+        pairs: Iterable[tuple[Campaign, Profile]],
+        redis: redis_client.Redis,
+        zcounts: Sequence[tuple[str, str]] = (),
+    ) -> list[int]:
+        """Read, in one round trip, the counters of every (campaign, shopper) pair the batch may decide,
+        and answer ``zcounts`` — (sorted set, lower bound) pairs of the caller's, counted up to +inf in
+        the same call (the shoppers' live sockets); returns those counts.
 
         One Lua call rather than a pipeline of one command per counter: redis-py packs and parses each
         pipelined command in Python, which cost more than the decision itself for a batch of hundreds."""
         fc: list[tuple[int, str]] = []
-        fc_keys: list[str] = []
-        fc_min: list[str] = []
+        fc_keys: list[str] = [key for key, _ in zcounts]
+        fc_min: list[str] = [low for _, low in zcounts]
         cd: list[tuple[int, str]] = []
         cd_keys: list[str] = []
         users: dict[str, str] = {}
@@ -97,15 +105,17 @@ class CapLedger:
         budget_keys = [_budget_key(user_id, day) for user_id, day in users.items()]
         keys = [*fc_keys, *cd_keys, *budget_keys]
         if not keys:
-            return
+            return []
         values = _script(redis, "read")(keys=keys, args=[len(fc_keys), len(cd_keys), *fc_min])
-        for key, value in zip(fc, values[: len(fc)], strict=True):
+        extra = len(zcounts)
+        for key, value in zip(fc, values[extra : extra + len(fc)], strict=True):
             self.campaign_sends[key] = int(value or 0)
-        for key, value in zip(cd, values[len(fc) : len(fc) + len(cd)], strict=True):
+        for key, value in zip(cd, values[len(fc_keys) : len(fc_keys) + len(cd)], strict=True):
             if value:
                 self.cooling.add(key)
-        for user_id, value in zip(users, values[len(fc) + len(cd) :], strict=True):
+        for user_id, value in zip(users, values[len(fc_keys) + len(cd) :], strict=True):
             self.budget_used[user_id] = int(value or 0)
+        return [int(value or 0) for value in values[:extra]]
 
     def refusal(self, *, campaign: Campaign, profile: Profile) -> str | None:
         """The suppression reason for sending ``campaign`` to ``profile`` now, or None if allowed."""
@@ -136,10 +146,6 @@ class CapLedger:
                 day=shopper_day(profile=profile, at=self.now),
             )
         )
-
-    def forget(self, *, members: set[str]) -> None:
-        """Drop counted sends whose intervention was not written after all (a concurrent duplicate)."""
-        self.pending = [send for send in self.pending if send.member not in members]
 
     def record(self, *, redis: redis_client.Redis, sends: Sequence[Send] | None = None) -> None:
         """Write the sends in one Lua call (see :meth:`load`): per send, add it to the campaign's

@@ -6,13 +6,13 @@ connect and on every ``ping``; a clean disconnect removes it; a crashed process'
 after ``WS_PRESENCE_TTL_SECONDS``, so nobody stays "online" forever. A second sorted set
 ``ie:presence:users`` (user id → latest lapse time) answers "how many users are online".
 
-Channel selection (delivery/services.py) asks ``online_user_ids`` for a whole batch in one pipeline.
+Channel selection (delivery/services.py) asks for a whole batch in the same Redis round trip as its caps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -31,12 +31,21 @@ def online_user_ids(user_ids: Iterable[str]) -> set[str]:
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         return set()
-    now = time.time()
     pipe = redis_sync().pipeline(transaction=False)
-    for user_id in ids:
-        pipe.zcount(_user_key(user_id), f"({now}", "+inf")
-    counts = pipe.execute()
-    return {user_id for user_id, count in zip(ids, counts, strict=True) if count}
+    for key, low in live_socket_counts(ids):
+        pipe.zcount(key, low, "+inf")
+    return online_from_counts(ids, pipe.execute())
+
+
+def live_socket_counts(user_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Per user, the sorted set and lower bound whose ``ZCOUNT key low +inf`` counts the live sockets:
+    for callers that fold the question into a round trip of their own (the decision path's caps read)."""
+    low = f"({time.time()}"
+    return [(_user_key(user_id), low) for user_id in user_ids]
+
+
+def online_from_counts(user_ids: Sequence[str], counts: Sequence[Any]) -> set[str]:
+    return {user_id for user_id, count in zip(user_ids, counts, strict=True) if count}
 
 
 def is_online(user_id: str) -> bool:

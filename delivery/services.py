@@ -2,17 +2,19 @@
 
 ``decisions_process_batch`` runs one batch in ONE transaction:
 
-1. lock (or create) the shoppers' profiles, in a stable order;
+1. lock (or create) the shoppers' profiles, in a stable order, and probe which (campaign, event) pairs
+   were decided before — one round trip;
 2. record orders: attribute each ``checkout_completed`` to its last touch (tracking.attribution) and
    publish ``conversion-events``; count the order on the profile only when it is new;
 3. apply the events to the profiles (contact points, cart, last seen) — a replayed, older event does not
    overwrite newer data;
 4. exit events cancel the shopper's pending or scheduled interventions of the campaigns that list them;
 5. match the active campaigns from the in-memory cache, evaluate conditions and segment, check eligibility
-   (consent, frequency cap, cooldown, the shared daily budget — counters read in one Redis pipeline),
-   arbitrate by priority, apply the holdout, assign the variant, choose the channel (presence read in one
-   pipeline), render the content;
-6. write interventions, deliveries and ``intervention-events`` outbox rows with bulk inserts.
+   (consent, frequency cap, cooldown, the shared daily budget), arbitrate by priority, apply the holdout,
+   assign the variant, choose the channel (the counters and the shoppers' presence read in one Redis
+   call), render the content;
+6. write interventions, deliveries, ``intervention-events`` outbox rows and the profiles with bulk
+   statements, sent in one pipeline with the COMMIT.
 
 After the commit, on-site interventions are pushed to the shopper's sockets, the other deliveries are queued
 on Celery, and the sends are counted in Redis. An event decided before (same campaign and trigger event id)
@@ -22,6 +24,7 @@ is skipped, so a redelivered message or a replayed batch changes nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
 from collections import defaultdict
@@ -34,7 +37,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -58,6 +61,7 @@ from personalization.services import (
     profile_changes_apply,
     profile_onsite_seq_allocate,
     profiles_lock,
+    profiles_lock_reading,
     profiles_write,
 )
 from tracking.attribution import OrderPlaced, conversions_record
@@ -127,44 +131,37 @@ class _JsonInsert:
     are already JSON types (ids and times as text), so the C encoder never calls back into Python.
     """
 
-    def __init__(self, model: type[Intervention] | type[Delivery], *, ignore_conflicts: bool) -> None:
+    def __init__(self, model: type[Intervention] | type[Delivery]) -> None:
         meta = model._meta
         self.defaults: dict[str, Any] = {}
         for f in meta.concrete_fields:
             default = None if f.primary_key else f.get_default()
             self.defaults[str(f.column)] = default
         columns = ", ".join(f'"{column}"' for column in self.defaults)
-        assert meta.pk is not None
         self.sql = (
             f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {columns} '  # noqa: S608  (model identifiers)
-            f'FROM jsonb_populate_recordset(NULL::"{meta.db_table}", %s::jsonb) '
-            + ("ON CONFLICT DO NOTHING " if ignore_conflicts else "")
-            + f'RETURNING "{meta.pk.column}"'
+            f'FROM jsonb_populate_recordset(NULL::"{meta.db_table}", %s::jsonb)'
         )
 
-    def run(self, rows: list[dict[str, Any]], *, returning: bool = True) -> list[Any]:
-        """Insert the rows; the ids written, or nothing without ``returning`` (no wait for the answer:
-        the statement may travel in a pipeline)."""
+    def run(self, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows. Nothing is read back, so the statement may wait in a pipeline."""
         if not rows:
-            return []
+            return
         defaults = self.defaults
         # orjson: a tenth of the stdlib encoder's time for a batch's rows (5.3 -> 0.4 ms for 850).
         body = orjson.dumps([{**defaults, **row} for row in rows], default=str).decode()
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [body])
-            return [row[0] for row in cursor.fetchall()] if returning else []
 
 
 _INSERTS: dict[str, _JsonInsert] = {}
 
 
-def _insert(
-    model: type[Intervention] | type[Delivery], rows: list[dict[str, Any]], *, returning: bool = True
-) -> list[Any]:
+def _insert(model: type[Intervention] | type[Delivery], rows: list[dict[str, Any]]) -> None:
     writer = _INSERTS.get(model.__name__)
     if writer is None:
-        writer = _INSERTS[model.__name__] = _JsonInsert(model, ignore_conflicts=model is Intervention)
-    return writer.run(rows, returning=returning)
+        writer = _INSERTS[model.__name__] = _JsonInsert(model)
+    writer.run(rows)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -182,15 +179,33 @@ def decisions_process_batch(
     ``after_commit=False`` leaves delivery hand-off and cap counting to the caller (benchmarks).
     """
     campaign_set = campaigns or campaign_cache.current()
-    outcome = BatchOutcome()
-    ledger: CapLedger | None = None
-    with transaction.atomic():
-        ledger = _process(events=events, campaign_set=campaign_set, outcome=outcome)
-        if after_commit:
-            transaction.on_commit(lambda: _hand_off(outcome=outcome, ledger=ledger))
+    for attempt in (1, 2):
+        outcome = BatchOutcome()
+        try:
+            with transaction.atomic():
+                ledger, tail = _process(events=events, campaign_set=campaign_set, outcome=outcome)
+                _write_and_commit(tail)
+                if after_commit:
+                    transaction.on_commit(functools.partial(_hand_off, outcome=outcome, ledger=ledger))
+            break
+        except IntegrityError as exc:
+            # Another consumer (a rebalance) decided one of these events after our probe and before our
+            # insert, which waited for its commit: nothing of ours was written. Once more, the probe
+            # finds its decision and the batch skips it as a duplicate.
+            if attempt == 2 or _constraint(exc) != _ONCE_PER_EVENT:
+                raise
+            logger.info("decisions_decided_concurrently", events=len(events))
     outcome.committed_at = timezone.now()
     _observe(events=events, outcome=outcome)
     return outcome
+
+
+_ONCE_PER_EVENT = "intervention_once_per_event"
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 # The consumer sets an executor so that pushing and queueing (a Redis round trip per message) run beside
@@ -271,9 +286,21 @@ def _observe(*, events: Sequence[InboundEvent], outcome: BatchOutcome) -> None:
 
 def _process(
     *, events: Sequence[InboundEvent], campaign_set: CampaignSet, outcome: BatchOutcome
-) -> CapLedger:
+) -> tuple[CapLedger, list[Callable[[], object]]]:
     now = timezone.now()
-    profiles = profiles_lock(user_ids=[event.user_id for event in events])
+    # Which (event, campaign) pairs could produce an intervention at all (trigger and dates), and which
+    # of those were decided before (a redelivery, a replayed batch): probed in the same round trip as the
+    # profiles are locked.
+    candidates: list[tuple[int, InboundEvent, list[CampaignPlan]]] = []
+    for index, event in enumerate(events):
+        plans = [p for p in campaign_set.by_trigger.get(event.trigger, ()) if p.live_at(now)]
+        if plans:
+            candidates.append((index, event, plans))
+    probe = _decided_before_query(
+        pairs={(p.id, event.event_id) for _, event, plans in candidates for p in plans}
+    )
+    profiles, probed = profiles_lock_reading(user_ids=[event.user_id for event in events], query=probe)
+    decided = {(int(campaign_id), str(event_id)) for campaign_id, event_id in probed}
 
     # Orders first: the touch that earned an order must still be pending when we look for it, and the
     # profile counts an order only the first time it is seen.
@@ -304,16 +331,32 @@ def _process(
     outcome.cancelled = _cancel_on_exit(events=events, campaign_set=campaign_set)
     tail: list[Callable[[], object]] = []
     ledger = _decide(
-        events=events, campaign_set=campaign_set, profiles=profiles, outcome=outcome, now=now, tail=tail
+        events=events,
+        candidates=candidates,
+        decided=decided,
+        profiles=profiles,
+        outcome=outcome,
+        now=now,
+        tail=tail,
     )
-    # The batch's last writes (deliveries, outbox rows, profiles) need no answer: one pipeline, one round
-    # trip instead of three. An error in any of them raises when the pipeline ends, inside the transaction.
+    tail.append(lambda: profiles_write(profiles=touched, fields=[*PROFILE_CHANGE_FIELDS, "onsite_seq"]))
+    return ledger, tail
+
+
+def _write_and_commit(tail: Sequence[Callable[[], object]]) -> None:
+    """The batch's writes (interventions, deliveries, outbox rows, profiles) need no answer: one psycopg
+    pipeline, with the COMMIT when this batch's transaction is the outermost — one round trip instead of
+    five. An error in any of them raises when the pipeline ends, inside the transaction, which is then
+    rolled back (a failed COMMIT has already ended it). Django's own commit that follows finds the
+    transaction closed and does nothing but run the on-commit hooks."""
+    outermost = connection.commit_on_exit and len(connection.atomic_blocks) == 1
     assert connection.connection is not None
     with connection.wrap_database_errors, connection.connection.pipeline():
         for write in tail:
             write()
-        profiles_write(profiles=touched, fields=[*PROFILE_CHANGE_FIELDS, "onsite_seq"])
-    return ledger
+        if outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("COMMIT")
 
 
 def _order(event: InboundEvent) -> OrderPlaced | None:
@@ -391,29 +434,20 @@ def _trigger_at(intervention: Intervention) -> datetime | None:
 def _decide(
     *,
     events: Sequence[InboundEvent],
-    campaign_set: CampaignSet,
+    candidates: list[tuple[int, InboundEvent, list[CampaignPlan]]],
+    decided: set[tuple[int, str]],
     profiles: dict[str, Profile],
     outcome: BatchOutcome,
     now: datetime,
     tail: list[Callable[[], object]],
 ) -> CapLedger:
-    from delivery.presence import online_user_ids
+    from delivery.presence import live_socket_counts, online_from_counts
     from delivery.stores import redis_sync
 
-    # Which (event, campaign) pairs could produce an intervention at all: trigger and dates.
-    candidates: list[tuple[int, InboundEvent, list[CampaignPlan]]] = []
-    for index, event in enumerate(events):
-        plans = [p for p in campaign_set.by_trigger.get(event.trigger, ()) if p.live_at(now)]
-        if plans:
-            candidates.append((index, event, plans))
     ledger = CapLedger(now=now)
     if not candidates:
         return ledger
 
-    # Decided before (a redelivery, a replayed batch): one query for the whole batch.
-    decided = _decided_before(
-        pairs={(p.id, event.event_id) for _, event, plans in candidates for p in plans},
-    )
     # A later exit event of the same shopper in this batch means the moment has passed.
     last_exit: dict[tuple[str, str], int] = {}
     for index, event in enumerate(events):
@@ -443,14 +477,16 @@ def _decide(
     if not matched:
         return ledger
 
-    redis = redis_sync()
-    ledger.load(pairs=pairs, redis=redis)
-    wants_presence = {
-        profile.user_id
-        for _, profile, _, hits in matched
-        if any(ONSITE in (plan.campaign.channels or []) for plan in hits)
-    }
-    online = online_user_ids(wants_presence) if wants_presence else set()
+    # Caps, cooldowns, budgets and who is on the site: one Redis round trip.
+    wants_presence = list(
+        dict.fromkeys(
+            profile.user_id
+            for _, profile, _, hits in matched
+            if any(ONSITE in (plan.campaign.channels or []) for plan in hits)
+        )
+    )
+    counts = ledger.load(pairs=pairs, redis=redis_sync(), zcounts=live_socket_counts(wants_presence))
+    online = online_from_counts(wants_presence, counts)
 
     decisions: list[_Decision] = []
     for event, profile, context, hits in matched:
@@ -471,12 +507,12 @@ def _decide(
             decisions.append(decision)
             if decision.counted or decision.intervention.is_holdout:
                 winner_found = True
-    _persist(decisions=decisions, profiles=profiles, outcome=outcome, ledger=ledger, tail=tail)
+    _persist(decisions=decisions, profiles=profiles, outcome=outcome, tail=tail)
     return ledger
 
 
-def _decided_before(*, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    """(campaign, trigger event) pairs already decided, in one query.
+def _decided_before_query(*, pairs: set[tuple[int, str]]) -> tuple[str, list[Any]] | None:
+    """The query of the (campaign, trigger event) pairs already decided: (sql, params), or None.
 
     The exact pairs travel as two parallel arrays joined to the unique (campaign, trigger event) index:
     one index probe per pair whatever the table's statistics say. ``campaign_id = ANY(…) AND
@@ -484,7 +520,7 @@ def _decided_before(*, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
     the batch's campaigns (25 ms at 36,000 rows, growing); ``IN (SELECT jsonb_array_elements_text(…))``
     scanned the whole table."""
     if not pairs:
-        return set()
+        return None
     table = Intervention._meta.db_table
     ordered = sorted(pairs)
     sql = (
@@ -492,9 +528,7 @@ def _decided_before(*, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
         f'FROM unnest(%s::bigint[], %s::text[]) AS k(campaign_id, trigger_event_id) JOIN "{table}" i '
         "ON i.campaign_id = k.campaign_id AND i.trigger_event_id = k.trigger_event_id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [[c for c, _ in ordered], [e for _, e in ordered]])
-        return {(int(row[0]), str(row[1])) for row in cursor.fetchall()}
+    return sql, [[c for c, _ in ordered], [e for _, e in ordered]]
 
 
 def _matches(*, plan: CampaignPlan, context: dict[str, Any]) -> bool:
@@ -681,7 +715,6 @@ def _persist(
     decisions: list[_Decision],
     profiles: dict[str, Profile],
     outcome: BatchOutcome,
-    ledger: CapLedger,
     tail: list[Callable[[], object]],
 ) -> None:
     interventions = [d.intervention for d in decisions]
@@ -696,45 +729,35 @@ def _persist(
             d.intervention.seq = first[d.intervention.user_id]
             first[d.intervention.user_id] += 1
 
-    # ON CONFLICT DO NOTHING … RETURNING: a concurrent consumer (a rebalance) may have decided the same
-    # event; only the rows this batch really wrote get deliveries, lifecycle events and cap counts.
+    # Written at the end of the batch, with the deliveries and outbox rows, in one pipeline. A concurrent
+    # consumer (a rebalance) that decided one of these events first makes the insert fail on the
+    # (campaign, trigger event) key, and the batch is decided again (decisions_process_batch).
     now = timezone.now().isoformat()
-    written = {
-        UUID(str(pk))
-        for pk in _insert(
-            Intervention,
-            [
-                {
-                    "id": str(i.id),
-                    "campaign_id": i.campaign_id,
-                    "variant_id": i.variant_id,
-                    "profile_id": i.profile_id,
-                    "user_id": i.user_id,
-                    "session_id": i.session_id,
-                    "cart_id": i.cart_id,
-                    "trigger_event_id": i.trigger_event_id,
-                    "trigger": i.trigger,
-                    "status": i.status,
-                    "suppression_reason": i.suppression_reason,
-                    "is_holdout": i.is_holdout,
-                    "channel": i.channel,
-                    "content": i.content,
-                    "context": i.context,
-                    "seq": i.seq,
-                    "scheduled_for": _iso(i.scheduled_for),
-                    "expires_at": _iso(i.expires_at),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in interventions
-            ],
-        )
-    }
-    lost = {str(i.pk) for i in interventions if i.pk not in written}
-    if lost:
-        outcome.duplicates += len(lost)
-        ledger.forget(members=lost)
-    kept = [d for d in decisions if d.intervention.pk in written]
+    rows = [
+        {
+            "id": str(i.id),
+            "campaign_id": i.campaign_id,
+            "variant_id": i.variant_id,
+            "profile_id": i.profile_id,
+            "user_id": i.user_id,
+            "session_id": i.session_id,
+            "cart_id": i.cart_id,
+            "trigger_event_id": i.trigger_event_id,
+            "trigger": i.trigger,
+            "status": i.status,
+            "suppression_reason": i.suppression_reason,
+            "is_holdout": i.is_holdout,
+            "channel": i.channel,
+            "content": i.content,
+            "context": i.context,
+            "seq": i.seq,
+            "scheduled_for": _iso(i.scheduled_for),
+            "expires_at": _iso(i.expires_at),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in interventions
+    ]
     deliveries = [
         {
             "id": str(d.delivery),
@@ -743,14 +766,14 @@ def _persist(
             "queued_at": now,
             "updated_at": now,
         }
-        for d in kept
+        for d in decisions
         if d.delivery is not None
     ]
-    lifecycle = [(d.intervention, event_type, options) for d in kept for event_type, options in d.events]
-    # Written by the caller at the end of the batch, in one pipeline (nothing reads them before).
-    tail.append(lambda: _insert(Delivery, deliveries, returning=False))
+    lifecycle = [(d.intervention, event_type, options) for d in decisions for event_type, options in d.events]
+    tail.append(lambda: _insert(Intervention, rows))
+    tail.append(lambda: _insert(Delivery, deliveries))
     tail.append(lambda: intervention_events_enqueue(events=lifecycle))
-    for d in kept:
+    for d in decisions:
         intervention = d.intervention
         if intervention.status == Intervention.Status.SUPPRESSED.value:
             outcome.suppressed[intervention.suppression_reason] += 1

@@ -16,7 +16,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from intervention_engine.errors import ApplicationError, NotFoundError
-from messaging.services import rows_insert, rows_json
+from messaging.services import rows_json
 from personalization.models import Profile, PushToken
 from personalization.signals import profile_erasing, profile_exporting
 
@@ -41,30 +41,72 @@ _CONTACT_FIELDS = {"email": 254, "phone": 32, "first_name": 120, "locale": 16, "
 def profiles_lock(*, user_ids: Iterable[str]) -> dict[str, Profile]:
     """Lock (creating the missing ones) the profiles of ``user_ids``, in a stable order so two batches
     touching the same shoppers never deadlock. Must run inside a transaction."""
+    return profiles_lock_reading(user_ids=user_ids)[0]
+
+
+def profiles_lock_reading(
+    *, user_ids: Iterable[str], query: tuple[str, Sequence[Any]] | None = None
+) -> tuple[dict[str, Profile], list[tuple[Any, ...]]]:
+    """:func:`profiles_lock`, with another read ``query`` (sql, params) sent in the same round trip
+    (a psycopg pipeline); returns the profiles and the query's rows.
+
+    One statement locks the known profiles and creates the missing ones: the rows this transaction
+    inserts are its own until it commits, so ``RETURNING`` gives them locked. A profile another writer
+    created after the statement's snapshot is in neither half; it is locked and read by a second one."""
     wanted = sorted(set(user_ids))
-    if not wanted:
-        return {}
-    profiles = {p.user_id: p for p in _profiles_locked(wanted)}
-    missing = [user_id for user_id in wanted if user_id not in profiles]
-    if missing:
-        # The rows this transaction inserts are its own until it commits: RETURNING gives them, no second
-        # SELECT … FOR UPDATE. ignore_conflicts: a concurrent writer may have created one of them since
-        # our read; those (not returned) are locked and read as usual.
-        now = timezone.now()
-        columns = _profile_select()[3]
-        created = rows_insert(
-            Profile,
-            [Profile(user_id=user_id, created_at=now, updated_at=now) for user_id in missing],
-            ignore_conflicts=True,
-            returning=columns,
-        )
-        for profile in _profiles_from_rows(created):
+    if not wanted and query is None:
+        return {}, []
+    rows: list[tuple[Any, ...]] = []
+    with connection.cursor() as lock, connection.cursor() as other:
+        if not wanted:
+            other.execute(*query)  # type: ignore[misc]
+            return {}, [tuple(row) for row in other.fetchall()]
+        assert connection.connection is not None
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            lock.execute(_profile_lock_sql(), [wanted, rows_json(_profile_defaults()), wanted])
+            if query is not None:
+                other.execute(*query)
+            locked = lock.fetchall()
+            if query is not None:
+                rows = [tuple(row) for row in other.fetchall()]
+    profiles = {p.user_id: p for p in _profiles_from_rows(locked)}
+    raced = [user_id for user_id in wanted if user_id not in profiles]
+    if raced:
+        for profile in _profiles_locked(raced):
             profiles[profile.user_id] = profile
-        raced = [user_id for user_id in missing if user_id not in profiles]
-        if raced:
-            for profile in _profiles_locked(raced):
-                profiles[profile.user_id] = profile
-    return profiles
+    return profiles, rows
+
+
+def _profile_defaults() -> dict[str, Any]:
+    """A new profile's columns (all but the id and ``user_id``), as the model's defaults give them."""
+    now = timezone.now()
+    profile = Profile(user_id="", created_at=now, updated_at=now)
+    return {
+        str(f.column): getattr(profile, f.attname)
+        for f in Profile._meta.concrete_fields
+        if not f.primary_key and f.name != "user_id"
+    }
+
+
+@functools.cache
+def _profile_lock_sql() -> str:
+    """Parameters: the user ids (sorted), the defaults of a new profile (JSON), the user ids again."""
+    table = Profile._meta.db_table
+    columns = _profile_select()[3]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    inserted = [c for c in columns if c != "id"]
+    targets = ", ".join(f'"{c}"' for c in inserted)
+    values = ", ".join("k.user_id" if c == "user_id" else f'r."{c}"' for c in inserted)
+    return (
+        "WITH created AS ("  # noqa: S608  (identifiers from the model, values bound)
+        f'INSERT INTO "{table}" ({targets}) SELECT {values} '
+        "FROM unnest(%s::text[]) AS k(user_id) "
+        f'CROSS JOIN jsonb_populate_record(NULL::"{table}", %s::jsonb) AS r '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS p WHERE p.user_id = k.user_id) '
+        f"ON CONFLICT DO NOTHING RETURNING {listed}), "
+        f'known AS (SELECT {listed} FROM "{table}" WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE) '
+        "SELECT * FROM known UNION ALL SELECT * FROM created"
+    )
 
 
 def _profiles_locked(user_ids: Sequence[str]) -> list[Profile]:
