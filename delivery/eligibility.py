@@ -7,12 +7,13 @@ Counters live in Redis so every consumer process sees the same ones:
 * ``ie:budget:<user>:<day>``   messages sent to the shopper that day (their own calendar day), across
   every campaign and channel, against ``SHOPPER_DAILY_MESSAGE_BUDGET``.
 
-A batch reads every counter it needs in one pipeline (:meth:`CapLedger.load`), decides in memory (counting
-its own decisions as it goes, so two events of one shopper in one batch cannot both slip under a cap), and
-writes the new sends in one pipeline after the database commit (:meth:`CapLedger.record`). Recording after
-commit means a rolled-back or replayed batch never counts twice; a crash between the commit and the write
-under-counts by at most one batch — the safer side for a shopper is not the point here, not double-charging
-a replay is.
+A batch reads every counter it needs in one Lua call (:meth:`CapLedger.load`), decides in memory
+(counting its own decisions as it goes, so two events of one shopper in one batch cannot both slip under a
+cap), and writes the new sends after the database commit (:meth:`CapLedger.record`) — in the consumer, in
+the same call as the next batch's read, which writes them before it reads (one round trip less per batch;
+a batch that reads nothing, and the idle consumer, write them at once). Recording after commit means a
+rolled-back or replayed batch never counts twice; a crash between the commit and the write under-counts by
+at most one batch — the safer side for a shopper is not the point here, not double-charging a replay is.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Send:
     campaign: Campaign
     member: str  # the intervention id: a unique member of the frequency-cap set
     day: str
+    at: float  # when it was decided (a timestamp)
 
 
 @dataclass
@@ -77,10 +79,12 @@ class CapLedger:
         pairs: Iterable[tuple[Campaign, Profile]],
         redis: redis_client.Redis,
         zcounts: Sequence[tuple[str, str]] = (),
+        record: Sequence[Send] = (),
     ) -> list[int]:
         """Read, in one round trip, the counters of every (campaign, shopper) pair the batch may decide,
         and answer ``zcounts`` — (sorted set, lower bound) pairs of the caller's, counted up to +inf in
-        the same call (the shoppers' live sockets); returns those counts.
+        the same call (the shoppers' live sockets); returns those counts. ``record``: sends of earlier,
+        committed batches not written yet, written first in the same call (see :meth:`record`).
 
         One Lua call rather than a pipeline of one command per counter: redis-py packs and parses each
         pipelined command in Python, which cost more than the decision itself for a batch of hundreds."""
@@ -104,9 +108,16 @@ class CapLedger:
                 users[profile.user_id] = shopper_day(profile=profile, at=self.now)
         budget_keys = [_budget_key(user_id, day) for user_id, day in users.items()]
         keys = [*fc_keys, *cd_keys, *budget_keys]
-        if not keys:
+        args: list[Any] = [len(fc_keys), len(cd_keys), *fc_min]
+        if record:
+            record_keys, record_args = _record_call(record)
+            values = _script(redis, "record_read")(
+                keys=[*record_keys, *keys], args=[len(record_keys), len(record_args), *record_args, *args]
+            )
+        elif keys:
+            values = _script(redis, "read")(keys=keys, args=args)
+        else:
             return []
-        values = _script(redis, "read")(keys=keys, args=[len(fc_keys), len(cd_keys), *fc_min])
         extra = len(zcounts)
         for key, value in zip(fc, values[extra : extra + len(fc)], strict=True):
             self.campaign_sends[key] = int(value or 0)
@@ -144,61 +155,92 @@ class CapLedger:
                 campaign=campaign,
                 member=member,
                 day=shopper_day(profile=profile, at=self.now),
+                at=self.now.timestamp(),
             )
         )
 
     def record(self, *, redis: redis_client.Redis, sends: Sequence[Send] | None = None) -> None:
         """Write the sends in one Lua call (see :meth:`load`): per send, add it to the campaign's
         frequency-cap window and trim the window, start the cooldown, count it in the shopper's day."""
-        sends = self.pending if sends is None else sends
-        if not sends:
-            return
-        keys: list[str] = []
-        args: list[Any] = [self.now.timestamp()]
-        for send in sends:
-            campaign = send.campaign
-            keys.append(_fc_key(campaign.pk, send.user_id) if campaign.frequency_cap_count else "")
-            keys.append(_cd_key(campaign.pk, send.user_id) if campaign.cooldown_seconds else "")
-            keys.append(_budget_key(send.user_id, send.day))
-            args.extend([send.member, campaign.frequency_cap_window_seconds, campaign.cooldown_seconds])
+        record_sends(redis=redis, sends=self.pending if sends is None else sends)
+
+
+def record_sends(*, redis: redis_client.Redis, sends: Sequence[Send]) -> None:
+    """:meth:`CapLedger.record` for sends of any batches."""
+    if sends:
+        keys, args = _record_call(sends)
         _script(redis, "record")(keys=keys, args=args)
+
+
+def _record_call(sends: Sequence[Send]) -> tuple[list[str], list[Any]]:
+    keys: list[str] = []
+    args: list[Any] = [max(send.at for send in sends)]
+    for send in sends:
+        campaign = send.campaign
+        keys.append(_fc_key(campaign.pk, send.user_id) if campaign.frequency_cap_count else "")
+        keys.append(_cd_key(campaign.pk, send.user_id) if campaign.cooldown_seconds else "")
+        keys.append(_budget_key(send.user_id, send.day))
+        args.extend([send.member, campaign.frequency_cap_window_seconds, campaign.cooldown_seconds])
+    return keys, args
 
 
 # Key names travel in KEYS (as Redis asks of scripts); an empty name means "this campaign has no such
 # counter". Both scripts do exactly what the former per-command pipelines did.
 _READ = """
-local nfc, ncd = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out = {}
-for i = 1, #KEYS do
-  if i <= nfc then
-    out[i] = redis.call('ZCOUNT', KEYS[i], ARGV[2 + i], '+inf')
-  elseif i <= nfc + ncd then
-    out[i] = redis.call('EXISTS', KEYS[i])
-  else
-    out[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+local function read(keys, argv)
+  local nfc, ncd = tonumber(argv[1]), tonumber(argv[2])
+  local out = {}
+  for i = 1, #keys do
+    if i <= nfc then
+      out[i] = redis.call('ZCOUNT', keys[i], argv[2 + i], '+inf')
+    elseif i <= nfc + ncd then
+      out[i] = redis.call('EXISTS', keys[i])
+    else
+      out[i] = tonumber(redis.call('GET', keys[i]) or '0')
+    end
   end
+  return out
 end
-return out
 """
 
 _RECORD = """
-local now = tonumber(ARGV[1])
-for s = 0, (#KEYS / 3) - 1 do
-  local fc, cd, budget = KEYS[3 * s + 1], KEYS[3 * s + 2], KEYS[3 * s + 3]
-  local member, window, cooldown = ARGV[3 * s + 2], tonumber(ARGV[3 * s + 3]), tonumber(ARGV[3 * s + 4])
-  if fc ~= '' then
-    redis.call('ZADD', fc, ARGV[1], member)
-    redis.call('ZREMRANGEBYSCORE', fc, '-inf', now - window)
-    redis.call('EXPIRE', fc, math.max(1, window))
+local function record(keys, argv)
+  local now = tonumber(argv[1])
+  for s = 0, (#keys / 3) - 1 do
+    local fc, cd, budget = keys[3 * s + 1], keys[3 * s + 2], keys[3 * s + 3]
+    local member, window, cooldown = argv[3 * s + 2], tonumber(argv[3 * s + 3]), tonumber(argv[3 * s + 4])
+    if fc ~= '' then
+      redis.call('ZADD', fc, argv[1], member)
+      redis.call('ZREMRANGEBYSCORE', fc, '-inf', now - window)
+      redis.call('EXPIRE', fc, math.max(1, window))
+    end
+    if cd ~= '' then
+      redis.call('SET', cd, '1', 'EX', cooldown)
+    end
+    redis.call('INCR', budget)
+    redis.call('EXPIRE', budget, 2 * 86400)
   end
-  if cd ~= '' then
-    redis.call('SET', cd, '1', 'EX', cooldown)
-  end
-  redis.call('INCR', budget)
-  redis.call('EXPIRE', budget, 2 * 86400)
 end
-return #KEYS / 3
 """
+
+# record_read: KEYS = the record's keys, then the read's; ARGV = [number of record keys, number of record
+# arguments, the record's arguments…, the read's arguments…].
+_SOURCES = {
+    "read": _READ + "return read(KEYS, ARGV)",
+    "record": _RECORD + "record(KEYS, ARGV)\nreturn 1",
+    "record_read": _RECORD
+    + _READ
+    + """
+local function slice(t, first, last)
+  local out = {}
+  for i = first, last do out[#out + 1] = t[i] end
+  return out
+end
+local nkeys, nargs = tonumber(ARGV[1]), tonumber(ARGV[2])
+record(slice(KEYS, 1, nkeys), slice(ARGV, 3, 2 + nargs))
+return read(slice(KEYS, nkeys + 1, #KEYS), slice(ARGV, 3 + nargs, #ARGV))
+""",
+}
 
 _SCRIPTS: dict[tuple[int, str], Any] = {}
 
@@ -208,7 +250,7 @@ def _script(redis: redis_client.Redis, name: str) -> Any:
     key = (id(redis), name)
     script = _SCRIPTS.get(key)
     if script is None:
-        script = _SCRIPTS[key] = redis.register_script(_READ if name == "read" else _RECORD)
+        script = _SCRIPTS[key] = redis.register_script(_SOURCES[name])
     return script
 
 

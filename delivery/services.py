@@ -47,7 +47,7 @@ from campaigns.selectors import holdout_assign, variant_assign
 from campaigns.services import template_render
 from delivery import metrics
 from delivery.channel_selection import channel_choose
-from delivery.eligibility import CapLedger, consented_channels, in_quiet_hours
+from delivery.eligibility import CapLedger, Send, consented_channels, in_quiet_hours, record_sends
 from delivery.events import InboundEvent
 from delivery.selectors import CampaignPlan, CampaignSet, campaign_cache, interventions_open_for_exit
 from intervention_engine.observability import get_logger
@@ -231,20 +231,51 @@ def handoff_thread_stop() -> None:
 def _hand_off(*, outcome: BatchOutcome, ledger: CapLedger | None) -> None:
     """After commit: count the sends in Redis, push on-site, queue the rest. Each step is safe to repeat
     and a failure of one is logged, not raised — the rows are committed and beat tasks retry them."""
-    from delivery.stores import redis_sync
-
-    if ledger is not None:
-        # In line, not deferred: the next batch must see these sends in its caps.
-        try:
-            ledger.record(redis=redis_sync())
-        except Exception:
-            logger.exception("caps_record_failed", sends=len(ledger.pending))
+    if ledger is not None and ledger.pending:
+        if handoff_executor is not None:
+            # The consumer: the next batch's caps read writes these sends first, in the same Redis call
+            # (one round trip less per batch). Sends still waiting from before were not taken by this
+            # batch (it read no caps): written now, so they never wait more than one batch (or the
+            # consumer's idle poll, which writes them too).
+            caps_record_pending()
+            _unrecorded.extend(ledger.pending)
+        else:
+            _caps_record(ledger.pending)
     if not outcome.onsite_ids and not outcome.delivery_ids:
         return
     if handoff_executor is not None:
         handoff_executor.submit(_deliver, outcome=outcome)
     else:
         _deliver(outcome=outcome)
+
+
+# Sends of committed batches not yet counted in Redis: the consumer's main thread only (see _hand_off).
+_unrecorded: list[Send] = []
+
+
+def caps_waiting() -> bool:
+    """Are sends of committed batches waiting to be counted in Redis?"""
+    return bool(_unrecorded)
+
+
+def caps_record_pending() -> bool:
+    """Write the sends that wait for the next batch's caps read; True if there were any."""
+    if not _unrecorded:
+        return False
+    sends = _unrecorded[:]
+    _unrecorded.clear()
+    _caps_record(sends)
+    return True
+
+
+def _caps_record(sends: Sequence[Send]) -> None:
+    from delivery.stores import redis_sync
+
+    try:
+        record_sends(redis=redis_sync(), sends=sends)
+    except Exception:
+        # The sends are committed; counting them is best effort (an under-count, never a double count).
+        logger.exception("caps_record_failed", sends=len(sends))
 
 
 def _deliver(*, outcome: BatchOutcome) -> None:
@@ -485,7 +516,15 @@ def _decide(
             if any(ONSITE in (plan.campaign.channels or []) for plan in hits)
         )
     )
-    counts = ledger.load(pairs=pairs, redis=redis_sync(), zcounts=live_socket_counts(wants_presence))
+    record = _unrecorded[:]
+    _unrecorded.clear()
+    try:
+        counts = ledger.load(
+            pairs=pairs, redis=redis_sync(), zcounts=live_socket_counts(wants_presence), record=record
+        )
+    except Exception:
+        _unrecorded[:0] = record  # still to be written, before this batch's own sends
+        raise
     online = online_from_counts(wants_presence, counts)
 
     decisions: list[_Decision] = []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import time
 
 import pytest
 from django.db import transaction
 
 from campaigns.models import Campaign, Delivery, Intervention
+from delivery import services
 from delivery.events import InboundEvent, parse_cart_event, parse_prediction
 from delivery.services import decisions_process_batch
+from delivery.stores import redis_sync
 from messaging.models import OutboxMessage
 from personalization.models import Profile
 from tests.delivery import factories as f
@@ -219,8 +222,17 @@ def test_it_lets_the_highest_priority_campaign_win_and_suppresses_the_others():
     assert (loser.status, loser.suppression_reason) == ("suppressed", "arbitration")
 
 
-def test_it_applies_the_frequency_cap_and_the_daily_budget(settings, django_capture_on_commit_callbacks):
-    # given a campaign capped at one per day, and a daily budget of two messages across campaigns
+@pytest.mark.parametrize("consumer", [False, True], ids=["in-line", "as-the-consumer"])
+def test_it_applies_the_frequency_cap_and_the_daily_budget(
+    settings, django_capture_on_commit_callbacks, monkeypatch, consumer
+):
+    # given a campaign capped at one per day, and a daily budget of two messages across campaigns;
+    # decided in line (the API) or as the consumer does, whose sends are written to Redis by the next
+    # batch's caps read
+    if consumer:
+        executor = ThreadPoolExecutor(max_workers=1, initializer=services.handoff_thread_start)
+        monkeypatch.setattr(services, "handoff_executor", executor)
+        monkeypatch.setattr(services, "_unrecorded", [])
     settings.SHOPPER_DAILY_MESSAGE_BUDGET = 2
     capped = f.campaign(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
     other = f.campaign(channels=["email"], trigger="cart_abandoned", conditions="")
@@ -245,6 +257,12 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(settings, django_capt
 
     assert statuses(capped) == [("pending", ""), ("suppressed", "frequency_cap")]
     assert statuses(other) == [("pending", ""), ("suppressed", "daily_budget")]
+    # and, once the consumer idles, both sends are counted in the shopper's day
+    services.caps_record_pending()
+    if consumer:
+        executor.shutdown(wait=True)
+    budget = list(redis_sync().scan_iter(f"ie:budget:{user_id}:*"))
+    assert [int(redis_sync().get(key) or 0) for key in budget] == [2]
 
 
 def test_it_holds_back_email_in_quiet_hours_but_not_onsite():

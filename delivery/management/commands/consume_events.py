@@ -73,7 +73,12 @@ class EventConsumer(Worker):
         waiting for a full batch or a timeout; a backlog still drains in full batches, because while one
         batch is decided the client keeps fetching the next."""
         assert self.consumer is not None
-        first = self.consumer.poll(self.poll_timeout)
+        # Sends of the last batch wait for the next batch's caps read; with nothing to read now, they
+        # are written before the wait.
+        first = self.consumer.poll(0) if services.caps_waiting() else None
+        if first is None:
+            services.caps_record_pending()
+            first = self.consumer.poll(self.poll_timeout)
         if first is None:
             return []
         messages = [first]
@@ -144,6 +149,7 @@ class EventConsumer(Worker):
                 metrics.CONSUMER_LAG.labels(name, str(partition)).set(max(0, high - offset - 1))
 
     def teardown(self) -> None:
+        services.caps_record_pending()
         if self.executor is not None:
             self.executor.submit(services.handoff_thread_stop)
             self.executor.shutdown(wait=True)
