@@ -219,7 +219,11 @@ class Intervention(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="interventions")
+    # Looked up by campaign through the (campaign, trigger event) key and the report index: no index of
+    # its own (each index is written by every decision of the consumer's hot path).
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="interventions", db_index=False
+    )
     variant = models.ForeignKey(Variant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="interventions")
     user_id = models.CharField(max_length=128)
@@ -255,7 +259,6 @@ class Intervention(models.Model):
         ]
         indexes = [
             models.Index(fields=["user_id", "status"], name="intervention_user_status_idx"),
-            models.Index(fields=["user_id", "seq"], name="intervention_user_seq_idx"),
             models.Index(fields=["campaign", "variant", "created_at"], name="intervention_report_idx"),
             models.Index(
                 fields=["scheduled_for"], name="intervention_due_idx", condition=Q(status="scheduled")
@@ -283,7 +286,10 @@ class Delivery(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="deliveries")
+    # Looked up through the (intervention, channel) key: no index of its own.
+    intervention = models.ForeignKey(
+        Intervention, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     provider = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -309,7 +315,12 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due_idx"),
             models.Index(fields=["provider", "status"], name="delivery_provider_status_idx"),
-            models.Index(fields=["provider_message_id"], name="delivery_provider_msg_idx"),
+            # Webhooks look deliveries up by the provider's id, which a queued delivery does not have yet.
+            models.Index(
+                fields=["provider_message_id"],
+                name="delivery_provider_msg_idx",
+                condition=~Q(provider_message_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,7 @@ def delivery_by_provider_message_id(*, channel: str, provider_message_id: str) -
         delivery_list()
         .select_related("intervention__profile")
         .filter(channel=channel, provider_message_id=provider_message_id)
+        .exclude(provider_message_id="")  # the partial index's condition, stated for the planner
         .first()
     )
 

@@ -49,8 +49,9 @@ class Profile(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     erased_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        indexes = [models.Index(fields=["last_seen_at"], name="profile_last_seen_idx")]
+    # No index on ``last_seen_at`` or any other column the decision path writes: every batch updates its
+    # shoppers' rows, and an update that changes no indexed column is a HOT update (no index entries, the
+    # old version pruned in place; the table keeps room on each page for it, see migration 0002).
 
     def __str__(self) -> str:
         return self.user_id
