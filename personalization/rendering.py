@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -320,14 +320,22 @@ def _plain(value: Any, *, depth: int = 0) -> Any:
     return None
 
 
-def render_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The allow-listed, plain-data copy of ``context`` that templates render against."""
-    plain = {name: _plain(context.get(name)) for name in CONTEXT_NAMES}
+def render_context(context: Mapping[str, Any], names: Collection[str] | None = None) -> dict[str, Any]:
+    """The allow-listed, plain-data copy of ``context`` that templates render against; with ``names``,
+    of those top-level names only (what the templates to render read: the decision path renders a
+    message per decision and need not copy a shopper's attributes for a template that never reads them).
+    """
+    wanted = CONTEXT_NAMES if names is None else [name for name in CONTEXT_NAMES if name in names]
+    plain = {name: _plain(context.get(name)) for name in wanted if name != "first_name"}
     for name in ("profile", "cart", "event", "campaign", "variant", "links"):
-        if not isinstance(plain[name], dict):
+        if name in plain and not isinstance(plain[name], dict):
             plain[name] = {}
-    plain["discount_code"] = plain["discount_code"] or ""
-    plain["first_name"] = plain["profile"].get("first_name") or ""
+    if "discount_code" in plain:
+        plain["discount_code"] = plain["discount_code"] or ""
+    if "first_name" in wanted:
+        profile = context.get("profile")
+        first_name = profile.get("first_name") if isinstance(profile, Mapping) else None
+        plain["first_name"] = _plain(first_name, depth=1) or ""
     return plain
 
 
@@ -391,19 +399,18 @@ def render_fields(
 
     Raises TemplateRenderError naming the field and line.
     """
-    plain: dict[str, Any] | None = None
+    # The names the fields read (compiled once per source, cached): only those are copied.
+    names: set[str] = set()
+    for field, source in fields.items():
+        if source:
+            _template, read, text = _compile(source, html=field in html_fields, field=field)
+            if text is None:
+                names |= read
+    plain = render_context(context, names) if names else {}
     rendered: dict[str, str] = {}
     for field, source in fields.items():
-        html = field in html_fields
-        if not source:
-            rendered[field] = ""
-        elif _compile(source, html=html, field=field)[2] is not None:
-            # Only text: no copy of the context is needed (see _compile).
-            rendered[field] = _render_one(field, source, {}, html=html)
-        else:
-            if plain is None:
-                plain = render_context(context)
-            rendered[field] = _render_one(field, source, plain, html=html)
+        # A field that is only text renders without the context (see _compile).
+        rendered[field] = _render_one(field, source, plain, html=field in html_fields) if source else ""
     return rendered
 
 
