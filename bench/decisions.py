@@ -138,9 +138,11 @@ def campaigns_create(prefix: str) -> list[Any]:
     return campaigns
 
 
-def event_body(rng: random.Random, *, users: int, now: str | None = None) -> tuple[str, bytes, bytes]:
+def event_body(
+    rng: random.Random, *, users: int, now: str | None = None, user_prefix: str = "bench-u-"
+) -> tuple[str, bytes, bytes]:
     """(contract topic name, key, value) of one realistic event."""
-    user_id = f"bench-u-{rng.randrange(users)}"
+    user_id = f"{user_prefix}{rng.randrange(users)}"
     now = now or datetime.now(UTC).isoformat()
     kind = rng.choices([k for k, _ in TRIGGER_MIX], weights=[w for _, w in TRIGGER_MIX])[0]
     key = user_id.encode()

@@ -1,10 +1,11 @@
-"""Failure drills: ``python -m chaos [DRILL] [OPTIONS]`` (``make chaos``). Drills: sends (default)."""
+"""Failure drills: ``python -m chaos [DRILL] [OPTIONS]`` (``make chaos``). Drills: sends (default),
+decisions."""
 
 from __future__ import annotations
 
 import sys
 
-DRILLS = {"sends": "chaos.sends"}
+DRILLS = {"sends": "chaos.sends", "decisions": "chaos.decisions"}
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""A real Celery worker process that a fault test or drill can start, kill -9 and start again."""
+"""Real processes (a Celery worker, the Kafka consumer) that a fault test or drill can start, kill -9 and
+start again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,42 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-class CeleryWorker:
+class KillableProcess:
+    """A child process the drill kills without warning, or stops as an operator would."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown, no acknowledgement, in-flight work abandoned mid-call."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, *, wait: float = 15.0) -> None:
+        """SIGTERM, and SIGKILL if it has not finished within ``wait`` seconds."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(wait)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class ConsumerProcess(KillableProcess):
+    """``manage.py consume_events`` in its own process; stderr to ``log_path``."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "consume_events"], cwd=BASE_DIR, env=self.env, stderr=log
+            )
+
+
+class CeleryWorker(KillableProcess):
     def __init__(
         self,
         *,
@@ -66,17 +102,3 @@ class CeleryWorker:
                 raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log_path}")
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready after {wait}s; see {self.log_path}")
-
-    def kill9(self) -> None:
-        """SIGKILL: no shutdown, no acknowledgement, in-flight work abandoned mid-call."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
