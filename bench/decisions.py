@@ -269,7 +269,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # --- 1. throughput --------------------------------------------------------------------------------
     print(f"publishing {args.events} events…", file=sys.stderr)
     publish(settings.KAFKA_TOPICS, args.events, args.users)
-    consumer = EventConsumer(batch_size=args.batch, poll_timeout=args.poll, group_id=group)
+    # As the command runs it (the collector between batches), unless --gc-default.
+    consumer = EventConsumer(
+        batch_size=args.batch,
+        poll_timeout=args.poll,
+        group_id=group,
+        collect_between_batches=not args.gc_default,
+    )
     consumer.setup()
     assert consumer.consumer is not None
     handled = decided = 0
@@ -427,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument(
         "--poll", type=float, default=0.05, help="longest wait for a batch's first message, as the command's"
+    )
+    parser.add_argument(
+        "--gc-default", action="store_true", help="Python's default collector instead of the command's"
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", default="", help="write a cProfile of the throughput phase here")

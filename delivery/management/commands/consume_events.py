@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,9 +38,11 @@ class EventConsumer(Worker):
         group_id: str | None = None,
         max_batch_attempts: int = 2,
         retry_backoff: float = 1.0,
+        collect_between_batches: bool = False,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
+        self.collector = BatchCollector() if collect_between_batches else None
         self.poll_timeout = poll_timeout
         self.group_id = group_id
         self.max_batch_attempts = max_batch_attempts
@@ -61,6 +64,8 @@ class EventConsumer(Worker):
         self.producer = Producer(producer_config())
         self.handler = EventBatchHandler(producer=self.producer)
         self.consumer.subscribe([topic("cart-events-enriched"), topic("prediction-results")])
+        if self.collector is not None:
+            self.collector.start()
 
     def run_once(self) -> None:
         batch = self.next_batch()
@@ -119,6 +124,8 @@ class EventConsumer(Worker):
         self._failures = 0
         self.consumer.store_offsets(offsets=_next_offsets(batch))
         self._report_lag(batch)
+        if self.collector is not None:
+            self.collector.between_batches()
         return result
 
     def _rewind(self, batch: Sequence[Message]) -> None:
@@ -149,6 +156,8 @@ class EventConsumer(Worker):
                 metrics.CONSUMER_LAG.labels(name, str(partition)).set(max(0, high - offset - 1))
 
     def teardown(self) -> None:
+        if self.collector is not None:
+            self.collector.stop()
         services.caps_record_pending()
         if self.executor is not None:
             self.executor.submit(services.handoff_thread_stop)
@@ -158,6 +167,42 @@ class EventConsumer(Worker):
             self.producer.flush(10)
         if self.consumer is not None:
             self.consumer.close()
+
+
+class BatchCollector:
+    """Python's cyclic garbage collector, run between batches instead of in the middle of them.
+
+    A batch of 500 events keeps some 100,000 objects alive for its duration. With the collector's
+    default thresholds they survive the young collections that run mid-batch, reach the oldest
+    generation, and make full collections frequent and slow (one ``bench.decisions`` run: 22 full
+    collections of up to 190 ms each, 2.7 s in all). Between batches instead: 17 to 22 % less CPU per
+    event in alternating runs (docs/performance.md). The start-up heap (Django, the project, the
+    campaign set) is frozen out of every scan, automatic collection is off, and each batch ends with a
+    young collection, when its objects are gone; a full collection runs every ``full_every`` batches.
+    Reference counting frees nearly everything at once anyway; the collector is only for cycles."""
+
+    def __init__(self, *, full_every: int = 100) -> None:
+        self.full_every = full_every
+        self._batches = 0
+        self._was_enabled = True
+
+    def start(self) -> None:
+        self._was_enabled = gc.isenabled()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+
+    def between_batches(self) -> None:
+        self._batches += 1
+        if self._batches % self.full_every == 0:
+            gc.collect()
+        else:
+            gc.collect(1)
+
+    def stop(self) -> None:
+        gc.unfreeze()
+        if self._was_enabled:
+            gc.enable()
 
 
 def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
@@ -178,5 +223,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         EventConsumer(
-            batch_size=options["batch_size"], poll_timeout=options["poll_timeout"], group_id=options["group"]
+            batch_size=options["batch_size"],
+            poll_timeout=options["poll_timeout"],
+            group_id=options["group"],
+            collect_between_batches=True,
         ).run()
