@@ -22,7 +22,7 @@ def _cycle() -> tuple[_Node, weakref.ref[_Node]]:
 
 def test_it_frees_cyclic_garbage_between_batches_with_automatic_collection_off():
     # given the collector started (as the consume_events command does)
-    collector = BatchCollector(full_every=3)
+    collector = BatchCollector(full_every_seconds=3600)
     collector.start()
     try:
         assert not gc.isenabled()
@@ -37,12 +37,13 @@ def test_it_frees_cyclic_garbage_between_batches_with_automatic_collection_off()
         assert young() is None
 
         # and a cycle that had reached the oldest generation before it became garbage outlives the young
-        # collections, and goes at the next full one (every third batch here)
+        # collections, and goes at the next full one, once its time has come
         node, old = _cycle()
         gc.collect(1)  # still referenced: moved to the oldest generation
         del node
         collector.between_batches()
         assert old() is not None
+        collector.full_every_seconds = 0
         collector.between_batches()
         assert old() is None
     finally:
