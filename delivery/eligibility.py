@@ -9,7 +9,7 @@ Counters live in Redis so every consumer process sees the same ones:
 
 A batch reads every counter it needs in one Lua call (:meth:`CapLedger.load`), decides in memory
 (counting its own decisions as it goes, so two events of one shopper in one batch cannot both slip under a
-cap), and writes the new sends after the database commit (:meth:`CapLedger.record`) — in the consumer, in
+cap), and writes the new sends after the database commit (:func:`record_sends`) — in the consumer, in
 the same call as the next batch's read, which writes them before it reads (one round trip less per batch;
 a batch that reads nothing, and the idle consumer, write them at once). Recording after commit means a
 rolled-back or replayed batch never counts twice; a crash between the commit and the write under-counts by
@@ -84,7 +84,7 @@ class CapLedger:
         """Read, in one round trip, the counters of every (campaign, shopper) pair the batch may decide,
         and answer ``zcounts`` — (sorted set, lower bound) pairs of the caller's, counted up to +inf in
         the same call (the shoppers' live sockets); returns those counts. ``record``: sends of earlier,
-        committed batches not written yet, written first in the same call (see :meth:`record`).
+        committed batches not written yet, written first in the same call (see :func:`record_sends`).
 
         One Lua call rather than a pipeline of one command per counter: redis-py packs and parses each
         pipelined command in Python, which cost more than the decision itself for a batch of hundreds."""
@@ -146,7 +146,7 @@ class CapLedger:
         return None
 
     def count(self, *, campaign: Campaign, profile: Profile, member: str) -> None:
-        """Count a decided send in this batch; written to Redis by :meth:`record` after commit."""
+        """Count a decided send in this batch; written to Redis by :func:`record_sends` after commit."""
         self._batch_sends[(campaign.pk, profile.user_id)] += 1
         self._batch_budget[profile.user_id] += 1
         self.pending.append(
@@ -159,14 +159,11 @@ class CapLedger:
             )
         )
 
-    def record(self, *, redis: redis_client.Redis, sends: Sequence[Send] | None = None) -> None:
-        """Write the sends in one Lua call (see :meth:`load`): per send, add it to the campaign's
-        frequency-cap window and trim the window, start the cooldown, count it in the shopper's day."""
-        record_sends(redis=redis, sends=self.pending if sends is None else sends)
-
 
 def record_sends(*, redis: redis_client.Redis, sends: Sequence[Send]) -> None:
-    """:meth:`CapLedger.record` for sends of any batches."""
+    """Write sends (a ledger's ``pending``, of one batch or several) in one Lua call: per send, add it to
+    the campaign's frequency-cap window and trim the window, start the cooldown, count it in the
+    shopper's day."""
     if sends:
         keys, args = _record_call(sends)
         _script(redis, "record")(keys=keys, args=args)

@@ -56,19 +56,15 @@ def profiles_lock_reading(
     wanted = sorted(set(user_ids))
     if not wanted and query is None:
         return {}, []
-    rows: list[tuple[Any, ...]] = []
     with connection.cursor() as lock, connection.cursor() as other:
-        if not wanted:
-            other.execute(*query)  # type: ignore[misc]
-            return {}, [tuple(row) for row in other.fetchall()]
         assert connection.connection is not None
         with connection.wrap_database_errors, connection.connection.pipeline():
-            lock.execute(_profile_lock_sql(), [wanted, rows_json(_profile_defaults()), wanted])
+            if wanted:
+                lock.execute(_profile_lock_sql(), [wanted, rows_json(_profile_defaults()), wanted])
             if query is not None:
                 other.execute(*query)
-            locked = lock.fetchall()
-            if query is not None:
-                rows = [tuple(row) for row in other.fetchall()]
+            locked = lock.fetchall() if wanted else []
+            rows = [tuple(row) for row in other.fetchall()] if query is not None else []
     profiles = {p.user_id: p for p in _profiles_from_rows(locked)}
     raced = [user_id for user_id in wanted if user_id not in profiles]
     if raced:

@@ -194,6 +194,7 @@ class BatchCollector:
         gc.collect()
         gc.freeze()
         gc.disable()
+        self._last_full = time.monotonic()
 
     def between_batches(self) -> None:
         now = time.monotonic()
