@@ -43,14 +43,13 @@ TRIGGER_MIX = [
 ]
 
 
-def django_setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
+def django_setup(*, migrate: bool = True) -> None:
+    from chaos.sends import django_setup as setup
+
     os.environ.setdefault("LOG_LEVEL", "ERROR")
     # As deployed: DEBUG keeps every SQL statement (with its JSON parameter) in connection.queries.
     os.environ.setdefault("DEBUG", "false")
-    import django
-
-    django.setup()
+    setup({}, migrate=migrate)
 
 
 def campaigns_create(prefix: str) -> list[Any]:
@@ -215,7 +214,7 @@ def publish(topics: dict[str, str], count: int, users: int, seed: int = 7) -> No
 
 def steady_publisher(env_topics: dict[str, str], rate: int, seconds: float, users: int) -> None:
     """Runs in its own process: publishes ``rate`` events/s, stamping occurred_at at send time."""
-    django_setup()
+    django_setup(migrate=False)
     from confluent_kafka import Producer
 
     from messaging.kafka import producer_config

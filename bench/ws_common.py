@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def django_setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
-    import django
+    from chaos.sends import django_setup as setup
 
-    django.setup()
+    setup({})
 
 
 def raise_open_files(wanted: int) -> int:

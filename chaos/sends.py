@@ -67,15 +67,18 @@ def provider_env(stub_url: str) -> dict[str, str]:
     }
 
 
-def django_setup(env: dict[str, str]) -> None:
+def django_setup(env: dict[str, str], *, migrate: bool = True) -> None:
+    """Django for a drill or benchmark, with ``env`` over the environment. ``migrate``: bring the
+    database's schema up to date first (``make bench`` and ``make chaos`` start an empty one)."""
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
     import django
 
     django.setup()
-    from django.core.management import call_command
+    if migrate:
+        from django.core.management import call_command
 
-    call_command("migrate", interactive=False, verbosity=0)
+        call_command("migrate", interactive=False, verbosity=0)
 
 
 def deliveries_create(*, count: int, channel: str) -> list[Any]:
