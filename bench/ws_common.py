@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,54 @@ def cpu_seconds(pid: int) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def listening_pid(address: str) -> int | None:
+    """The process listening on ``host:port`` on this machine (the local broker, say), or None when the
+    address is another machine's or nobody here listens on it."""
+    import psutil
+
+    host, _, port = address.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "") or not port.isdigit():
+        return None
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == int(port) and conn.pid:
+            return int(conn.pid)
+    return None
+
+
+def histogram_quantiles(directory: str, name: str, quantiles: Sequence[float]) -> dict[str, float] | None:
+    """Quantiles (ms, interpolated within buckets) of a histogram that processes wrote to the Prometheus
+    multiprocess ``directory``, with its count; None if nothing was observed."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    buckets: list[tuple[float, float]] = []
+    for family in registry.collect():
+        if family.name == name:
+            buckets = sorted(
+                (float(sample.labels["le"]), sample.value)
+                for sample in family.samples
+                if sample.name == f"{name}_bucket"
+            )
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    out: dict[str, float] = {"count": total}
+    for q in quantiles:
+        rank, low, below = q * total, 0.0, 0.0
+        for bound, cumulative in buckets:
+            if cumulative >= rank:
+                if bound == float("inf"):
+                    value = low
+                else:
+                    share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
+                    value = low + (bound - low) * share
+                out[f"p{round(q * 100)}_ms"] = round(1000 * value, 1)
+                break
+            low, below = bound, cumulative
+    return out
 
 
 def rss_mib(pid: int) -> float:

@@ -18,17 +18,23 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from bench.ws_common import (
     ROOT,
     close_sockets,
+    cpu_seconds,
     daphne_process,
     django_setup,
+    histogram_quantiles,
+    listening_pid,
     open_sockets,
     percentile,
     raise_open_files,
@@ -46,20 +52,23 @@ def _campaign_always_on() -> None:
     )
 
 
-async def run(*, sockets: int, rate: int) -> dict[str, float]:
+async def run(*, sockets: int, rate: int) -> dict[str, Any]:
     from confluent_kafka import Producer
     from django.conf import settings
 
     from messaging.kafka import producer_config
 
+    broker_pid = listening_pid(settings.KAFKA_BOOTSTRAP_SERVERS)
     raise_open_files(sockets * 2 + 1000)
     prefix = settings.KAFKA_TOPICS["prediction-results"].removesuffix("prediction-results")
     env = {**os.environ, "KAFKA_TOPIC_PREFIX": prefix, "KAFKA_CONSUMER_GROUP": f"bench-{prefix}"}
+    # The consumer's own stage histograms, read back at the end: where a frame's time went.
+    metrics_dir = tempfile.mkdtemp(prefix="bench-ws-latency-metrics-")
     consumer = subprocess.Popen(
         [sys.executable, "manage.py", "consume_events"],
         cwd=ROOT,
         # As deployed: DEBUG keeps every statement in connection.queries.
-        env={**env, "LOG_LEVEL": "WARNING", "DEBUG": "false"},
+        env={**env, "LOG_LEVEL": "WARNING", "DEBUG": "false", "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -106,6 +115,10 @@ async def run(*, sockets: int, rate: int) -> dict[str, float]:
                 await asyncio.sleep(0.05)
             warm = warmup in arrived
             users.pop()
+            # CPU of each process over the traffic alone (start-up and handshakes left out).
+            watched = {"consumer": consumer.pid, "daphne": _process.pid, "broker": broker_pid}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items() if pid}
+            client_before = time.process_time()
             started = time.monotonic()
             for n, user_id in enumerate(users):
                 # Pace to --rate events per second on an absolute schedule (no drift).
@@ -117,11 +130,23 @@ async def run(*, sockets: int, rate: int) -> dict[str, float]:
             deadline = time.monotonic() + 30
             while len(arrived) < len(users) + 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            cpu = {name: cpu_seconds(watched[name]) - before for name, before in cpu_before.items()}
+            cpu["client"] = time.process_time() - client_before
+            traffic_seconds = time.monotonic() - started
             await close_sockets(session, opened, readers)
     finally:
         consumer.terminate()
         consumer.wait(20)
     latencies = [(arrived[u] - produced[u]) * 1000 for u in users if u in arrived and u in produced]
+    stages = {
+        stage: histogram_quantiles(metrics_dir, metric, (0.5, 0.9, 0.99))
+        for stage, metric in (
+            ("kafka_to_batch", "ie_consumer_queue_seconds"),
+            ("batch", "ie_consumer_batch_seconds"),
+            ("commit_to_push", "ie_onsite_push_seconds"),
+        )
+    }
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return {
         "sockets": sockets,
         "events": len(users),
@@ -132,6 +157,11 @@ async def run(*, sockets: int, rate: int) -> dict[str, float]:
         "p90_ms": round(percentile(latencies, 90), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1) if latencies else float("nan"),
+        # The consumer's own view (its histograms; the warm-up included): Kafka timestamp → batch start,
+        # the batch (validation to commit), commit → frames handed to the channel layer.
+        "stages": stages,
+        # CPU share of one core per process while the traffic ran: the two cores are shared by all.
+        "cpu_share_of_a_core": {name: round(used / traffic_seconds, 2) for name, used in cpu.items()},
     }
 
 

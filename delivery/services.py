@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -243,10 +244,11 @@ def _hand_off(*, outcome: BatchOutcome, ledger: CapLedger | None) -> None:
             _caps_record(ledger.pending)
     if not outcome.onsite_ids and not outcome.delivery_ids:
         return
+    committed = time.monotonic()
     if handoff_executor is not None:
-        handoff_executor.submit(_deliver, outcome=outcome)
+        handoff_executor.submit(_deliver, outcome=outcome, committed=committed)
     else:
-        _deliver(outcome=outcome)
+        _deliver(outcome=outcome, committed=committed)
 
 
 # Sends of committed batches not yet counted in Redis: the consumer's main thread only (see _hand_off).
@@ -278,7 +280,9 @@ def _caps_record(sends: Sequence[Send]) -> None:
         logger.exception("caps_record_failed", sends=len(sends))
 
 
-def _deliver(*, outcome: BatchOutcome) -> None:
+def _deliver(*, outcome: BatchOutcome, committed: float) -> None:
+    """Push the on-site frames and queue the other deliveries of a committed batch (``committed``: when,
+    on the monotonic clock)."""
     from delivery.realtime import intervention_push, onsite_rows_push
     from notifications.services import deliveries_enqueue
 
@@ -292,6 +296,7 @@ def _deliver(*, outcome: BatchOutcome) -> None:
                 onsite_rows_push(rows=outcome.onsite_rows, loop=getattr(_handoff_thread, "loop", None))
             else:
                 intervention_push(intervention_ids=outcome.onsite_ids)
+            metrics.PUSH_SECONDS.observe(time.monotonic() - committed)
         except Exception:
             # The browser's resume replays from PostgreSQL; nothing is lost.
             logger.exception("onsite_push_failed", count=len(outcome.onsite_ids))

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 from django.core.management import call_command
+from prometheus_client import REGISTRY
 
 from campaigns.models import Intervention
 from delivery.management.commands.consume_events import EventConsumer
@@ -248,3 +249,37 @@ def test_it_dead_letters_a_message_the_database_refuses_and_decides_the_rest_of_
     letters = json_values(read_all(topic("intervention-engine.dlq"), expected=1))
     assert [(letter["reason"], letter["offset"]) for letter in letters] == [("processing_error", 1)]
     assert letters[0]["error"].startswith("DataError")
+
+
+def test_it_measures_how_long_each_message_waited_between_the_broker_and_its_batch(settings):
+    # given three predictions the producer stamped two seconds ago
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    stamped = int((time.time() - 2) * 1000)
+    producer = Producer(producer_config())
+    for _ in range(3):
+        user_id = f.unique("u")
+        body = f.encode(f.prediction_body(user_id=user_id, score=0.1))
+        producer.produce(topic("prediction-results"), key=user_id.encode(), value=body, timestamp=stamped)
+    assert producer.flush(15) == 0
+    count_before, sum_before = _queue_histogram()
+
+    # when the consumer takes them
+    consumer = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=f"h5-{uuid.uuid4().hex[:8]}")
+    consumer.setup()
+    try:
+        consume_count(consumer, 3)
+    finally:
+        consumer.teardown()
+
+    # then each one's wait since its Kafka timestamp is observed: three waits of at least two seconds
+    count_after, sum_after = _queue_histogram()
+    assert count_after - count_before == 3
+    assert sum_after - sum_before >= 3 * 2.0
+
+
+def _queue_histogram() -> tuple[float, float]:
+    return (
+        REGISTRY.get_sample_value("ie_consumer_queue_seconds_count") or 0.0,
+        REGISTRY.get_sample_value("ie_consumer_queue_seconds_sum") or 0.0,
+    )

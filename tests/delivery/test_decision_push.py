@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from campaigns.models import Intervention
 from delivery import realtime
@@ -27,6 +28,7 @@ async def test_a_committed_onsite_decision_is_pushed_with_the_frame_the_replay_l
     layer = get_channel_layer()
     tab = await layer.new_channel()
     await layer.group_add(realtime.user_group(user_id), tab)
+    pushes_before = _push_count()
 
     # when a prediction is decided and committed (hand-off after commit, in the caller)
     def decide() -> None:
@@ -34,6 +36,8 @@ async def test_a_committed_onsite_decision_is_pushed_with_the_frame_the_replay_l
 
     await database_sync_to_async(decide)()
     message = await asyncio.wait_for(layer.receive(tab), timeout=10)
+    # (and the time from commit to push is measured, once for the batch)
+    assert _push_count() == pushes_before + 1
 
     # then the tab gets exactly the frame a resume would replay from PostgreSQL
     intervention = await database_sync_to_async(Intervention.objects.get)(user_id=user_id, campaign=campaign)
@@ -42,6 +46,10 @@ async def test_a_committed_onsite_decision_is_pushed_with_the_frame_the_replay_l
     assert await database_sync_to_async(realtime.onsite_replay)(user_id=user_id, last_seq=0) == [
         message["frame"]
     ]
+
+
+def _push_count() -> float:
+    return REGISTRY.get_sample_value("ie_onsite_push_seconds_count") or 0.0
 
 
 def test_rows_already_expired_are_not_pushed():

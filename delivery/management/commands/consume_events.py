@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
@@ -105,6 +105,7 @@ class EventConsumer(Worker):
         assert self.consumer is not None
         assert self.handler is not None
         metrics.BATCH_SIZE.observe(len(batch))
+        _observe_queue_time(batch)
         try:
             with metrics.BATCH_SECONDS.time():
                 if self._failures >= self.max_batch_attempts:
@@ -208,6 +209,17 @@ class BatchCollector:
         gc.unfreeze()
         if self._was_enabled:
             gc.enable()
+
+
+def _observe_queue_time(batch: Sequence[Message]) -> None:
+    """How long each message waited between the broker and its batch (producer clocks may run ahead of
+    ours: never below zero). Messages without a timestamp are skipped."""
+    now_ms = time.time() * 1000
+    observe = metrics.QUEUE_SECONDS.observe
+    for message in batch:
+        kind, stamp = message.timestamp()
+        if kind != TIMESTAMP_NOT_AVAILABLE:
+            observe(max(0.0, now_ms - stamp) / 1000)
 
 
 def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
