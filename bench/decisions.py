@@ -10,7 +10,9 @@ several variants and four channels — then:
 1. **Throughput**: publishes ``--events`` messages of a realistic shopper mix (page views, cart changes,
    predictions with scores, checkouts with orders, a few invalid ones), then times ONE consumer process
    (``EventConsumer``: consume → validate → DLQ → one transaction per batch → hand-off → store offsets)
-   draining them. Reports events/s and decisions/s.
+   draining them. Reports events/s and decisions/s, the CPU per event of the consumer, of its PostgreSQL
+   backend and of the broker (when it runs here), and the events/s those CPU costs allow on this
+   machine's cores even with every wait overlapped (``machine_bound_events_per_second``).
 2. **Latency**: a separate producer process publishes at ``--rate`` events/s for ``--seconds``, each event
    stamped with its ``occurred_at`` just before it is sent; the consumer reports, per event, the time from
    ``occurred_at`` to the commit of its batch. Reports p50/p95/p99/max.
@@ -280,6 +282,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     handled = decided = 0
     started: float | None = None
     cpu_started = time.process_time()
+    # The other processes that work for each event on this machine: the consumer's PostgreSQL backend and
+    # the broker (when it is a local one).
+    servers = server_pids(settings.KAFKA_BOOTSTRAP_SERVERS)
+    servers_started = servers_cpu(servers)
     batches = 0
     deadline = time.monotonic() + 600
     profiler = None
@@ -295,6 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if started is None:
             started = time.perf_counter()
             cpu_started = time.process_time()
+            servers_started = servers_cpu(servers)
         outcome = consumer.process(batch)
         if outcome is None:
             continue
@@ -304,6 +311,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             decided += len(outcome.outcome.created) + sum(outcome.outcome.suppressed.values())
     elapsed = time.perf_counter() - (started or time.perf_counter())
     cpu = time.process_time() - cpu_started
+    servers_used = {
+        name: used - servers_started[name]
+        for name, used in servers_cpu(servers).items()
+        if name in servers_started
+    }
+    per_event = {"consumer": cpu, **servers_used}
+    ms_per_event = {name: round(1000 * used / max(1, handled), 3) for name, used in per_event.items()}
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -314,6 +328,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # CPU seconds of this process (all its threads): what the figure would be on an idle core.
         "cpu_seconds": round(cpu, 2),
         "events_per_cpu_second": round(handled / cpu) if cpu else None,
+        # CPU per event of every process that works for it here, and what that allows on this machine's
+        # cores with the consumer and the servers sharing them.
+        "cpu_ms_per_event": ms_per_event,
+        "machine_bound_events_per_second": (
+            round((os.cpu_count() or 1) * handled / sum(per_event.values())) if handled else None
+        ),
         "decisions": decided,
         "decisions_per_second": round(decided / elapsed) if elapsed else None,
         "batches": batches,
@@ -382,6 +402,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep:
         cleanup(prefix)
     return result
+
+
+def server_pids(kafka_bootstrap: str) -> dict[str, int]:
+    """The pids of this process's PostgreSQL backend and, if it runs here, the Kafka broker."""
+    from django.db import connection
+
+    from bench.ws_common import listening_pid
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pids = {"postgres_backend": int(cursor.fetchone()[0])}
+    broker = listening_pid(kafka_bootstrap)
+    if broker is not None:
+        pids["broker"] = broker
+    return pids
+
+
+def servers_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process named in ``pids`` that this user may read (a server on
+    another machine, or another user's, is left out)."""
+    import psutil
+
+    from bench.ws_common import cpu_seconds
+
+    used = {}
+    for name, pid in pids.items():
+        try:
+            used[name] = cpu_seconds(pid)
+        except psutil.Error:
+            continue
+    return used
 
 
 def cleanup(prefix: str) -> None:
