@@ -252,6 +252,8 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from django.conf import settings
 
+    from bench.ws_common import processes_cpu
+
     prefix = f"h5bench-{uuid.uuid4().hex[:6]}."
     settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
     from campaigns.models import Intervention
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The other processes that work for each event on this machine: the consumer's PostgreSQL backend and
     # the broker (when it is a local one).
     servers = server_pids(settings.KAFKA_BOOTSTRAP_SERVERS)
-    servers_started = servers_cpu(servers)
+    servers_started = processes_cpu(servers)
     batches = 0
     deadline = time.monotonic() + 600
     profiler = None
@@ -301,7 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if started is None:
             started = time.perf_counter()
             cpu_started = time.process_time()
-            servers_started = servers_cpu(servers)
+            servers_started = processes_cpu(servers)
         outcome = consumer.process(batch)
         if outcome is None:
             continue
@@ -313,7 +315,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu = time.process_time() - cpu_started
     servers_used = {
         name: used - servers_started[name]
-        for name, used in servers_cpu(servers).items()
+        for name, used in processes_cpu(servers).items()
         if name in servers_started
     }
     per_event = {"consumer": cpu, **servers_used}
@@ -417,22 +419,6 @@ def server_pids(kafka_bootstrap: str) -> dict[str, int]:
     if broker is not None:
         pids["broker"] = broker
     return pids
-
-
-def servers_cpu(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each process named in ``pids`` that this user may read (a server on
-    another machine, or another user's, is left out)."""
-    import psutil
-
-    from bench.ws_common import cpu_seconds
-
-    used = {}
-    for name, pid in pids.items():
-        try:
-            used[name] = cpu_seconds(pid)
-        except psutil.Error:
-            continue
-    return used
 
 
 def cleanup(prefix: str) -> None:

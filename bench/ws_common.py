@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,22 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def processes_cpu(pids: Mapping[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each named process that this user may read (an unknown pid, a server of
+    another machine or of another user is left out)."""
+    import psutil
+
+    used = {}
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        try:
+            used[name] = cpu_seconds(pid)
+        except psutil.Error:
+            continue
+    return used
+
+
 def listening_pid(address: str) -> int | None:
     """The process listening on ``host:port`` on this machine (the local broker, say), or None when the
     address is another machine's or nobody here listens on it."""
@@ -110,7 +126,11 @@ def listening_pid(address: str) -> int | None:
     host, _, port = address.split(",")[0].rpartition(":")
     if host not in ("127.0.0.1", "localhost", "::1", "") or not port.isdigit():
         return None
-    for conn in psutil.net_connections(kind="tcp"):
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:  # not allowed to map sockets to processes here: the figure is left out
+        return None
+    for conn in connections:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == int(port) and conn.pid:
             return int(conn.pid)
     return None

@@ -30,13 +30,13 @@ from typing import Any
 from bench.ws_common import (
     ROOT,
     close_sockets,
-    cpu_seconds,
     daphne_process,
     django_setup,
     histogram_quantiles,
     listening_pid,
     open_sockets,
     percentile,
+    processes_cpu,
     raise_open_files,
 )
 
@@ -117,7 +117,7 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
             users.pop()
             # CPU of each process over the traffic alone (start-up and handshakes left out).
             watched = {"consumer": consumer.pid, "daphne": _process.pid, "broker": broker_pid}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items() if pid}
+            cpu_before = processes_cpu(watched)
             client_before = time.process_time()
             started = time.monotonic()
             for n, user_id in enumerate(users):
@@ -130,7 +130,8 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
             deadline = time.monotonic() + 30
             while len(arrived) < len(users) + 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            cpu = {name: cpu_seconds(watched[name]) - before for name, before in cpu_before.items()}
+            cpu_after = processes_cpu(watched)
+            cpu = {name: cpu_after[name] - before for name, before in cpu_before.items() if name in cpu_after}
             cpu["client"] = time.process_time() - client_before
             traffic_seconds = time.monotonic() - started
             await close_sockets(session, opened, readers)
