@@ -253,6 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from django.conf import settings
 
     from bench.ws_common import processes_cpu
+    from campaigns.selectors import campaigns_active_triggered
 
     prefix = f"h5bench-{uuid.uuid4().hex[:6]}."
     settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
@@ -268,6 +269,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     campaign_cache.invalidate()
     group = f"{prefix}group"
     result: dict[str, Any] = {"campaigns": len(campaigns), "partitions": args.partitions, "batch": args.batch}
+    # The consumer decides for every active campaign of the database, not only the bench's: say so.
+    others = [c.name for c in campaigns_active_triggered() if not c.name.startswith(prefix)]
+    result["other_active_campaigns"] = len(others)
+    if others:
+        print(f"warning: other active campaigns take part: {', '.join(others)}", file=sys.stderr)
 
     # --- 1. throughput --------------------------------------------------------------------------------
     print(f"publishing {args.events} events…", file=sys.stderr)

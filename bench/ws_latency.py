@@ -8,7 +8,7 @@ with presence, rendering) and commits the intervention → after commit ``interv
 it → daphne writes the frame to the shopper's socket, read here. Each of the ``--sockets`` shoppers gets
 exactly one prediction, so the latency of each frame is its receive time minus its produce time (one
 clock: this process). Uses the "Cart rescue" demo campaign made always-on for the run (no holdout, cap
-or cooldown; on-site only) on private topics and consumer group.
+or cooldown; on-site only; put back as it was afterwards) on private topics and consumer group.
 Target (issue 5): p50 ≤ 10 ms, p99 ≤ 50 ms.
 """
 
@@ -40,16 +40,33 @@ from bench.ws_common import (
     raise_open_files,
 )
 
+_ALWAYS_ON = {
+    "status": "active",
+    "holdout_percent": 0,
+    "frequency_cap_count": 0,
+    "cooldown_seconds": 0,
+    "channels": ["onsite"],
+}
 
-def _campaign_always_on() -> None:
-    from campaigns.demo import demo_load
+
+def _campaign_always_on() -> dict[str, Any]:
+    """The demo campaign, made always-on for the run; returns what :func:`_campaign_restore` puts back."""
+    from campaigns.demo import CAMPAIGN_NAME, demo_load
     from campaigns.models import Campaign
 
+    before = Campaign.objects.filter(name=CAMPAIGN_NAME).values("status", *_ALWAYS_ON).first()
     demo_load()
     # A benchmark fixture, written directly: the service would audit every change as a marketer's.
-    Campaign.objects.filter(name="Cart rescue").update(
-        holdout_percent=0, frequency_cap_count=0, cooldown_seconds=0, channels=["onsite"]
-    )
+    Campaign.objects.filter(name=CAMPAIGN_NAME).update(**_ALWAYS_ON)
+    # A campaign this run created is paused afterwards: it would decide the events of later benchmarks.
+    return before or {"status": Campaign.Status.PAUSED}
+
+
+def _campaign_restore(saved: dict[str, Any]) -> None:
+    from campaigns.demo import CAMPAIGN_NAME
+    from campaigns.models import Campaign
+
+    Campaign.objects.filter(name=CAMPAIGN_NAME).update(**saved)
 
 
 async def run(*, sockets: int, rate: int) -> dict[str, Any]:
@@ -166,7 +183,7 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
     }
 
 
-def prepare() -> None:
+def prepare() -> dict[str, Any]:
     """Private topics (one partition, so one consumer sees every event) and the campaign; synchronous,
     before the event loop starts, because the ORM refuses to run inside one."""
     from django.conf import settings
@@ -178,7 +195,7 @@ def prepare() -> None:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
     ensure_topics(partitions=1)
-    _campaign_always_on()
+    return _campaign_always_on()
 
 
 def main() -> None:
@@ -187,8 +204,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     args = parser.parse_args()
     django_setup()
-    prepare()
-    print(json.dumps(asyncio.run(run(sockets=args.sockets, rate=args.rate)), indent=2))
+    saved = prepare()
+    try:
+        print(json.dumps(asyncio.run(run(sockets=args.sockets, rate=args.rate)), indent=2))
+    finally:
+        _campaign_restore(saved)
 
 
 if __name__ == "__main__":
