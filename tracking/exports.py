@@ -155,9 +155,35 @@ def csv_stream(
             progress(1)
 
 
+# Text a spreadsheet would run as a formula when it opens the file (OWASP's list of first characters).
+# Campaign and variant names are marketers' and API clients' input, so such text is written as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(cell: Any) -> Any:
     # Empty for "not computable" rather than the string "None"; Decimals keep their exact digits.
-    return "" if cell is None else cell
+    if cell is None:
+        return ""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell  # the quote spreadsheets read as "what follows is text"
+    return cell
+
+
+def _xlsx_row(sheet: Any, row: list[Cell]) -> list[Any]:
+    """Text cells as strings that open as typed: control characters XML cannot hold (openpyxl refuses
+    them, which failed the whole export) become U+FFFD, and text that looks like a formula stays text."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    cells: list[Any] = []
+    for value in row:
+        if isinstance(value, str):
+            cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+            cell.data_type = "s"
+            cells.append(cell)
+        else:
+            cells.append(value)
+    return cells
 
 
 def xlsx_write(
@@ -177,7 +203,7 @@ def xlsx_write(
     for report in reports_iter(period=period, campaign_id=campaign_id):
         for row in report_rows(report):
             # Money stays exact in the file: openpyxl writes Decimals as numbers without float rounding.
-            sheet.append(row)
+            sheet.append(_xlsx_row(sheet, row))
         if progress is not None:
             progress(1)
     workbook.save(target)

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from openpyxl import load_workbook
 
+from campaigns.models import Campaign
 from tests.tracking.test_reports import build_experiment
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +61,33 @@ def test_it_exports_xlsx_that_opens_in_a_spreadsheet(api_client):
     assert mine["A"]["users"] == 10
     assert Decimal(str(mine["A"]["revenue"])) == Decimal("200.00")
     assert mine["Holdout"]["converters"] == 1
+
+
+def test_it_exports_names_that_look_like_formulas_or_hold_control_characters_as_text(api_client):
+    # given a campaign whose name a spreadsheet would run as a formula and which holds a control
+    # character XML cannot carry (names are marketers' and API clients' input)
+    experiment = build_experiment()
+    name = '=HYPERLINK("https://evil.example.com","open")\x13'
+    Campaign.objects.filter(pk=experiment.campaign.pk).update(name=name)
+    client = api_client(scopes=["reports"])
+
+    # when both exports are downloaded
+    csv_response = client.get("/api/v1/reports/campaigns.csv", {"campaign": experiment.campaign.pk})
+    xlsx_response = client.get("/api/v1/reports/campaigns.xlsx", {"campaign": experiment.campaign.pk})
+
+    # then the CSV cell starts with the quote that keeps it text
+    assert csv_response.status_code == 200
+    text = b"".join(csv_response.streaming_content).decode()
+    rows = rows_for(list(csv.DictReader(io.StringIO(text))), experiment.campaign.pk)
+    assert rows["A"]["campaign"] == "'" + name
+    # and the XLSX opens, with the name as a text cell, the control character replaced, no formula
+    assert xlsx_response.status_code == 200
+    workbook = load_workbook(io.BytesIO(b"".join(xlsx_response.streaming_content)))
+    sheet = workbook["Report"]
+    header = [cell.value for cell in sheet[1]]
+    cell = sheet.cell(row=2, column=header.index("campaign") + 1)
+    assert cell.data_type == "s"
+    assert cell.value == name.replace("\x13", "\ufffd")
 
 
 def test_it_refuses_bad_export_parameters_and_keys_without_the_scope(api_client):
