@@ -49,9 +49,12 @@ class ApiAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> Any:
         responses = dict(super()._get_response_bodies(direction))
-        codes = ["401", "403", "429"]
+        # Every operation validates something (a body, or its query parameters: filters, dates, limits).
+        codes = ["400", "401", "403", "429"]
         if self.method in WRITE_METHODS:
-            codes += ["400", "409"]
+            codes.append("409")
+            if getattr(self._handler(), "idempotent", False):
+                codes.append("422")  # idempotency_key_reused: the same key with another request
         if "{" in self.path:
             codes.append("404")
         for code in codes:

@@ -22,7 +22,12 @@ def test_it_generates_a_valid_schema_without_warnings(tmp_path) -> None:
     }
     put = schema["paths"]["/api/v1/users/{user_id}/preferences"]["put"]
     assert "Idempotency-Key" in [p["name"] for p in put["parameters"]]
-    assert "429" in put["responses"]
+    # and the error answers each operation can give, with the error shape
+    assert {"400", "401", "403", "404", "409", "422", "429"} <= set(put["responses"])
+    listing = schema["paths"]["/api/v1/interventions"]["get"]
+    assert {"400", "401", "403", "429"} <= set(listing["responses"])  # bad filters are refused
+    error = listing["responses"]["400"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
 
 
 @pytest.mark.django_db
