@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from api.exceptions import error_body
 from delivery.stats import ws_stats
 from delivery.tickets import ws_ticket_issue
 from messaging.kafka import producer_config, topic
@@ -103,7 +104,7 @@ def _publish(request: HttpRequest, messages: list[tuple[str, dict[str, Any]]]) -
     for name, body in messages:
         producer.produce(topic(name), key=user_id.encode(), value=json.dumps(body).encode())
     if producer.flush(5):
-        return JsonResponse({"error": {"code": "kafka_unavailable"}}, status=503)
+        return JsonResponse(error_body("kafka_unavailable", "Kafka did not confirm the event."), status=503)
     return None
 
 

@@ -29,7 +29,9 @@ from rest_framework.views import APIView
 from twilio.request_validator import RequestValidator
 
 from api.authentication import ApiKeyAuthentication
+from api.exceptions import error_body
 from api.permissions import HasScope
+from api.serializers import ErrorSerializer
 from intervention_engine.observability import get_logger
 from notifications.models import ProviderCallback
 from notifications.providers.sms import DEAD_NUMBER_CODES
@@ -132,14 +134,14 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     url = settings.TWILIO_STATUS_CALLBACK_URL or request.build_absolute_uri()
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature or not RequestValidator(token).validate(url, params, signature):
-        return JsonResponse({"error": {"code": "invalid_signature", "message": "Bad signature."}}, status=403)
+        return JsonResponse(error_body("invalid_signature", "Bad signature."), status=403)
     sid, message_status = params.get("MessageSid", ""), params.get("MessageStatus", "")
     delivery = delivery_by_provider_message_id(channel="sms", provider_message_id=sid)
     if delivery is None:
-        return JsonResponse({"error": {"code": "not_found", "message": "Unknown message."}}, status=404)
+        return JsonResponse(error_body("not_found", "Unknown message."), status=404)
     with transaction.atomic():
         if _callback_seen(f"twilio:{sid}:{message_status}"):
-            return JsonResponse({"error": {"code": "replayed", "message": "Already processed."}}, status=409)
+            return JsonResponse(error_body("replayed", "Already processed."), status=409)
         if message_status == "delivered":
             tracking_event_record(
                 intervention_id=delivery.intervention_id,
@@ -189,7 +191,8 @@ class PushReceiptsView(APIView):
     @extend_schema(
         operation_id="push_receipts_create",
         request=PushReceiptsSerializer,
-        responses={200: PushReceiptsResultSerializer},
+        # 404: a receipt names a delivery that is not one of our pushes (nothing of the call is written).
+        responses={200: PushReceiptsResultSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         serializer = PushReceiptsSerializer(data=request.data)
@@ -202,12 +205,7 @@ class PushReceiptsView(APIView):
                 if delivery is None or delivery.channel != "push":
                     transaction.set_rollback(True)
                     return Response(
-                        {
-                            "error": {
-                                "code": "not_found",
-                                "message": f"No push delivery {receipt['delivery_id']}.",
-                            }
-                        },
+                        error_body("not_found", f"No push delivery {receipt['delivery_id']}."),
                         status=status.HTTP_404_NOT_FOUND,
                     )
                 if _callback_seen(f"push:{receipt['receipt_id']}"):
@@ -224,7 +222,7 @@ class PushReceiptsView(APIView):
                 recorded += 1
         if not recorded:
             return Response(
-                {"error": {"code": "replayed", "message": "Every receipt was already processed."}},
+                error_body("replayed", "Every receipt was already processed."),
                 status=status.HTTP_409_CONFLICT,
             )
         return Response({"recorded": recorded, "duplicates": len(receipts) - recorded})
