@@ -7,11 +7,18 @@ A GET body can be edited and sent back with PUT: read-only fields (id, timestamp
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import StrictSerializer
 from campaigns.models import Campaign, Template
 from personalization.models import CHANNELS, Channel
+
+
+@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$"})
+class LocalTimeField(serializers.TimeField):
+    """A time of day with no UTC offset (OpenAPI's ``format: time`` would demand one)."""
+
 
 INT_MAX = 2**31 - 1
 
@@ -107,7 +114,9 @@ class CampaignSerializer(StrictSerializer):
     conversion_goal = serializers.CharField(max_length=64, required=False)
     attribution_window_seconds = _seconds()
     send_at = serializers.DateTimeField(allow_null=True, required=False)
-    send_local_time = serializers.TimeField(allow_null=True, required=False)
+    send_local_time = LocalTimeField(
+        allow_null=True, required=False, help_text="The shopper's wall-clock time, in their own time zone"
+    )
     recurrence = serializers.CharField(max_length=100, allow_blank=True, required=False)
     starts_at = serializers.DateTimeField(allow_null=True, required=False)
     ends_at = serializers.DateTimeField(allow_null=True, required=False)

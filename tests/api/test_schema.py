@@ -28,6 +28,10 @@ def test_it_generates_a_valid_schema_without_warnings(tmp_path) -> None:
     assert {"400", "401", "403", "429"} <= set(listing["responses"])  # bad filters are refused
     error = listing["responses"]["400"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/Error"}
+    # and a campaign's local send time is a time of day without an offset, as the API gives it
+    local_time = schema["components"]["schemas"]["Campaign"]["properties"]["send_local_time"]
+    assert "format" not in str(local_time)
+    assert re.search(local_time["pattern"], "19:44:17")
 
 
 @pytest.mark.django_db
