@@ -191,7 +191,8 @@ class PushReceiptsView(APIView):
     @extend_schema(
         operation_id="push_receipts_create",
         request=PushReceiptsSerializer,
-        # 404: a receipt names a delivery that is not one of our pushes (nothing of the call is written).
+        # 404: a receipt names a delivery that is not one of our pushes (nothing of the call is written);
+        # 409: every receipt of the call was processed before.
         responses={200: PushReceiptsResultSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
