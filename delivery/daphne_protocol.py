@@ -1,4 +1,5 @@
-"""daphne's WebSocket protocol, lighter per idle socket (issue 5, docs/performance.md).
+"""daphne's WebSocket protocol, lighter per idle socket (issue 5, docs/performance.md), and able to send
+the protocol close codes the consumer uses.
 
 daphne serves each socket with an autobahn protocol object. Measured with tracemalloc and a census of
 objects in a daphne process holding 2,000 sockets, three things it keeps for the socket's whole life
@@ -46,7 +47,21 @@ class _FactoryOption:
         return getattr(instance.factory, self.name)
 
 
+# Close codes RFC 6455 lets an endpoint send besides 1000 (1004-1006 and 1015 are never sent).
+_PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+
+
 class LeanWebSocketProtocol(WebSocketProtocol):
+    def serverClose(self, code: int | None = None) -> None:
+        """Close with the code the application chose. autobahn's public ``sendClose`` accepts only 1000
+        and 3000-4999, so daphne's own ``serverClose`` raised on the consumer's 1008 (flood) and 1009
+        (frame too big): the client got 1011 and the log a traceback. Those codes go out as they are,
+        through the close frame autobahn itself uses for them (daphne does the same for its 1011)."""
+        if code in _PROTOCOL_CLOSE_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            super().serverClose(code)
+
     def onOpen(self) -> None:
         super().onOpen()
         self.forget_handshake()
