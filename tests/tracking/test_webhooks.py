@@ -186,9 +186,30 @@ def test_it_records_push_receipts_once_with_a_scoped_api_key(api_client, sent):
     delivery.refresh_from_db()
     assert first.status_code == 200
     assert replay.status_code == 409
+    assert replay.json()["error"]["code"] == "replayed"
     assert wrong_scope.status_code == 403
     assert delivery.status == Delivery.Status.DELIVERED
     assert TrackingEvent.objects.filter(delivery_id=delivery.pk).count() == 1
+
+
+def test_it_refuses_a_push_receipt_call_naming_an_unknown_delivery_and_writes_none_of_it(api_client, sent):
+    # given a call with one receipt for a real push and one for a delivery that does not exist
+    delivery = sent("push")
+    body = {
+        "receipts": [
+            {"receipt_id": "r-3", "delivery_id": str(delivery.pk), "status": "delivered"},
+            {"receipt_id": "r-4", "delivery_id": str(uuid.uuid4()), "status": "delivered"},
+        ]
+    }
+
+    # when
+    response = api_client(scopes=["webhooks"]).post("/api/v1/webhooks/push-receipts", body, format="json")
+
+    # then it is a 404 in the API's error shape, and the known receipt was not recorded either
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert set(response.json()["error"]) == {"code", "message", "details"}
+    assert not TrackingEvent.objects.filter(delivery_id=delivery.pk).exists()
 
 
 def test_it_refuses_push_receipts_without_a_key(client, sent):

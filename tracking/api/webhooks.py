@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +32,7 @@ from api.authentication import ApiKeyAuthentication
 from api.exceptions import error_body
 from api.permissions import HasScope
 from api.serializers import ErrorSerializer
+from intervention_engine.errors import ConflictError, NotFoundError
 from intervention_engine.observability import get_logger
 from notifications.models import ProviderCallback
 from notifications.providers.sms import DEAD_NUMBER_CODES
@@ -204,11 +205,8 @@ class PushReceiptsView(APIView):
             for receipt in receipts:
                 delivery = delivery_get(delivery_id=receipt["delivery_id"])
                 if delivery is None or delivery.channel != "push":
-                    transaction.set_rollback(True)
-                    return Response(
-                        error_body("not_found", f"No push delivery {receipt['delivery_id']}."),
-                        status=status.HTTP_404_NOT_FOUND,
-                    )
+                    # Raised inside the transaction: nothing of the call is written.
+                    raise NotFoundError(f"No push delivery {receipt['delivery_id']}.")
                 if _callback_seen(f"push:{receipt['receipt_id']}"):
                     continue
                 tracking_event_record(
@@ -222,8 +220,5 @@ class PushReceiptsView(APIView):
                 )
                 recorded += 1
         if not recorded:
-            return Response(
-                error_body("replayed", "Every receipt was already processed."),
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise ConflictError("Every receipt was already processed.", code="replayed")
         return Response({"recorded": recorded, "duplicates": len(receipts) - recorded})
