@@ -19,8 +19,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from api.permissions import InsufficientScope
-from intervention_engine.errors import ApplicationError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError
+from core.observability import get_logger
 
 logger = get_logger(__name__)
 

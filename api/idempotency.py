@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api.models import ApiKey, IdempotencyRecord
-from intervention_engine.errors import ApplicationError, ConflictError
+from core.errors import ApplicationError, ConflictError
 
 if TYPE_CHECKING:
     # rest_framework.views imports the permission and throttle classes named in settings.

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from api.models import ApiKey, Scope
-from intervention_engine.errors import ApplicationError, ConflictError
+from core.errors import ApplicationError, ConflictError
 
 KEY_LEAD = "ie"
 # last_used_at is informative (shown in the admin), so it is written at most this often per key,

@@ -257,9 +257,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     prefix = f"h5bench-{uuid.uuid4().hex[:6]}."
     settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in settings.KAFKA_TOPICS}
-    from campaigns.models import Intervention
     from delivery.management.commands.consume_events import EventConsumer
     from delivery.selectors import campaign_cache
+    from interventions.models import Intervention
     from messaging.kafka import ensure_topics
 
     ensure_topics(partitions=args.partitions)
@@ -428,7 +428,8 @@ def server_pids(kafka_bootstrap: str) -> dict[str, int]:
 
 
 def cleanup(prefix: str) -> None:
-    from campaigns.models import Campaign, Intervention, Template, Variant
+    from campaigns.models import Campaign, Template, Variant
+    from interventions.models import Intervention
     from messaging.models import OutboxMessage
     from personalization.models import Segment
     from tracking.models import Conversion
@@ -442,7 +443,7 @@ def cleanup(prefix: str) -> None:
     Template.objects.filter(name__startswith=prefix).delete()
     Segment.objects.filter(name__startswith=prefix).delete()
     OutboxMessage.objects.filter(topic__startswith=prefix).delete()
-    from delivery.stores import redis_sync
+    from core.redis import redis_sync
 
     redis = redis_sync()
     for key in redis.scan_iter(match="ie:budget:bench-u-*", count=1000):
@@ -455,7 +456,8 @@ def vacuum() -> None:
     thousands of dead rows behind (its clean-up) and statistics the planner would trust."""
     from django.db import connection
 
-    from campaigns.models import Campaign, Delivery, Intervention
+    from campaigns.models import Campaign
+    from interventions.models import Delivery, Intervention
     from messaging.models import OutboxMessage
     from personalization.models import Profile
     from tracking.models import Conversion

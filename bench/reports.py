@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import transaction
     from django.utils import timezone
 
-    from campaigns.models import Campaign, Intervention, Variant
+    from campaigns.models import Campaign, Variant
+    from interventions.models import Intervention
     from personalization.models import Profile
     from tracking import exports
     from tracking.models import Conversion, TrackingEvent

@@ -186,7 +186,7 @@ async def open_sockets(
     """Open one authenticated socket per user id; returns (session, sockets, reader tasks)."""
     import aiohttp
 
-    from delivery.tickets import ws_ticket_issue
+    from gateway.tickets import ws_ticket_issue
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     origin = f"http://127.0.0.1:{port}"

@@ -31,7 +31,7 @@ from bench.ws_common import (
 
 
 async def run(*, connections: int, concurrency: int) -> dict[str, float]:
-    from delivery.presence import online_user_ids, users_online_count
+    from gateway.presence import online_user_ids, users_online_count
 
     limit = raise_open_files(connections * 2 + 1000)
     # daphne's log (WS_BENCH_LOG, or a temporary file) tells whether it had to cancel any clean-up.

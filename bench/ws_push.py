@@ -3,7 +3,7 @@
     python -m bench.ws_push [--sockets 1000] [--frames 20000] [--window 400]
 
 Opens ``--sockets`` authenticated sockets (one user each), then sends ``--frames`` intervention-sized
-frames, each to one random user, through the service API (``delivery.realtime.asend_to_user``: group
+frames, each to one random user, through the service API (``gateway.realtime.asend_to_user``: group
 send over the Redis channel layer → daphne → socket). At most ``--window`` frames are in flight
 (sent, not yet received) — the channel layer's per-process capacity is 1,000 messages, beyond which a
 group send is dropped by design — so the figure is the sustained rate with nothing lost.
@@ -37,7 +37,7 @@ from bench.ws_common import (
 
 
 async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]:
-    from delivery.realtime import asend_to_user
+    from gateway.realtime import asend_to_user
 
     raise_open_files(sockets * 2 + 1000)
     latencies: list[float] = []
@@ -77,7 +77,7 @@ async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]
 
 
 async def run(*, sockets: int, frames: int, window: int) -> dict[str, float]:
-    from delivery.realtime import asend_to_user
+    from gateway.realtime import asend_to_user
 
     raise_open_files(sockets * 2 + 1000)
     received: dict[int, int] = {}

@@ -32,7 +32,6 @@ from django.utils.safestring import SafeString
 from campaigns.models import (
     AuditEntry,
     Campaign,
-    Intervention,
     Template,
     TemplateLocalization,
     Variant,
@@ -62,8 +61,8 @@ from campaigns.services import (
     template_update,
     template_validate,
 )
-from intervention_engine.admin_site import ReadOnlyModelAdmin
-from intervention_engine.errors import ApplicationError
+from core.admin import ReadOnlyModelAdmin, status_badge
+from core.errors import ApplicationError
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError, validate_rule
@@ -532,10 +531,6 @@ class VariantInline(admin.TabularInline):
         return field
 
 
-def _status_badge(status: str, label: str) -> SafeString:
-    return format_html('<span class="ie-badge ie-badge--{}">{}</span>', status, label)
-
-
 @dataclass(frozen=True)
 class StatusAction:
     name: str
@@ -628,7 +623,7 @@ class CampaignAdmin(ServiceBackedAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Campaign) -> SafeString:
-        return _status_badge(obj.status, obj.get_status_display())
+        return status_badge(obj.status, obj.get_status_display())
 
     @admin.display(description="channels")
     def channel_list(self, obj: Campaign) -> SafeString:
@@ -791,30 +786,6 @@ class CampaignAdmin(ServiceBackedAdmin):
 
 
 # --- What the system wrote: read-only -----------------------------------------------------------------
-
-
-@admin.register(Intervention)
-class InterventionAdmin(ReadOnlyModelAdmin):
-    list_display = (
-        "created_at",
-        "user_id",
-        "campaign",
-        "variant__name",
-        "status_badge",
-        "channel",
-        "is_holdout",
-        "suppression_reason",
-    )
-    list_filter = ("status", "channel", "is_holdout", "suppression_reason", "campaign")
-    search_fields = ("=user_id", "=trigger_event_id", "=cart_id")
-    date_hierarchy = "created_at"
-    list_select_related = ("campaign", "variant")
-    ordering = ("-created_at",)
-    show_full_result_count = False
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: Intervention) -> SafeString:
-        return _status_badge(obj.status, obj.get_status_display())
 
 
 @admin.register(AuditEntry)

@@ -15,24 +15,23 @@ The admin and the API both call these functions, so the rules live here once:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-import redis
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
+from redis import RedisError
 
 from campaigns import selectors
 from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalization, Variant
 from campaigns.signals import campaign_changed
-from intervention_engine.errors import ApplicationError, ConflictError, NotFoundError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.observability import get_logger
+from core.redis import redis_sync
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, render_fields, validate_fields
 from personalization.rules import RuleError, validate_rule
@@ -170,14 +169,9 @@ def _snapshot(obj: Model, fields: Iterable[str]) -> dict[str, Any]:
 # --- Change notification -------------------------------------------------------------------------------
 
 
-@functools.cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
 def campaigns_version() -> int:
     """The counter bumped on every campaign change; a process can poll it to know its cache is stale."""
-    value = _redis(settings.REDIS_URL).get(CAMPAIGNS_VERSION_KEY)
+    value = redis_sync().get(CAMPAIGNS_VERSION_KEY)
     return int(value) if value else 0
 
 
@@ -188,8 +182,8 @@ def _notify_changed(campaign_ids: Iterable[int]) -> None:
 
     def send() -> None:
         try:
-            _redis(settings.REDIS_URL).incr(CAMPAIGNS_VERSION_KEY)
-        except redis.RedisError:
+            redis_sync().incr(CAMPAIGNS_VERSION_KEY)
+        except RedisError:
             # The signal below still refreshes this process; other processes refresh on their timer.
             logger.warning("campaigns_version_bump_failed", campaign_ids=ids)
         for campaign_id in ids:

@@ -102,9 +102,9 @@ def drained(*, group: str, topics: dict[str, str]) -> bool:
 
 
 def check(*, published: dict[str, Any], prefix: str, topics: dict[str, str]) -> dict[str, Any]:
-    from campaigns.models import Intervention
+    from core.redis import redis_sync
     from delivery.event_handlers import dlq_read
-    from delivery.stores import redis_sync
+    from interventions.models import Intervention
     from messaging.models import OutboxMessage
     from personalization.models import Profile
 

@@ -83,7 +83,8 @@ def django_setup(env: dict[str, str], *, migrate: bool = True) -> None:
 
 def deliveries_create(*, count: int, channel: str) -> list[Any]:
     """``count`` shoppers with one queued delivery each; every message body is unique."""
-    from campaigns.models import Campaign, Delivery, Intervention
+    from campaigns.models import Campaign
+    from interventions.models import Delivery, Intervention
     from personalization.models import Profile, PushToken
 
     run = uuid.uuid4().hex[:8]
@@ -126,7 +127,7 @@ def deliveries_create(*, count: int, channel: str) -> list[Any]:
 
 
 def statuses(ids: list[Any]) -> Counter[str]:
-    from campaigns.models import Delivery
+    from interventions.models import Delivery
 
     return Counter(Delivery.objects.filter(id__in=ids).values_list("status", flat=True))
 
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         sweeper.join(30)
         elapsed = time.monotonic() - started
         final = statuses(ids)
-        from campaigns.models import Delivery
+        from interventions.models import Delivery
 
         expected = {
             f"Your cart is waiting, {user_id}."

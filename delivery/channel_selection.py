@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-ONSITE = "onsite"
+from personalization.models import Channel
+
 # Engagement signals and how much each one says about a channel working for this shopper.
 _WEIGHTS = {"clicked": 1.0, "opened": 0.5, "displayed": 0.5}
 _EXPOSURES = ("delivered", "sent")
@@ -51,15 +52,15 @@ def channel_choose(
         first = channels[0]
         return first if usable(first) else None
     if strategy == "optimized":
-        if online and ONSITE in channels and usable(ONSITE):
-            return ONSITE
-        candidates = [channel for channel in channels if channel != ONSITE and usable(channel)]
+        if online and Channel.ONSITE in channels and usable(Channel.ONSITE):
+            return Channel.ONSITE
+        candidates = [channel for channel in channels if channel != Channel.ONSITE and usable(channel)]
         if not candidates:
             return None
         # max() keeps the first of equal scores: the campaign's order breaks ties.
         return max(candidates, key=lambda channel: engagement_rate(engagement=engagement, channel=channel))
     for channel in channels:  # first_available
-        if channel == ONSITE and not online:
+        if channel == Channel.ONSITE and not online:
             continue
         if usable(channel):
             return channel

@@ -19,10 +19,10 @@ from confluent_kafka import Message, Producer
 from django.conf import settings
 from django.utils import timezone
 
+from core.observability import get_logger
 from delivery import metrics
 from delivery.events import InboundEvent, InvalidEvent, parse_cart_event, parse_prediction
 from delivery.services import BatchOutcome, decisions_process_batch
-from intervention_engine.observability import get_logger
 from messaging.kafka import topic
 
 logger = get_logger(__name__)

@@ -18,15 +18,15 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from campaigns.models import Campaign, Delivery, Intervention, Variant
+from campaigns.models import Campaign, Variant
 from campaigns.selectors import campaigns_active_triggered
-from intervention_engine.observability import get_logger
+from campaigns.services import campaigns_version
+from core.observability import get_logger
+from interventions.models import Delivery, Intervention
 from personalization.rules import Rule, RuleError, compile_rule
 from tracking.models import TrackingEvent
 
 logger = get_logger(__name__)
-
-CAMPAIGNS_VERSION_KEY = "ie:campaigns:version"
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,7 @@ class CampaignCache:
 
 
 def _version() -> str:
-    from delivery.stores import redis_sync
-
-    value: Any = redis_sync().get(CAMPAIGNS_VERSION_KEY)
-    return str(value or "0")
+    return str(campaigns_version())
 
 
 campaign_cache = CampaignCache()

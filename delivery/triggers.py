@@ -26,22 +26,23 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.lifecycle import intervention_events_enqueue
-from campaigns.models import Campaign, Delivery, Intervention, Template, Variant
+from campaigns.models import Campaign, Template, Variant
 from campaigns.selectors import campaign_get, template_get
 from campaigns.services import template_render
+from core.bulk import rows_insert
+from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.observability import get_logger
 from delivery import metrics
 from delivery.eligibility import in_quiet_hours
 from delivery.events import InboundEvent
-from delivery.realtime import intervention_push
 from delivery.selectors import CampaignSet, intervention_for_trigger
 from delivery.services import decisions_process_batch
-from intervention_engine.errors import ApplicationError, ConflictError, NotFoundError
-from intervention_engine.observability import get_logger
-from messaging.services import rows_insert
+from gateway.realtime import intervention_push
+from interventions.lifecycle import intervention_events_enqueue
+from interventions.models import Delivery, Intervention
 from notifications.channels import channel_reachable
 from notifications.services import deliveries_enqueue
-from personalization.models import Profile
+from personalization.models import Channel, Profile
 from personalization.rendering import TemplateRenderError
 from personalization.services import (
     ProfileChange,
@@ -55,7 +56,6 @@ logger = get_logger(__name__)
 DIRECT_CAMPAIGN_NAME = "Direct API sends"
 DIRECT_TRIGGER = "api.direct"
 DIRECT_VARIANT_NAME = "Direct send"
-ONSITE = "onsite"
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ def _send_direct(
     else:
         intervention.status = Intervention.Status.PENDING
         intervention.expires_at = now + timedelta(seconds=campaign.expiry_seconds)
-        if channel == ONSITE:
+        if channel == Channel.ONSITE:
             intervention.seq = profile_onsite_seq_allocate(profiles=profiles, counts={user_id: 1})[user_id]
         delivery = Delivery(
             id=uuid.uuid4(), intervention=intervention, channel=channel, queued_at=now, updated_at=now
@@ -334,8 +334,8 @@ def _send_direct(
                 (intervention, "delivery.queued", {"extra": {"delivery_id": str(delivery.pk)}}),
             ]
         )
-        onsite_ids: list[UUID] = [intervention.pk] if channel == ONSITE else []
-        delivery_ids: list[UUID] = [] if channel == ONSITE else [delivery.pk]
+        onsite_ids: list[UUID] = [intervention.pk] if channel == Channel.ONSITE else []
+        delivery_ids: list[UUID] = [] if channel == Channel.ONSITE else [delivery.pk]
         transaction.on_commit(lambda: _hand_off(onsite_ids=onsite_ids, delivery_ids=delivery_ids))
     fresh = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
     assert fresh is not None

@@ -47,7 +47,8 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
     The project package sits above every app, so reading their models here does not break the import
     direction; the counts are only shown to someone allowed to view the underlying model.
     """
-    from campaigns.models import Campaign, Intervention
+    from campaigns.models import Campaign
+    from interventions.models import Intervention
     from tracking.models import Conversion
 
     since = _start_of_today()
@@ -62,12 +63,12 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
                 _changelist_url("campaigns.campaign", {"status__exact": "active"}),
             )
         )
-    if user.has_perm("campaigns.view_intervention"):
+    if user.has_perm("interventions.view_intervention"):
         numbers.append(
             DashboardNumber(
                 "Interventions today",
                 Intervention.objects.filter(created_at__gte=since).count(),
-                _changelist_url("campaigns.intervention", today),
+                _changelist_url("interventions.intervention", today),
             )
         )
     if user.has_perm("tracking.view_conversion"):
@@ -88,22 +89,6 @@ def dashboard_numbers(request: HttpRequest) -> list[DashboardNumber]:
             )
         )
     return numbers
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """For records the system writes (interventions, events, outbox): anyone may look, nobody edits.
-
-    Editing them by hand would make the reports and the replay log lie about what happened.
-    """
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class InterventionEngineAdminSite(admin.AdminSite):

@@ -11,13 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "intervention_engine.settings")
 # Django must be set up before the routing (and the models it imports) is loaded.
 django_asgi_app = get_asgi_application()
 
-from delivery import daphne_protocol  # noqa: E402
+from gateway import daphne_protocol  # noqa: E402
 
 # daphne builds its WebSocket factory after importing this module: sockets get the lighter protocol,
 # and autobahn's debug lines are formatted only if written.
 daphne_protocol.install()
 
-from delivery.routing import websocket_application  # noqa: E402
+from gateway.routing import websocket_application  # noqa: E402
 
 
 def application(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:

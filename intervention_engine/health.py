@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from intervention_engine.observability import metrics_registry
+from core.observability import metrics_registry
 from messaging.kafka import client_config
 
 

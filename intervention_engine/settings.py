@@ -76,8 +76,10 @@ INSTALLED_APPS = [
     "api",
     "personalization",
     "campaigns",
+    "interventions",
     "notifications",
     "tracking",
+    "gateway",
     "delivery",
 ]
 
@@ -148,8 +150,8 @@ if WS_CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             # channels_redis's pub/sub layer with process-local channel names, mailboxes and batched
-            # (un)subscriptions: see delivery/channel_layer.py.
-            "BACKEND": "delivery.channel_layer.GatewayChannelLayer",
+            # (un)subscriptions: see gateway/channel_layer.py.
+            "BACKEND": "gateway.channel_layer.GatewayChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "ie:ws"},
         }
     }
@@ -384,7 +386,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT: str = env.str("LOG_FORMAT", default="json")  # json | console
 
-from intervention_engine.observability import configure_logging  # noqa: E402  (needs the values above)
+from core.observability import configure_logging  # noqa: E402  (needs the values above)
 
 LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from intervention_engine.admin_site import ReadOnlyModelAdmin
+from core.admin import ReadOnlyModelAdmin
 from messaging.models import OutboxMessage
 
 

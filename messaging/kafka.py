@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from django.conf import settings
 
-from intervention_engine.observability import get_logger
+from core.observability import get_logger
 
 logger = get_logger(__name__)
 

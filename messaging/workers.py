@@ -10,7 +10,7 @@ import signal
 import threading
 from types import FrameType
 
-from intervention_engine.observability import get_logger
+from core.observability import get_logger
 
 logger = get_logger(__name__)
 

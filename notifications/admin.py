@@ -13,8 +13,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns.models import Delivery
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
+from interventions.models import Delivery
 from notifications import selectors, services
 from notifications.models import ProviderAttempt
 
@@ -149,5 +149,5 @@ class ProviderAttemptAdmin(admin.ModelAdmin):
 
     @admin.display(description="Delivery")
     def delivery_link(self, attempt: ProviderAttempt) -> str:
-        url = reverse("admin:campaigns_delivery_change", args=[attempt.delivery_id])
+        url = reverse("admin:interventions_delivery_change", args=[attempt.delivery_id])
         return format_html('<a href="{}">{}</a>', url, str(attempt.delivery_id)[:8])

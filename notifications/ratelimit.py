@@ -11,8 +11,9 @@ import time
 from functools import lru_cache
 from typing import Any
 
-import redis
 from django.conf import settings
+
+from core.redis import redis_sync
 
 _BUCKET_SCRIPT = """
 local key = KEYS[1]
@@ -36,13 +37,8 @@ return tostring(wait)
 
 
 @lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
-@lru_cache(maxsize=4)
 def _script(url: str) -> Any:
-    return _client(url).register_script(_BUCKET_SCRIPT)
+    return redis_sync().register_script(_BUCKET_SCRIPT)
 
 
 def ratelimit_acquire(*, provider: str) -> float:

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.db.models import Count, Q, QuerySet
 
-from campaigns.models import Delivery
+from interventions.models import Delivery
 from notifications.models import ProviderAttempt
 
 

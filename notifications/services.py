@@ -41,10 +41,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
-from campaigns.lifecycle import intervention_events_enqueue
-from campaigns.models import Delivery, Intervention
-from intervention_engine.errors import ApplicationError, ConflictError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError, ConflictError
+from core.observability import get_logger
+from interventions.lifecycle import intervention_events_enqueue
+from interventions.models import Delivery, Intervention
 from notifications import metrics
 from notifications.channels import channel_reachable, quiet_hours_end
 from notifications.models import ProviderAttempt

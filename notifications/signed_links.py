@@ -1,6 +1,6 @@
 """Signed tracking and unsubscribe links (django.core.signing, keyed by SECRET_KEY).
 
-A token carries what the link acts on; the HTTP side (tracking/api/links.py) acts only on a token whose
+A token carries what the link acts on; the HTTP side (notifications/api/links.py) acts only on a token whose
 signature checks, so a forged open, click or unsubscribe writes nothing and a click can only redirect to a
 target we signed.
 """

@@ -43,7 +43,7 @@ from django.db.models.lookups import (
     LessThanOrEqual,
 )
 
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 
 if TYPE_CHECKING:
     from personalization.models import Profile

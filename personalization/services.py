@@ -15,8 +15,8 @@ import orjson
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from intervention_engine.errors import ApplicationError, NotFoundError
-from messaging.services import rows_json
+from core.bulk import rows_json
+from core.errors import ApplicationError, NotFoundError
 from personalization.models import Profile, PushToken
 from personalization.signals import profile_erasing, profile_exporting
 

@@ -65,12 +65,11 @@ def api_client():
 @pytest.fixture
 def marketer(db):
     """A staff user in the "marketer" group (the group is re-ensured: transactional tests flush it)."""
-    import importlib
-
-    from django.apps import apps
     from django.contrib.auth.models import Group, User
 
-    importlib.import_module("campaigns.migrations.0002_marketer_group").ensure_marketer_group(apps)
+    from intervention_engine.roles import marketer_group_ensure
+
+    marketer_group_ensure()
     user = User.objects.create_user("mia", "mia@example.com", "a-long-test-password", is_staff=True)
     user.groups.add(Group.objects.get(name="marketer"))
     return user

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from intervention_engine.admin_site import ReadOnlyModelAdmin
+from core.admin import ReadOnlyModelAdmin
 from tracking.models import Conversion, TrackingEvent
 
 

@@ -18,7 +18,7 @@ from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from intervention_engine.errors import ApplicationError, NotFoundError
+from core.errors import ApplicationError, NotFoundError
 from tracking import exports
 from tracking.reports import CampaignReport, ReportPeriod, campaign_report, report_period_parse
 

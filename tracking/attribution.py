@@ -23,8 +23,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, Intervention
-from messaging.services import outbox_enqueue_bulk, rows_insert
+from campaigns.models import Campaign
+from core.bulk import rows_insert
+from interventions.models import Intervention
+from messaging.services import outbox_enqueue_bulk
 from tracking.models import Conversion
 
 TOPIC = "conversion-events"

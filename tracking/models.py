@@ -5,7 +5,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
-from campaigns.models import Campaign, Delivery, Intervention, Variant
+from campaigns.models import Campaign, Variant
+from interventions.models import Delivery, Intervention
 
 
 class TrackingEvent(models.Model):

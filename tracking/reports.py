@@ -32,8 +32,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from campaigns import selectors as campaign_selectors
-from campaigns.models import Campaign, Intervention
-from intervention_engine.errors import ApplicationError, NotFoundError
+from campaigns.models import Campaign
+from core.errors import ApplicationError, NotFoundError
+from interventions.models import Intervention
 from tracking import analytics
 from tracking.models import Conversion, TrackingEvent
 

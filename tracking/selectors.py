@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-from campaigns.models import Intervention
+from interventions.models import Intervention
 
 
 def interventions_existing(*, intervention_ids: Iterable[UUID]) -> set[UUID]:

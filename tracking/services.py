@@ -13,10 +13,10 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.lifecycle import intervention_events_enqueue
-from campaigns.models import Delivery, Intervention
-from intervention_engine.errors import ApplicationError, NotFoundError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError, NotFoundError
+from core.observability import get_logger
+from interventions.lifecycle import intervention_events_enqueue
+from interventions.models import Delivery, Intervention
 from personalization.services import profile_engagement_record_many
 from tracking.models import TrackingEvent
 

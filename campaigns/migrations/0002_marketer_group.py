@@ -1,7 +1,8 @@
 """The "marketer" group: manages campaigns, variants, templates and segments; looks at the rest.
 
 No access to API keys, users, groups or Celery beat: those are operators' tools. Idempotent: running it
-again (or ``ensure_marketer_group`` from a test after a flush) sets exactly these permissions.
+again sets exactly these permissions. The models named are those of this migration's time; today's
+labels are in intervention_engine/roles.py.
 """
 
 from typing import Any
@@ -27,7 +28,12 @@ MARKETER_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def ensure_marketer_group(apps: Any, schema_editor: Any = None) -> None:
+def ensure_marketer_group(
+    apps: Any,
+    schema_editor: Any = None,
+    *,
+    permissions: dict[tuple[str, str], tuple[str, ...]] = MARKETER_PERMISSIONS,
+) -> None:
     from django.contrib.auth.management import create_permissions
 
     # Permissions are normally created after the whole migrate run; this migration needs them now.
@@ -42,7 +48,7 @@ def ensure_marketer_group(apps: Any, schema_editor: Any = None) -> None:
     group, _ = Group.objects.get_or_create(name="marketer")
     codenames = {
         (app_label, f"{action}_{model}")
-        for (app_label, model), actions in MARKETER_PERMISSIONS.items()
+        for (app_label, model), actions in permissions.items()
         for action in actions
     }
     permissions = [

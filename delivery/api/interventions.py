@@ -22,11 +22,11 @@ from api.idempotency import idempotent
 from api.models import ApiKey, Scope
 from api.pagination import ApiPagination
 from api.serializers import StrictSerializer
-from campaigns.models import Delivery, Intervention
+from core.errors import NotFoundError
 from delivery.events import MAX_ID_LENGTH
 from delivery.selectors import intervention_detail, interventions_list
 from delivery.triggers import intervention_send_direct, intervention_trigger
-from intervention_engine.errors import NotFoundError
+from interventions.models import Delivery, Intervention
 from personalization.models import Channel
 from tracking.models import TrackingEvent
 

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from delivery.api import interventions, views
+from delivery.api import interventions
 
 urlpatterns = [
-    path("ws-tickets", views.WsTicketView.as_view(), name="ws-tickets"),
     path("interventions", interventions.InterventionListView.as_view(), name="interventions"),
     path(
         "interventions/<uuid:intervention_id>",

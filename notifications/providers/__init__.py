@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 from notifications.providers.base import (
     LookupResult,
     OutgoingMessage,

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from api.idempotency import idempotent
 from api.models import Scope
-from intervention_engine.errors import NotFoundError
+from core.errors import NotFoundError
 from personalization import services
 from personalization.api.serializers import PreferencesSerializer
 from personalization.models import Profile

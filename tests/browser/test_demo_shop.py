@@ -24,8 +24,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.models import Campaign, Intervention
-from delivery import realtime
+from campaigns.models import Campaign
+from gateway import realtime
+from interventions.models import Intervention
 from messaging.kafka import ensure_topics
 from personalization.models import Profile
 from tests.conftest import free_port

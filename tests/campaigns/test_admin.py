@@ -11,8 +11,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Campaign, Intervention, Template
+from campaigns.models import AuditEntry, Campaign, Template
 from campaigns.services import campaign_activate, campaign_create, segment_create, template_create
+from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile, PushToken, Segment
 from tracking.models import Conversion, TrackingEvent
@@ -227,7 +228,7 @@ def _one_of_each() -> dict[str, Any]:
             name="Gold", rules='attributes.tier == "gold"', actor_label="t"
         ),
         "personalization.profile": profile,
-        "campaigns.intervention": intervention,
+        "interventions.intervention": intervention,
         "campaigns.auditentry": AuditEntry.objects.first(),
         "tracking.trackingevent": event,
         "tracking.conversion": conversion,
@@ -237,7 +238,7 @@ def _one_of_each() -> dict[str, Any]:
 MANAGED = ("campaigns.campaign", "campaigns.template", "personalization.segment")
 VIEWED = (
     "personalization.profile",
-    "campaigns.intervention",
+    "interventions.intervention",
     "campaigns.auditentry",
     "tracking.trackingevent",
     "tracking.conversion",

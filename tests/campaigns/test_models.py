@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from campaigns.models import Campaign, Intervention, Template, Variant
+from campaigns.models import Campaign, Template, Variant
+from interventions.models import Intervention
 from personalization.models import Profile
 from tests.campaigns.builders import make_campaign
 

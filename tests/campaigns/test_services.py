@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns import selectors, services
-from campaigns.models import AuditEntry, Campaign, Intervention, Template
-from intervention_engine.errors import ApplicationError, ConflictError, NotFoundError
+from campaigns.models import AuditEntry, Campaign, Template
+from core.errors import ApplicationError, ConflictError, NotFoundError
+from interventions.models import Intervention
 from personalization import selectors as personalization_selectors
 from personalization.models import Profile
 from personalization.rendering import TemplateRenderError, sample_context

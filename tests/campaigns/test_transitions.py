@@ -7,7 +7,7 @@ from campaigns import services
 from campaigns.models import AuditEntry, Campaign
 from campaigns.services import ALLOWED_TRANSITIONS, CampaignTransitionError
 from campaigns.signals import campaign_changed
-from intervention_engine.errors import NotFoundError
+from core.errors import NotFoundError
 from tests.campaigns.builders import make_campaign, make_template
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, Intervention, Template, Variant
+from campaigns.models import Campaign, Template, Variant
+from interventions.models import Delivery, Intervention
 from personalization.models import Profile
 
 _counter = itertools.count(1)

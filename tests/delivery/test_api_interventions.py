@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from api.models import Scope
-from campaigns.models import Campaign, Intervention
-from delivery.realtime import onsite_replay
+from campaigns.models import Campaign
 from delivery.triggers import DIRECT_CAMPAIGN_NAME
+from gateway.realtime import onsite_replay
+from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
 from tests.delivery import factories as f

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from campaigns.models import Intervention
 from delivery.management.commands.consume_events import EventConsumer
 from delivery.selectors import campaign_cache
+from interventions.models import Intervention
 from messaging.kafka import topic
 from personalization.models import Profile
 from tests.delivery import factories as f

@@ -13,9 +13,9 @@ from confluent_kafka import Producer
 from django.core.management import call_command
 from prometheus_client import REGISTRY
 
-from campaigns.models import Intervention
 from delivery.management.commands.consume_events import EventConsumer
 from delivery.selectors import campaign_cache
+from interventions.models import Intervention
 from messaging.kafka import producer_config, topic
 from messaging.services import outbox_publish_batch
 from personalization.models import Profile

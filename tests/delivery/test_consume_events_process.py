@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from campaigns.models import Intervention
+from interventions.models import Intervention
 from messaging.kafka import client_config, topic
 from tests.delivery import factories as f
 from tests.messaging.kafka_topics import isolate_topics, produce

@@ -13,9 +13,9 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from campaigns.models import Intervention
-from delivery import realtime
 from delivery.services import decisions_process_batch
+from gateway import realtime
+from interventions.models import Intervention
 from tests.delivery import factories as f
 
 

@@ -8,11 +8,12 @@ from datetime import time
 import pytest
 from django.db import transaction
 
-from campaigns.models import Campaign, Delivery, Intervention
+from campaigns.models import Campaign
+from core.redis import redis_sync
 from delivery import services
 from delivery.events import InboundEvent, parse_cart_event, parse_prediction
 from delivery.services import decisions_process_batch
-from delivery.stores import redis_sync
+from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
 from tests.delivery import factories as f

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from campaigns.models import Intervention
 from delivery.services import BatchOutcome, decisions_process_batch
+from interventions.models import Intervention
 from personalization.models import Profile
 from tests.delivery import factories as f
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Delivery, Intervention
 from delivery.services import decisions_process_batch, interventions_expire, interventions_release_due
+from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from tests.delivery import factories as f
 

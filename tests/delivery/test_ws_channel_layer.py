@@ -1,4 +1,4 @@
-"""The gateway's channel layer (delivery/channel_layer.py) against the real Redis: process-local channel
+"""The gateway's channel layer (gateway/channel_layer.py) against the real Redis: process-local channel
 names, mailboxes, and batched group (un)subscriptions that stay correct in any order."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from delivery.channel_layer import GatewayChannelLayer
-from delivery.stores import redis_async
+from core.redis import redis_async
+from gateway.channel_layer import GatewayChannelLayer
 
 pytestmark = pytest.mark.asyncio
 

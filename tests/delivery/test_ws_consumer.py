@@ -18,10 +18,10 @@ from channels.testing import WebsocketCommunicator
 from django.core import signing
 from django.db import connections
 
-from campaigns.models import Delivery, Intervention
-from delivery import presence, realtime
-from delivery.tickets import ticket_fingerprint, ws_ticket_issue
+from gateway import presence, realtime
+from gateway.tickets import ticket_fingerprint, ws_ticket_issue
 from intervention_engine.asgi import application
+from interventions.models import Delivery, Intervention
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.asyncio
@@ -222,7 +222,7 @@ async def test_it_refuses_the_handshake_when_redis_cannot_record_the_ticket(sett
 
 
 async def test_a_disconnect_completes_when_redis_went_away(settings, redis_server, caplog) -> None:
-    from delivery import stats
+    from gateway import stats
 
     # given an open socket, then the gateway's Redis stops
     url, process = redis_server
@@ -361,7 +361,7 @@ async def test_it_sends_to_every_tab_of_a_user_and_to_one_connection(open_socket
 
 
 async def _channels_of(user_id: str) -> list[str]:
-    from delivery.stores import redis_async
+    from core.redis import redis_async
 
     members = await redis_async().zrange(f"ie:presence:user:{user_id}", 0, -1)
     return list(members)
@@ -548,9 +548,9 @@ def _state(intervention_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> None:
-    from delivery import stats
-    from delivery.channel_layer import GatewayChannelLayer
-    from delivery.stores import redis_async
+    from core.redis import redis_async
+    from gateway import stats
+    from gateway.channel_layer import GatewayChannelLayer
 
     # given 40 sockets of 20 users (two tabs each), all in a room
     connections_before = stats.STATS.connections
@@ -583,8 +583,8 @@ async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> N
 async def test_a_socket_whose_handler_fails_still_leaves_its_groups_counters_and_presence(
     monkeypatch,
 ) -> None:
-    from delivery import stats
-    from delivery.consumers import InterventionConsumer
+    from gateway import stats
+    from gateway.consumers import InterventionConsumer
 
     # given an open socket
     user = a_user()
@@ -638,7 +638,7 @@ async def test_pushes_arriving_during_a_slow_message_wait_their_turn_in_order(
         await release.wait()
         handled.append("ack done")
 
-    from delivery.consumers import InterventionConsumer
+    from gateway.consumers import InterventionConsumer
 
     monkeypatch.setitem(InterventionConsumer.handlers, "ack", slow_ack)
     await socket.send({"type": "ack", "intervention_id": "x"})

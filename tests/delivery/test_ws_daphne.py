@@ -1,4 +1,4 @@
-"""The gateway under a real daphne: the lighter WebSocket protocol (delivery/daphne_protocol.py) and
+"""The gateway under a real daphne: the lighter WebSocket protocol (gateway/daphne_protocol.py) and
 the direct /ws route, end to end over TCP."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from bench.ws_common import daphne_process
-from delivery import realtime
-from delivery.daphne_protocol import LeanWebSocketProtocol
-from delivery.tickets import ws_ticket_issue
+from gateway import realtime
+from gateway.daphne_protocol import LeanWebSocketProtocol
+from gateway.tickets import ws_ticket_issue
 
 
 def test_the_asgi_module_makes_daphne_build_the_lighter_protocol() -> None:

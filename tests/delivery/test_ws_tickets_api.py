@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import Client
 
-from delivery import stats
-from delivery.tickets import TicketRefused, ws_ticket_redeem
+from gateway import stats
+from gateway.tickets import TicketRefused, ws_ticket_redeem
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from campaigns.models import Campaign, Delivery, Intervention
+from campaigns.models import Campaign
 from chaos.provider_stub import ProviderStub, SmtpStub
+from interventions.models import Delivery, Intervention
 from personalization.models import Profile, PushToken
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from campaigns.models import Delivery
+from interventions.models import Delivery
 from notifications.models import ProviderAttempt
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ def test_it_lists_failed_deliveries_and_retries_them(admin_client, make_delivery
     )
     sent = make_delivery("email")
     Delivery.objects.filter(pk=sent.pk).update(status="sent")
-    changelist = reverse("admin:campaigns_delivery_changelist")
+    changelist = reverse("admin:interventions_delivery_changelist")
 
     # when
     listing = admin_client.get(changelist, {"attention": "open"})
@@ -43,7 +43,7 @@ def test_it_marks_an_unknown_delivery_resolved(admin_client, make_delivery):
 
     # when
     admin_client.post(
-        reverse("admin:campaigns_delivery_changelist"),
+        reverse("admin:interventions_delivery_changelist"),
         {"action": "mark_resolved", "_selected_action": [str(unknown.pk)]},
     )
 

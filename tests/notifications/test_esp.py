@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import Delivery
 from chaos.provider_stub import ProviderStub
+from interventions.models import Delivery
 from notifications.services import delivery_send
 from personalization.models import Profile
 from tests.notifications.test_send import send_until_settled

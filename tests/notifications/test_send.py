@@ -13,8 +13,8 @@ import pytest
 import redis
 from django.utils import timezone
 
-from campaigns.models import Delivery
 from chaos.provider_stub import ProviderStub, SmtpStub
+from interventions.models import Delivery
 from messaging.models import OutboxMessage
 from notifications.models import ProviderAttempt
 from notifications.services import deliveries_settle_stuck, delivery_send

@@ -12,9 +12,9 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from campaigns.models import Delivery
 from chaos.provider_stub import ProviderStub
 from chaos.worker import CeleryWorker
+from interventions.models import Delivery
 from notifications.services import deliveries_enqueue, deliveries_requeue_due, deliveries_settle_stuck
 from tests.processes import database_url
 

@@ -4,7 +4,8 @@ from datetime import time
 
 import pytest
 
-from campaigns.models import Campaign, Delivery, Intervention
+from campaigns.models import Campaign
+from interventions.models import Delivery, Intervention
 from personalization.models import Profile, PushToken
 from personalization.signals import profile_exporting
 

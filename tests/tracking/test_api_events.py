@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from api.models import Scope
-from campaigns.models import Campaign, Delivery, Intervention
+from campaigns.models import Campaign
+from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
 from tracking.models import TrackingEvent

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Intervention
+from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
 from tests.delivery import factories as f

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import Delivery
+from interventions.models import Delivery
 from notifications.signed_links import click_url, open_pixel_url, unsubscribe_url
 from personalization.models import Profile
 from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from scipy import stats
 
-from campaigns.models import Campaign, Intervention, Variant
+from campaigns.models import Campaign, Variant
+from interventions.models import Intervention
 from personalization.models import Profile
 from tests.delivery import factories as f
 from tracking.analytics import wilson_interval
@@ -249,7 +250,7 @@ def test_it_aggregates_many_campaigns_in_a_fixed_number_of_queries():
 
 
 def test_it_refuses_a_period_that_is_not_dates_or_ends_before_it_starts():
-    from intervention_engine.errors import ApplicationError
+    from core.errors import ApplicationError
 
     # when the bounds are not dates, or in the wrong order
     with pytest.raises(ApplicationError) as not_a_date:

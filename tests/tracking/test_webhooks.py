@@ -8,7 +8,7 @@ import uuid
 import pytest
 from twilio.request_validator import RequestValidator
 
-from campaigns.models import Delivery
+from interventions.models import Delivery
 from notifications.models import ProviderCallback
 from personalization.models import Profile
 from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)

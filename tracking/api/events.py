@@ -3,14 +3,13 @@
 All or nothing: every item is checked (shape, then that its intervention exists) before anything is
 written, and an invalid batch answers 400 with the errors by item index. A valid batch is recorded in one
 transaction with bulk writes by ``tracking.services.tracking_events_record``; an ``event_id`` seen before
-is counted as a duplicate and has no second effect. Routes are at the bottom and gathered by api/urls.py.
+is counted as a duplicate and has no second effect. Routes: tracking/api/urls.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -20,7 +19,7 @@ from rest_framework.views import APIView
 from api.idempotency import idempotent
 from api.models import Scope
 from api.serializers import StrictSerializer
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 from personalization.models import Channel
 from tracking.models import TrackingEvent
 from tracking.selectors import interventions_existing
@@ -126,8 +125,3 @@ class TrackingEventsView(APIView):
 
         accepted = tracking_events_record(events=[{**item, "source": "api"} for item in items])
         return Response({"accepted": accepted, "duplicates": len(items) - accepted})
-
-
-urlpatterns = [
-    path("events", TrackingEventsView.as_view(), name="tracking-events"),
-]

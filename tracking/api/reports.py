@@ -1,7 +1,6 @@
 """``GET /campaigns/{id}/report`` (JSON), ``GET /reports/campaigns.csv|.xlsx`` (exports); scope ``reports``.
 
-Thin: parse the period, call tracking.reports / tracking.exports, format. Routes are at the bottom and
-gathered by api/urls.py.
+Thin: parse the period, call tracking.reports / tracking.exports, format. Routes: tracking/api/urls.py.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.http import FileResponse, StreamingHttpResponse
-from django.urls import re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -23,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.models import Scope
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 from tracking import exports
 from tracking.analytics import Interval, SampleRatioCheck
 from tracking.reports import (
@@ -173,18 +171,3 @@ def _campaign_param(request: Request) -> int | None:
             "'campaign' is not a campaign id.", code="invalid_campaign", details={"campaign": raw}
         )
     return int(raw)
-
-
-urlpatterns = [
-    # Ids are bigints: a longer number is a 404 from the resolver, never a database error.
-    re_path(
-        r"^campaigns/(?P<campaign_id>[0-9]{1,18})/report$",
-        CampaignReportView.as_view(),
-        name="campaign-report",
-    ),
-    re_path(
-        r"^reports/campaigns\.(?P<file_format>csv|xlsx)$",
-        CampaignsExportView.as_view(),
-        name="campaigns-export",
-    ),
-]

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api.models import Scope
 from api.services import api_key_create
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 class Command(BaseCommand):

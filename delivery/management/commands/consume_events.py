@@ -11,9 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
+from core.observability import get_logger
 from delivery import metrics, services
 from delivery.event_handlers import BatchResult, EventBatchHandler
-from intervention_engine.observability import get_logger
 from messaging.kafka import consumer_config, producer_config, topic
 from messaging.workers import Worker
 

@@ -6,7 +6,7 @@ from confluent_kafka import Producer
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
-from intervention_engine.observability import get_logger
+from core.observability import get_logger
 from messaging import metrics
 from messaging.kafka import producer_config
 from messaging.models import OutboxMessage

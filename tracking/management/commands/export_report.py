@@ -17,7 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
 from tracking import exports
 from tracking.reports import report_period_parse
 

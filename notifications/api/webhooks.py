@@ -32,8 +32,8 @@ from api.authentication import ApiKeyAuthentication
 from api.exceptions import error_body
 from api.permissions import HasScope
 from api.serializers import ErrorSerializer
-from intervention_engine.errors import ConflictError, NotFoundError
-from intervention_engine.observability import get_logger
+from core.errors import ConflictError, NotFoundError
+from core.observability import get_logger
 from notifications.models import ProviderCallback
 from notifications.providers.sms import DEAD_NUMBER_CODES
 from notifications.selectors import delivery_by_provider_message_id, delivery_get

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from campaigns.models import Delivery, Intervention
+from interventions.models import Delivery, Intervention
 from personalization.models import Profile
 
 

@@ -30,9 +30,9 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from campaigns.models import Intervention
-from intervention_engine.errors import ApplicationError, NotFoundError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError, NotFoundError
+from core.observability import get_logger
+from interventions.models import Intervention
 
 logger = get_logger(__name__)
 

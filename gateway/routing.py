@@ -6,7 +6,7 @@ from typing import Any
 from channels.routing import URLRouter
 from django.urls import URLPattern, path
 
-from delivery.consumers import InterventionConsumer
+from gateway.consumers import InterventionConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws", InterventionConsumer.as_asgi()),

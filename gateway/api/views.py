@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.models import Scope
-from delivery.api.serializers import WsTicketRequestSerializer, WsTicketSerializer
-from delivery.tickets import ws_ticket_issue
+from gateway.api.serializers import WsTicketRequestSerializer, WsTicketSerializer
+from gateway.tickets import ws_ticket_issue
 
 
 class WsTicketView(APIView):

@@ -17,7 +17,8 @@ from typing import Any
 
 from django.conf import settings
 
-from delivery.stores import apipelined, redis_sync
+from core.redis import redis_sync
+from gateway.stores import apipelined
 
 USERS_KEY = "ie:presence:users"
 
@@ -58,7 +59,7 @@ def users_online_count() -> int:
 
 async def apresence_refresh(*, user_id: str, channel_name: str) -> None:
     """Mark one socket as live for another TTL (on connect and on each ping). Sent in one pipeline
-    with the other sockets' refreshes of the same moment (delivery.stores.apipelined)."""
+    with the other sockets' refreshes of the same moment (gateway.stores.apipelined)."""
     ttl = settings.WS_PRESENCE_TTL_SECONDS
     now = time.time()
     lapses_at = now + ttl

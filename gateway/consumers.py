@@ -1,7 +1,7 @@
 """The ``/ws`` socket: authenticate at the handshake, keep subscriptions, relay frames (SPEC §3.6).
 
 Thin by design (STYLE rule 5): it parses frames, enforces the transport limits, and calls the gateway's
-services in delivery.realtime / delivery.tickets / delivery.presence. See docs/websocket.md for the
+services in gateway.realtime / gateway.tickets / gateway.presence. See docs/websocket.md for the
 protocol, the close codes and the reasons behind them.
 
 Refusals at the handshake close before accepting, so daphne answers the upgrade with HTTP 403 and no
@@ -28,11 +28,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from delivery import presence, realtime, stats
-from delivery.channel_layer import GatewayChannelLayer
-from delivery.tickets import TicketRefused, aws_ticket_redeem, ticket_fingerprint
-from intervention_engine.errors import ApplicationError
-from intervention_engine.observability import get_logger
+from core.errors import ApplicationError
+from core.observability import get_logger
+from gateway import presence, realtime, stats
+from gateway.channel_layer import GatewayChannelLayer
+from gateway.tickets import TicketRefused, aws_ticket_redeem, ticket_fingerprint
 
 logger = get_logger(__name__)
 
@@ -80,7 +80,7 @@ class InterventionConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' loop, without its two long-lived tasks per socket: the socket's own task reads
-        daphne's messages; the channel layer (delivery.channel_layer) hands this socket's messages to
+        daphne's messages; the channel layer (gateway.channel_layer) hands this socket's messages to
         ``_mailbox``, which runs them in a short-lived task only when the socket is idle. Handlers
         still run one at a time, in arrival order per source."""
         layer = get_channel_layer(self.channel_layer_alias)

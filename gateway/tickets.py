@@ -19,8 +19,9 @@ from django.conf import settings
 from django.core import signing
 from django.utils import timezone
 
-from delivery.stores import apipelined, redis_sync
-from intervention_engine.errors import ApplicationError
+from core.errors import ApplicationError
+from core.redis import redis_sync
+from gateway.stores import apipelined
 
 _SALT = "delivery.ws-ticket"
 _NONCE_KEY = "ie:ws:ticket:{nonce}"

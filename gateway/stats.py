@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from delivery.presence import users_online_count
-from delivery.stores import redis_async, redis_sync
-from intervention_engine.observability import get_logger
+from core.observability import get_logger
+from core.redis import redis_async, redis_sync
+from gateway.presence import users_online_count
 
 logger = get_logger(__name__)
 

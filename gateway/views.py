@@ -23,8 +23,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from api.exceptions import error_body
-from delivery.stats import ws_stats
-from delivery.tickets import ws_ticket_issue
+from gateway.stats import ws_stats
+from gateway.tickets import ws_ticket_issue
 from messaging.kafka import producer_config, topic
 
 _DEMO_USER = "demo_user_id"

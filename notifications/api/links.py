@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from campaigns.models import Delivery
+from interventions.models import Delivery
 from notifications.selectors import delivery_get
 from notifications.services import profile_email_unsubscribe
 from notifications.signed_links import CLICK_SALT, OPEN_SALT, UNSUBSCRIBE_SALT, token_load

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from delivery.tickets import MAX_ID_LENGTH
+from gateway.tickets import MAX_ID_LENGTH
 
 
 class WsTicketRequestSerializer(serializers.Serializer):

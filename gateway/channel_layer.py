@@ -13,7 +13,7 @@ any channel or group) and changes three things:
   No per-socket Redis subscription.
 - **Mailboxes.** A consumer may register a callable instead of reading a queue
   (``new_mailbox(callback)``): the layer's single receiving task hands it each message's bytes as they
-  arrive (``delivery.consumers`` runs them in order). An idle socket then costs the layer one dict
+  arrive (``gateway.consumers`` runs them in order). An idle socket then costs the layer one dict
   entry. ``receive()`` still works for any channel, as in the base layer.
 - **Batched (un)subscriptions.** Group joins and leaves are applied locally at once and their
   SUBSCRIBE / UNSUBSCRIBE commands go out once per event-loop iteration, all names of a run in one
@@ -33,7 +33,7 @@ from typing import Any
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
 
-from intervention_engine.observability import get_logger
+from core.observability import get_logger
 
 logger = get_logger(__name__)
 

@@ -1,0 +1,19 @@
+"""Provider webhooks (under ``/api/v1/``) and the signed links messages carry (at the site's root)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path
+
+from notifications.api import links, webhooks
+
+webhook_urlpatterns: list[URLPattern | URLResolver] = [
+    path("webhooks/anymail/", include("anymail.urls")),
+    path("webhooks/twilio/status", webhooks.twilio_status, name="webhook-twilio-status"),
+    path("webhooks/push-receipts", webhooks.PushReceiptsView.as_view(), name="webhook-push"),
+]
+
+link_urlpatterns: list[URLPattern | URLResolver] = [
+    path("t/o/<str:token>.gif", links.open_pixel, name="track-open"),
+    path("t/c/<str:token>", links.click_redirect, name="track-click"),
+    path("u/<str:token>", links.unsubscribe, name="unsubscribe"),
+]
