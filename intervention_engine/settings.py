@@ -376,8 +376,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a "status" with different choices: name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
-        "InterventionStatusEnum": "campaigns.models.Intervention.Status",
-        "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
+        "InterventionStatusEnum": "interventions.models.Intervention.Status",
+        "DeliveryStatusEnum": "interventions.models.Delivery.Status",
     },
 }
 
