@@ -54,6 +54,23 @@ def test_it_refuses_a_template_that_cannot_render_naming_field_and_line(api_clie
     assert not Template.objects.exists()
 
 
+def test_it_refuses_a_template_over_the_render_budget_naming_the_limit(api_client) -> None:
+    # given a template whose nested loops would run a hundred million times without output
+    burner = "{% for a in [0] * 10000 %}{% for b in [0] * 10000 %}{% endfor %}{% endfor %}"
+    bad = {**EMAIL, "localizations": [{"locale": "en", "subject": "Hi", "body_text": burner}]}
+
+    # when it is saved through the API
+    response = api_client().post("/api/v1/templates", bad, format="json")
+
+    # then it is refused with the reason, and nothing is stored
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "template_error"
+    assert "loops would run more than 10,000 iterations" in error["message"]
+    assert "TEMPLATE_MAX_LOOP_ITERATIONS" in error["message"]
+    assert not Template.objects.exists()
+
+
 def test_it_refuses_unknown_fields_inside_localizations(api_client) -> None:
     bad = {**EMAIL, "localizations": [{"locale": "en", "subject": "Hi", "titel": "typo"}]}
 
