@@ -158,3 +158,31 @@ def test_it_needs_the_campaigns_scope(api_client) -> None:
 
     assert response.status_code == 403
     assert response.json()["error"]["details"] == {"missing_scopes": ["campaigns"]}
+
+
+# Rules stored before today's validation existed, each of which once made an endpoint fail (the surrogate
+# one answered 500: the database driver cannot encode it).
+STORED_BAD_RULES = [
+    "cart.total > " + "9" * 3980,
+    'email == "\\ud800"',
+    'attributes.tier == "a\\x00b"',
+    "score >= 0.7",
+]
+
+
+@pytest.mark.parametrize("rules", STORED_BAD_RULES)
+def test_it_answers_a_clear_error_never_a_500_for_a_stored_rule_it_cannot_run(api_client, rules) -> None:
+    # given a segment stored with a rule that today's validation refuses
+    Profile.objects.create(user_id="u-1", email="a@example.com", attributes={"tier": "gold"})
+    segment = Segment.objects.create(name="Old", rules=rules)
+    client = api_client()
+    client.raise_request_exception = False
+
+    # when its size is estimated, and it is read
+    estimated = client.post(f"/api/v1/segments/{segment.pk}/estimate")
+    read = client.get(f"/api/v1/segments/{segment.pk}")
+
+    # then the estimate is refused with the rule's error, and the segment can still be read
+    assert estimated.status_code == 400, estimated.content
+    assert estimated.json()["error"]["code"] == "invalid_rule"
+    assert read.status_code == 200
