@@ -11,8 +11,8 @@ Templates are written by marketers and filled with shopper data, so both sides a
   from what the caller passes, never a model instance;
 * templates and outputs are size-limited; HTML is autoescaped in HTML fields only;
 * each render has a budget (see ``_Budget``): loop iterations in all, counted before a loop starts, and
-  time, checked at every lookup, operator, filter, loop and output chunk. A template that exceeds it is
-  refused on save (validation renders it) and fails that one render in the decision path.
+  time per field, checked at every lookup, operator, filter, loop and output chunk. A template that
+  exceeds it is refused on save (validation renders it) and fails that one render in the decision path.
 
 Undefined policy: a top-level name outside the allow-list is always an error (so a typo is refused on
 save, and Jinja's own ``self`` is unreachable), while a missing key inside the data
@@ -125,9 +125,14 @@ class _OverBudget(SecurityError):
     """Raised inside a render that exceeded its budget; reported like any refused construct."""
 
 
+class _OutOfTime(_OverBudget):
+    pass
+
+
 @dataclass
 class _Budget:
-    """What one render may spend: loop iterations in all, and time until ``deadline`` (monotonic)."""
+    """What one message's render may spend: loop iterations in all its fields, and for each field time
+    until ``deadline`` (monotonic)."""
 
     iterations_left: int
     deadline: float
@@ -154,11 +159,22 @@ class _Budget:
             )
         self.tick()
 
+    def restart_clock(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_ms / 1000
+
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
-            raise _OverBudget(
+            raise _OutOfTime(
                 f"rendering took longer than {self.timeout_ms} ms (the limit is TEMPLATE_RENDER_TIMEOUT_MS)"
             )
+
+
+# Templates (by source) that ran out of time lately in this process, with when they may run again. A
+# template over the iteration budget is refused before its loops run, at no cost; one that runs out of
+# time costs the whole timeout each time, so without this a campaign whose template always does would
+# slow every batch of the consumer by that much per matching event.
+_SLOW_UNTIL: dict[tuple[str, bool], float] = {}
+_SLOW_MAX_ENTRIES = 1024
 
 
 # The budget of the render running in this thread (or task). A context variable rather than an argument:
@@ -471,6 +487,17 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
             field=field,
             line=_first_line(source, unknown[0], html=html),
         )
+    slow_until = _SLOW_UNTIL.get((source, html))
+    if slow_until is not None:
+        if time.monotonic() < slow_until:
+            raise TemplateRenderError(
+                f"rendering took longer than {budget.timeout_ms} ms recently (the limit is "
+                "TEMPLATE_RENDER_TIMEOUT_MS); not rendered again for TEMPLATE_SLOW_COOLOFF_SECONDS",
+                field=field,
+            )
+        _SLOW_UNTIL.pop((source, html), None)
+    # The time is per field, so that a field that runs out of it is the one to blame (see _SLOW_UNTIL).
+    budget.restart_clock()
     token = _BUDGET.set(budget)
     try:
         chunks: list[str] = []
@@ -484,6 +511,10 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
     except TemplateRenderError:
         raise
     except SecurityError as error:
+        if isinstance(error, _OutOfTime):
+            if len(_SLOW_UNTIL) >= _SLOW_MAX_ENTRIES:
+                _SLOW_UNTIL.clear()
+            _SLOW_UNTIL[(source, html)] = time.monotonic() + float(settings.TEMPLATE_SLOW_COOLOFF_SECONDS)
         raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None
     except UndefinedError as error:
         raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None

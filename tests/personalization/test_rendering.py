@@ -252,3 +252,26 @@ def test_it_renders_ordinary_loops_and_filters_within_the_budget() -> None:
     # then the budget changes nothing
     assert rendered["body_text"] == "TRAIL SHOE €99.90; RUNNING SOCKS €15.00; (none)"
     assert rendered["body_html"] == "<p>&lt;b&gt;, x</p>"
+
+
+def test_it_does_not_run_again_a_template_that_ran_out_of_time_lately(settings) -> None:
+    # given a template that ran out of its 50 ms once
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 50
+    slow = (
+        "{% for a in [0] * 90 %}{% for b in [0] * 90 %}"
+        "{% if ([8] * 10000)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}"
+    )
+    with pytest.raises(TemplateRenderError, match="took longer than 50 ms"):
+        render_fields({"body_text": slow}, sample_context())
+
+    # when it is rendered again, next to an ordinary template
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError) as refused:
+        render_fields({"body_text": slow}, sample_context())
+    elapsed = time.monotonic() - started
+    ordinary = render_fields({"body_text": "Hi {{ first_name }}"}, sample_context())
+
+    # then it fails at once, saying why, and the other template renders
+    assert elapsed < 0.02, elapsed
+    assert "took longer than 50 ms recently" in refused.value.message
+    assert ordinary == {"body_text": "Hi Ada"}
