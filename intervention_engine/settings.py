@@ -7,6 +7,7 @@ what the environment says. ``ENVIRONMENT=production`` turns on the production sa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,19 @@ ANYMAIL: dict[str, Any] = env.json("ANYMAIL", default={})
 ANYMAIL.setdefault("WEBHOOK_SECRET", env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None)
 if not ANYMAIL["WEBHOOK_SECRET"]:
     del ANYMAIL["WEBHOOK_SECRET"]
+# The one ESP whose tracking webhook is mounted (/api/v1/webhooks/anymail/<esp>/tracking/): the ESP of an
+# anymail EMAIL_BACKEND unless named; empty mounts none. It acts on deliveries (bounces fail them, complaints
+# withdraw consent), so it needs WEBHOOK_SECRET ("user:password", HTTP basic auth): production refuses to
+# start without it, and elsewhere the webhook answers 403 until it is set.
+_anymail_backend = re.fullmatch(r"anymail\.backends\.(\w+)\.EmailBackend", EMAIL_BACKEND)
+ANYMAIL_TRACKING_ESP: str = env.str(
+    "ANYMAIL_TRACKING_ESP", default=_anymail_backend.group(1) if _anymail_backend else ""
+)
+if IS_PRODUCTION and ANYMAIL_TRACKING_ESP and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        f"ANYMAIL_WEBHOOK_SECRET must be set when ENVIRONMENT=production and the {ANYMAIL_TRACKING_ESP} "
+        "tracking webhook is mounted (anyone could otherwise post bounces and complaints)"
+    )
 
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -27,7 +28,13 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Provider webhooks and signed message links (tracking/api/webhooks.py, links.py).
-    path("api/v1/webhooks/anymail/", include("anymail.urls")),
+    path(
+        "api/v1/webhooks/anymail/",
+        include(
+            (tracking_webhooks.anymail_tracking_urlpatterns(esp=settings.ANYMAIL_TRACKING_ESP), "anymail"),
+            namespace="anymail",
+        ),
+    ),
     path("api/v1/webhooks/twilio/status", tracking_webhooks.twilio_status, name="webhook-twilio-status"),
     path("api/v1/webhooks/push-receipts", tracking_webhooks.PushReceiptsView.as_view(), name="webhook-push"),
     path("t/o/<str:token>.gif", tracking_links.open_pixel, name="track-open"),

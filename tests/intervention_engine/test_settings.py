@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_KEY = "k2W9xQp7Lr4vT8sZ1nYb6cJ3hF5dG0aM-eU_iO+wN&pR^yV%tX*"
 
 
 def run_django(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +37,22 @@ def test_it_refuses_a_short_secret_key_in_production() -> None:
     assert "at least 50 random characters" in result.stderr
 
 
+def test_it_refuses_to_start_in_production_with_an_esp_webhook_but_no_secret() -> None:
+    production = {"ENVIRONMENT": "production", "SECRET_KEY": PRODUCTION_KEY}
+
+    without = run_django("check", EMAIL_BACKEND="anymail.backends.postmark.EmailBackend", **production)
+    with_secret = run_django(
+        "check",
+        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+        ANYMAIL_WEBHOOK_SECRET="hook:long-random-words",
+        **production,
+    )
+
+    assert without.returncode != 0
+    assert "ANYMAIL_WEBHOOK_SECRET must be set when ENVIRONMENT=production" in without.stderr
+    assert with_secret.returncode == 0, with_secret.stderr
+
+
 def test_it_passes_the_deployment_checklist_in_production() -> None:
     result = run_django(
         "check",
@@ -43,7 +60,7 @@ def test_it_passes_the_deployment_checklist_in_production() -> None:
         "--fail-level",
         "WARNING",
         ENVIRONMENT="production",
-        SECRET_KEY="k2W9xQp7Lr4vT8sZ1nYb6cJ3hF5dG0aM-eU_iO+wN&pR^yV%tX*",
+        SECRET_KEY=PRODUCTION_KEY,
         ALLOWED_HOSTS="engine.example.com",
     )
 
