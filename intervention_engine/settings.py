@@ -7,7 +7,9 @@ what the environment says. ``ENVIRONMENT=production`` turns on the production sa
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,49 @@ IS_PRODUCTION = ENVIRONMENT == "production"
 
 DEBUG: bool = env.bool("DEBUG", default=not IS_PRODUCTION)
 
-_DEV_SECRET_KEY = "dev-insecure-only-for-local-use-never-in-production-5b1f0c2e9d"  # noqa: S105
+
+def _checkout_secret_key(path: Path) -> str:
+    """This checkout's own development key, created once at ``path`` (never committed: var/ is ignored).
+
+    Several processes start together (web, worker, beat…) and must share the key, so the first one to link
+    its candidate file in place wins and every other reads that one.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip()
+
+
+# Production requires SECRET_KEY. Elsewhere, without one, each checkout generates its own key
+# (var/secret_key): nothing signed with a key from the repository can be forged. That key is for this
+# machine only: `python -m stack run` refuses a non-loopback BIND_HOST with it, and the ASGI application
+# refuses any connection that did not arrive on a loopback address (intervention_engine/asgi.py).
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
+SECRET_KEY_GENERATED: bool = not SECRET_KEY
 if not SECRET_KEY:
     if IS_PRODUCTION:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when ENVIRONMENT=production "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
-    SECRET_KEY = _DEV_SECRET_KEY
-elif IS_PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == _DEV_SECRET_KEY):
+    _secret_key_file = Path(env.str("SECRET_KEY_FILE", default=str(VAR_DIR / "secret_key")))
+    try:
+        SECRET_KEY = _checkout_secret_key(_secret_key_file)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"No SECRET_KEY, and the development key could not be kept in {_secret_key_file} ({exc}): "
+            "set SECRET_KEY or SECRET_KEY_FILE"
+        ) from exc
+elif IS_PRODUCTION and len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters in production")
 
 PORT: int = env.int("PORT", default=3003)

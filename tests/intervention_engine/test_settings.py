@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,30 @@ def test_it_passes_the_deployment_checklist_in_production() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_it_generates_a_development_key_once_per_checkout(tmp_path: Path) -> None:
+    # given no SECRET_KEY and no key file yet
+    key_file = tmp_path / "var" / "secret_key"
+    show = (
+        "from django.conf import settings; print('key', settings.SECRET_KEY, settings.SECRET_KEY_GENERATED)"
+    )
+
+    # when two processes start, one after the other, and one of another checkout
+    first = run_django("shell", "-c", show, SECRET_KEY_FILE=str(key_file))
+    second = run_django("shell", "-c", show, SECRET_KEY_FILE=str(key_file))
+    other = run_django("shell", "-c", show, SECRET_KEY_FILE=str(tmp_path / "other" / "secret_key"))
+
+    # then they share one random key, readable by its owner only, and another checkout has its own
+    assert first.returncode == 0, first.stderr
+    [(key, generated)] = re.findall(r"^key (\S+) (\w+)$", first.stdout, re.MULTILINE)
+    assert generated == "True"
+    assert len(key) >= 50
+    assert key_file.read_text() == key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert f"key {key} True" in second.stdout
+    assert key not in other.stdout
+    assert "dev-insecure" not in key
 
 
 def test_it_rejects_an_unknown_environment() -> None:
