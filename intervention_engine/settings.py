@@ -439,3 +439,6 @@ LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 
 HEALTH_CHECK_TIMEOUT_SECONDS: float = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+# A bearer token a scraper sends for /metrics, /ws/stats and readiness details (besides an API key with the
+# "metrics" scope or a staff session); empty accepts none.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
