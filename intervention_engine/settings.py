@@ -7,6 +7,7 @@ what the environment says. ``ENVIRONMENT=production`` turns on the production sa
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -120,6 +121,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so it sees every error response under /api/ (see api/middleware.py).
     "api.middleware.JsonApiErrorsMiddleware",
+    # Before anything reads the client address or scheme: forwarding headers only from TRUSTED_PROXIES.
+    "intervention_engine.proxies.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # daphne serves no files itself; WhiteNoise serves the admin's and the browser client's static assets.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -383,9 +386,20 @@ SECURE_HSTS_PRELOAD = IS_PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-if env.bool("TRUST_X_FORWARDED_PROTO", default=IS_PRODUCTION):
+# Addresses or networks (CIDR) of the reverse proxies in front of daphne, e.g. "10.0.0.0/8". Only their
+# X-Forwarded-For and X-Forwarded-Proto are believed (intervention_engine/proxies.py); anyone else's are
+# dropped. Empty: no proxy, no forwarding header is trusted.
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+try:
+    for _proxy in TRUSTED_PROXIES:
+        ipaddress.ip_network(_proxy, strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from exc
+if TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The address logged with each request (django-structlog, through django-ipware) is the one the
+# middleware settled, never a header.
+IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 # Health checks and metrics are probed over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
