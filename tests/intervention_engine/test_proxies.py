@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
@@ -39,7 +41,7 @@ def test_it_believes_no_forwarding_header_when_no_proxy_is_configured(behind_pro
     assert response.status_code == 301
 
 
-def client_ip_seen(remote_addr: str, **headers: str) -> str | None:
+def client_ip_seen(remote_addr: str, **headers: Any) -> str | None:
     seen: list[HttpRequest] = []
 
     def view(request: HttpRequest) -> HttpResponse:
@@ -66,6 +68,6 @@ def client_ip_seen(remote_addr: str, **headers: str) -> str | None:
 def test_it_takes_the_client_address_from_x_forwarded_for_only_behind_a_trusted_proxy(
     behind_proxy, peer, forwarded_for, client
 ) -> None:
-    headers = {"HTTP_X_FORWARDED_FOR": forwarded_for} if forwarded_for else {}
+    headers: dict[str, Any] = {"HTTP_X_FORWARDED_FOR": forwarded_for} if forwarded_for else {}
 
     assert client_ip_seen(peer, HTTP_X_REAL_IP="6.6.6.6", **headers) == client
