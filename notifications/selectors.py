@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 
 from interventions.models import Delivery
@@ -17,7 +18,7 @@ def delivery_list() -> QuerySet[Delivery]:
 def delivery_get(*, delivery_id: UUID | str) -> Delivery | None:
     try:
         return delivery_list().select_related("intervention__profile").get(pk=delivery_id)
-    except (Delivery.DoesNotExist, ValueError):
+    except (Delivery.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
         return None
 
 

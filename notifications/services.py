@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from html import unescape
 from typing import Any
 from uuid import UUID
 
@@ -74,6 +75,16 @@ BATCH_TASK = "notifications.deliveries_send"
 # Longest a worker thread sleeps for a rate-limit token before handing the delivery back to the queue.
 _MAX_THROTTLE_SLEEP = 2.0
 _HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+# A character reference ending in ";" (named or numeric). Inside an attribute a browser decodes only these:
+# a legacy name without ";" followed by "=" or a letter ("?a=1&copy=2") stays as written.
+_CHARACTER_REFERENCE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def _attribute_value(raw: str) -> str:
+    """The URL a mail client follows for ``href="raw"``: the attribute's character references decoded
+    (``&amp;`` is ``&``). Signing the raw text would redirect to ``?a=1&amp;b=2``."""
+    return _CHARACTER_REFERENCE.sub(lambda match: unescape(match.group(0)), raw)
+
 
 # QuerySet.update() does not touch auto_now fields; every ledger write sets ``updated_at`` itself
 # (``Now()``: the database's clock), because the sweeps read it.
@@ -664,9 +675,12 @@ def _email_message(
     body_html = str(content.get("body_html") or content.get("html") or "")
     if not body_html and text:
         body_html = "<p>" + escape(text).replace("\n", "<br>") + "</p>"
-    # Every http(s) link goes through the signed click redirect.
+    # Every http(s) link goes through the signed click redirect, which is signed over the URL itself.
     body_html = _HREF.sub(
-        lambda match: f'href="{escape(click_url(delivery_id=delivery_id, target=match.group(1)))}"', body_html
+        lambda match: (
+            f'href="{escape(click_url(delivery_id=delivery_id, target=_attribute_value(match.group(1))))}"'
+        ),
+        body_html,
     )
     html = render_to_string(
         "notifications/email.html",

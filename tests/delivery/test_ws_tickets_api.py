@@ -69,12 +69,12 @@ def test_it_validates_the_ticket_request(api_client) -> None:
     assert "error" in response.json()
 
 
-def test_it_reports_ws_stats_per_process_and_in_total() -> None:
+def test_it_reports_ws_stats_per_process_and_in_total(api_client) -> None:
     # given this process has counted some traffic
     stats.STATS.messages_in += 3
     async_to_sync(stats.apublish)()
 
-    body = Client().get("/ws/stats").json()
+    body = api_client(scopes=["metrics"]).get("/ws/stats").json()
 
     assert set(body["total"]) == {
         "processes",
