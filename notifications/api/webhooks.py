@@ -41,10 +41,11 @@ from api.permissions import HasScope
 from api.serializers import ErrorSerializer
 from core.errors import ConflictError, NotFoundError
 from core.observability import get_logger
+from interventions.selectors import delivery_by_provider_message_id, delivery_get
+from notifications.ledger import delivery_failure_report
 from notifications.models import ProviderCallback
 from notifications.providers.sms import DEAD_NUMBER_CODES
-from notifications.selectors import delivery_by_provider_message_id, delivery_get
-from notifications.services import delivery_failure_report, profile_email_complaint_record
+from personalization.services import profile_email_complaint_record
 from tracking.services import tracking_event_record
 
 logger = get_logger(__name__)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from interventions.models import Delivery
-from notifications.services import message_build
+from notifications.messages import message_build
 from notifications.signed_links import click_url, open_pixel_url, unsubscribe_url
 from personalization.models import Profile
 from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)
