@@ -180,6 +180,13 @@ KAFKA_FETCH_WAIT_MAX_MS: int = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=5)
 KAFKA_TOPIC_PARTITIONS: int = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 # Decision path: messages per shopper per (local) day across every campaign and channel; 0 = no budget.
 SHOPPER_DAILY_MESSAGE_BUDGET: int = env.int("SHOPPER_DAILY_MESSAGE_BUDGET", default=3)
+# Budget of one message's render: loop iterations in all its fields, and wall time per field. A template over
+# it is refused on save and fails that one decision (suppressed as render_error); see docs/templates.md.
+TEMPLATE_MAX_LOOP_ITERATIONS: int = env.int("TEMPLATE_MAX_LOOP_ITERATIONS", default=10_000)
+TEMPLATE_RENDER_TIMEOUT_MS: int = env.int("TEMPLATE_RENDER_TIMEOUT_MS", default=100)
+# A template that ran out of time is not rendered again in that process for this long (each try would
+# cost the whole timeout): its decisions are suppressed as render_error at once.
+TEMPLATE_SLOW_COOLOFF_SECONDS: float = env.float("TEMPLATE_SLOW_COOLOFF_SECONDS", default=60.0)
 # Most messages the consumer takes per batch (one transaction each): the first one, plus what is already
 # fetched. The poll timeout bounds the wait for that first message (and how long a stop waits when idle).
 KAFKA_CONSUMER_BATCH_SIZE: int = env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500)
@@ -378,8 +385,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a "status" with different choices: name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
-        "InterventionStatusEnum": "campaigns.models.Intervention.Status",
-        "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
+        "InterventionStatusEnum": "interventions.models.Intervention.Status",
+        "DeliveryStatusEnum": "interventions.models.Delivery.Status",
     },
 }
 
