@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from delivery.services import interventions_expire, interventions_release_due
+from delivery.services import decisions_release_due
+from interventions.services import interventions_expire
 
 
 @shared_task(name="delivery.tasks.interventions_release_due_task", ignore_result=True)
 def interventions_release_due_task() -> int:
-    outcome = interventions_release_due()
+    outcome = decisions_release_due()
     return len(outcome.created) + outcome.cancelled
 
 
