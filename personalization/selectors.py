@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from django.db import DataError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from personalization.models import Profile, Segment
+from personalization.models import Profile, PushToken, Segment
 from personalization.rules import RuleError, compile_rule
 
 _T = TypeVar("_T")
@@ -62,3 +62,15 @@ def segment_list() -> QuerySet[Segment]:
 
 def segment_get(*, segment_id: int) -> Segment | None:
     return Segment.objects.filter(pk=segment_id).first()
+
+
+# --- Push tokens (used by notifications) -------------------------------------------------------------
+
+
+def push_tokens_active(*, profile_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each shopper's active push tokens, oldest first, in one query for a whole batch."""
+    tokens: dict[int, list[str]] = {}
+    active = PushToken.objects.filter(profile_id__in=list(profile_ids), is_active=True).order_by("id")
+    for profile_id, token in active.values_list("profile_id", "token"):
+        tokens.setdefault(profile_id, []).append(token)
+    return tokens
