@@ -20,8 +20,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
-import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,26 +63,6 @@ MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
 BULK_WRITERS = frozenset({"core.bulk.rows_insert", "core.bulk.dicts_insert"})
 # Calls that yield one instance, whose .save() or .delete() is then a write to that model.
 INSTANCE_GETTERS = frozenset({"get", "first", "last", "latest", "earliest"})
-
-# The violations that exist in delivery/ and notifications/ while their writes move onto interventions' and
-# personalization's services (issue "One owner per table"), by key (file and what it does) and how many
-# times. TEMPORARY: lower a count or drop a line with the code it names; a count above what the tree holds
-# fails the test, so the list can only shrink until it is empty.
-TEMPORARY_ALLOWED_IN_DELIVERY_AND_NOTIFICATIONS: dict[str, int] = {
-    "delivery/selectors.py: writes interventions.Intervention (objects.select_for_update)": 1,
-    "delivery/services.py: reads interventions.Intervention._meta": 1,
-    "delivery/services.py: writes interventions.Delivery (core.bulk.dicts_insert)": 1,
-    "delivery/services.py: writes interventions.Delivery (objects.bulk_create)": 1,
-    "delivery/services.py: writes interventions.Delivery (objects.filter.update)": 2,
-    "delivery/services.py: writes interventions.Intervention (core.bulk.dicts_insert)": 1,
-    "delivery/services.py: writes interventions.Intervention (objects.bulk_update)": 3,
-    "delivery/services.py: writes interventions.Intervention (objects.select_for_update)": 2,
-    "delivery/triggers.py: writes campaigns.Campaign (objects.get_or_create)": 1,
-    "delivery/triggers.py: writes campaigns.Variant (objects.get_or_create)": 1,
-    "delivery/triggers.py: writes interventions.Delivery (core.bulk.rows_insert)": 1,
-    "delivery/triggers.py: writes interventions.Intervention (core.bulk.rows_insert)": 1,
-}
-
 
 @dataclass(frozen=True)
 class Violation:
@@ -357,14 +335,6 @@ def violations() -> list[Violation]:
     return check_tree()
 
 
-def _unallowed(violations: list[Violation]) -> list[Violation]:
-    """All occurrences of a key that occurs more often than TEMPORARY_ALLOWED_… allows."""
-    counts = Counter(v.key for v in violations)
-    return [
-        v for v in violations if counts[v.key] > TEMPORARY_ALLOWED_IN_DELIVERY_AND_NOTIFICATIONS.get(v.key, 0)
-    ]
-
-
 def test_it_finds_every_app_of_the_layers() -> None:
     # given / when
     missing = [app for app in RANK if not (ROOT / app / "__init__.py").exists()]
@@ -381,7 +351,7 @@ def test_it_finds_every_app_of_the_layers() -> None:
 
 def test_it_keeps_imports_pointing_down(violations: list[Violation]) -> None:
     # given / when
-    upward = [str(v) for v in _unallowed(violations) if v.rule == "import"]
+    upward = [str(v) for v in violations if v.rule == "import"]
 
     # then
     assert upward == [], "imports that point up or sideways:\n" + "\n".join(upward)
@@ -389,47 +359,18 @@ def test_it_keeps_imports_pointing_down(violations: list[Violation]) -> None:
 
 def test_it_has_no_app_writing_another_apps_models(violations: list[Violation]) -> None:
     # given / when
-    writes = [v for v in violations if v.rule == "write"]
-    unallowed = [str(v) for v in _unallowed(writes)]
-    objects_writes = [v for v in writes if "(objects." in v.message]
-    sys.stdout.write(
-        f"\ncross-app writes: {len(writes)}, of which through .objects: {len(objects_writes)}; "
-        f"temporarily allowed: {len(writes) - len(unallowed)}, others: {len(unallowed)}\n"
-    )
+    writes = [str(v) for v in violations if v.rule == "write"]
 
     # then
-    assert len(unallowed) == 0, "writes to another app's models:\n" + "\n".join(unallowed)
+    assert writes == [], "writes to another app's models:\n" + "\n".join(writes)
 
 
 def test_it_has_no_app_reading_another_apps_table_layout(violations: list[Violation]) -> None:
     # given / when
-    metas = [str(v) for v in _unallowed(violations) if v.rule == "_meta"]
+    metas = [str(v) for v in violations if v.rule == "_meta"]
 
     # then
     assert metas == [], "another app's table layout (its selectors expose the table):\n" + "\n".join(metas)
-
-
-def test_it_allows_temporarily_only_what_still_occurs_in_delivery_and_notifications(
-    violations: list[Violation],
-) -> None:
-    # given
-    counts = Counter(v.key for v in violations)
-
-    # when
-    stale = [
-        f"{key}: allowed {allowed}, occurs {counts[key]}"
-        for key, allowed in TEMPORARY_ALLOWED_IN_DELIVERY_AND_NOTIFICATIONS.items()
-        if counts[key] < allowed
-    ]
-    elsewhere = [
-        key
-        for key in TEMPORARY_ALLOWED_IN_DELIVERY_AND_NOTIFICATIONS
-        if not key.startswith(("delivery/", "notifications/"))
-    ]
-
-    # then
-    assert stale == [], "fixed: lower TEMPORARY_ALLOWED_IN_DELIVERY_AND_NOTIFICATIONS:\n" + "\n".join(stale)
-    assert elsewhere == []
 
 
 # --- The checker catches what it is for -------------------------------------------------------------------
