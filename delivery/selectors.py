@@ -25,7 +25,7 @@ from core.observability import get_logger
 from interventions.models import Intervention
 from interventions.selectors import interventions_list
 from personalization.rules import Rule, RuleError, compile_rule
-from tracking.models import TrackingEvent
+from tracking.selectors import tracking_events_in_order
 
 logger = get_logger(__name__)
 
@@ -135,7 +135,7 @@ campaign_cache = CampaignCache()
 
 def intervention_detail(*, intervention_id: Any) -> Intervention | None:
     """One intervention with its deliveries and tracking events (oldest first): three queries."""
-    events = TrackingEvent.objects.order_by("occurred_at", "id")
+    events = tracking_events_in_order()
     return (
         interventions_list()
         .prefetch_related(Prefetch("tracking_events", queryset=events))

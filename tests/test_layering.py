@@ -64,6 +64,7 @@ BULK_WRITERS = frozenset({"core.bulk.rows_insert", "core.bulk.dicts_insert"})
 # Calls that yield one instance, whose .save() or .delete() is then a write to that model.
 INSTANCE_GETTERS = frozenset({"get", "first", "last", "latest", "earliest"})
 
+
 @dataclass(frozen=True)
 class Violation:
     path: str  # relative to the project root
