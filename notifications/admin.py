@@ -13,12 +13,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from core.admin import admin_permission_required
 from core.errors import ApplicationError
 from interventions.models import Delivery
 from interventions.selectors import delivery_list
 from interventions.services import delivery_resolve
 from notifications import selectors, services
 from notifications.models import ProviderAttempt
+
+# The health page sums up the provider attempts, error strings included: whoever may read those.
+PROVIDER_HEALTH_PERMISSION = "notifications.view_providerattempt"
 
 
 class NeedsAttentionFilter(admin.SimpleListFilter):
@@ -118,12 +122,14 @@ class DeliveryAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        allowed = request.user.has_perm(PROVIDER_HEALTH_PERMISSION)
         extra_context = {
             **(extra_context or {}),
-            "provider_health_url": reverse("admin:notifications_provider_health"),
+            "provider_health_url": reverse("admin:notifications_provider_health") if allowed else None,
         }
         return super().changelist_view(request, extra_context)
 
+    @admin_permission_required([PROVIDER_HEALTH_PERMISSION])
     def provider_health_view(self, request: HttpRequest) -> HttpResponse:
         hours = int(request.GET.get("hours", "24") or 24)
         since = timezone.now() - timedelta(hours=max(1, min(hours, 24 * 30)))
