@@ -90,11 +90,18 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, delivery: Delivery) -> str:
         return delivery.last_error[:80]
 
-    @admin.action(description="Retry (failed or unknown → queued)")
+    # Retrying sends the message to the shopper again (an `unknown` one may already have arrived): an
+    # operator's decision, granted on its own (interventions.retry_delivery), never with "change".
+    @admin.action(description="Retry (failed or unknown → queued)", permissions=["retry_delivery"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         self._each(request, queryset, services.delivery_retry, "queued again")
 
-    @admin.action(description="Mark resolved")
+    def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("interventions.retry_delivery")
+
+    # Resolving only records that someone looked at the failure; every field of a delivery is read-only
+    # here, so "change delivery" means exactly this.
+    @admin.action(description="Mark resolved", permissions=["change"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         self._each(request, queryset, delivery_resolve, "resolved")
 
