@@ -12,9 +12,8 @@ from api.services import api_key_create, api_key_revoke
 
 
 class ApiKeyCreationForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=Scope.values
-    )
+    # Nothing ticked: a key gets the scopes the operator chooses, never every scope by default.
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
         model = ApiKey

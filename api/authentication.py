@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from api.models import ApiKey
+from api.exceptions import error_body
+from api.models import ApiKey, Scope
 from api.services import api_key_authenticate, api_key_touch
 
 
@@ -40,3 +48,59 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request | HttpRequest) -> str:
         # Makes DRF answer 401 (not 403) when no or a bad key is sent.
         return f'{self.keyword} realm="api"'
+
+
+# --- Operator endpoints (plain Django views: /metrics, /ws/stats, readiness details) -----------------------
+
+
+def operator_access(request: HttpRequest) -> bool | None:
+    """Whether the caller may read what describes the running system: True for ``Authorization: Bearer``
+    with METRICS_TOKEN (checked first and without the database, so a scrape works while PostgreSQL is down)
+    or an API key holding the ``metrics`` scope, or for a staff session; False for credentials that are not
+    enough; None when none were presented."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            return False
+        if settings.METRICS_TOKEN and constant_time_compare(credential, settings.METRICS_TOKEN):
+            return True
+        try:
+            api_key = api_key_authenticate(raw_key=credential)
+        except DatabaseError:
+            return False
+        return api_key is not None and api_key.revoked_at is None and Scope.METRICS in api_key.scopes
+    try:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return bool(user.is_staff)
+    except DatabaseError:  # the session store is PostgreSQL
+        return False
+    return None
+
+
+def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """401 without credentials, 403 with insufficient ones, in the API's error shape."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        access = operator_access(request)
+        if access:
+            return view(request, *args, **kwargs)
+        if access is None:
+            response = JsonResponse(
+                error_body(
+                    "not_authenticated",
+                    "Send 'Authorization: Bearer <METRICS_TOKEN or an API key with the metrics scope>', "
+                    "or log in as staff.",
+                ),
+                status=401,
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        return JsonResponse(
+            error_body("permission_denied", "These credentials may not read operator endpoints."), status=403
+        )
+
+    return guarded

@@ -12,6 +12,7 @@ class Scope(models.TextChoices):
     REPORTS = "reports", "Read reports and exports"
     WS_TICKETS = "ws_tickets", "Issue WebSocket tickets"
     WEBHOOKS = "webhooks", "Send provider receipts"
+    METRICS = "metrics", "Read metrics, socket statistics and readiness details"
 
 
 class ApiKey(models.Model):

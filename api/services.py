@@ -39,16 +39,22 @@ def api_key_parse(raw_key: str) -> str | None:
 
 @transaction.atomic
 def api_key_create(
-    *, name: str, scopes: Iterable[str] | None = None, created_by: AbstractBaseUser | None = None
+    *, name: str, scopes: Iterable[str], created_by: AbstractBaseUser | None = None
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw key, which is never stored and cannot be shown again.
 
-    ``scopes=None`` grants every scope (SPEC §3.7: ``create_api_key NAME`` without ``--scope``).
+    Scopes are always named (at least one): a key never gets every scope by omission.
     """
     name = name.strip()
     if not name:
         raise ApplicationError("An API key needs a name.", code="invalid", details={"name": ["Required."]})
-    chosen = sorted(set(Scope.values if scopes is None else scopes))
+    chosen = sorted(set(scopes))
+    if not chosen:
+        raise ApplicationError(
+            "An API key needs at least one scope.",
+            code="invalid_scope",
+            details={"scopes": ["Required."], "allowed": list(Scope.values)},
+        )
     unknown = sorted(set(chosen) - set(Scope.values))
     if unknown:
         raise ApplicationError(

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import tempfile
 import time
 import uuid
@@ -29,6 +30,9 @@ from bench.ws_common import (
     rss_mib,
 )
 
+# /ws/stats is an operator endpoint: the daphne started here accepts this scrape token.
+STATS_TOKEN = secrets.token_urlsafe(32)
+
 
 async def run(*, connections: int, concurrency: int) -> dict[str, float]:
     from gateway.presence import online_user_ids, users_online_count
@@ -36,7 +40,7 @@ async def run(*, connections: int, concurrency: int) -> dict[str, float]:
     limit = raise_open_files(connections * 2 + 1000)
     # daphne's log (WS_BENCH_LOG, or a temporary file) tells whether it had to cancel any clean-up.
     log_path = Path(os.environ.get("WS_BENCH_LOG") or tempfile.mkstemp(prefix="ws_idle-", suffix=".log")[1])
-    with daphne_process(log_path=log_path) as (port, process):
+    with daphne_process(log_path=log_path, extra_env={"METRICS_TOKEN": STATS_TOKEN}) as (port, process):
         warm = await open_sockets(port=port, user_ids=["bench-warmup"])
         online_before = await asyncio.to_thread(users_online_count)
         await asyncio.sleep(1)
@@ -91,7 +95,9 @@ async def _stats(port: int) -> dict[str, Any]:
 
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/ws/stats") as response,
+        session.get(
+            f"http://127.0.0.1:{port}/ws/stats", headers={"Authorization": f"Bearer {STATS_TOKEN}"}
+        ) as response,
     ):
         body: dict[str, Any] = await response.json()
         return body

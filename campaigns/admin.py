@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -66,7 +66,7 @@ from core.errors import ApplicationError
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError, validate_rule
-from personalization.selectors import segment_estimate_size, segment_members
+from personalization.selectors import segment_estimate_size, segment_recent_members
 
 # --- Saving through the services ------------------------------------------------------------------------
 
@@ -435,11 +435,7 @@ class SegmentAdmin(ServiceBackedAdmin):
         if obj.pk is None:
             return "Shown once the segment is saved."
         try:
-            members = list(
-                segment_members(segment=obj)
-                .order_by(F("last_seen_at").desc(nulls_last=True))
-                .values_list("pk", "user_id")[:10]
-            )
+            members = segment_recent_members(segment=obj, limit=10)
         except ApplicationError as error:
             return error.message
         if not members:

@@ -133,7 +133,7 @@ def statuses(ids: list[Any]) -> Counter[str]:
 
 
 def sweep() -> None:
-    from notifications.services import deliveries_requeue_due, deliveries_settle_stuck
+    from notifications.sweeps import deliveries_requeue_due, deliveries_settle_stuck
 
     deliveries_requeue_due(limit=5000)
     deliveries_settle_stuck(limit=5000)

@@ -69,6 +69,8 @@ class InterventionConsumer(AsyncWebsocketConsumer):
     opened = False
     # Rooms joined and interventions sent (ids, oldest first), created on first use.
     rooms: set[str] | None = None
+    # The rooms the ticket allows (an instance attribute only when it names some).
+    allowed_rooms: frozenset[str] = frozenset()
     sent: OrderedDict[str, None] | None = None
     # Flood guard: a token bucket of WS_MAX_MESSAGES_PER_SECOND (rate and burst), filled on first use.
     tokens: float = -1.0
@@ -172,6 +174,8 @@ class InterventionConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAVAILABLE)
             return
         self.user_id, self.session_id = claims.user_id, claims.session_id
+        if claims.rooms:
+            self.allowed_rooms = claims.rooms
         self.opened = True
         await self.channel_layer.group_add(realtime.user_group(self.user_id), self.channel_name)
         await self.channel_layer.group_add(realtime.BROADCAST_GROUP, self.channel_name)
@@ -289,7 +293,8 @@ class InterventionConsumer(AsyncWebsocketConsumer):
 
     async def on_join_room(self, message: dict[str, Any]) -> None:
         room = message.get("room")
-        if not isinstance(room, str) or not realtime.room_allowed(room):
+        # The ticket names the rooms this socket may join; the naming rule still keeps user groups apart.
+        if not isinstance(room, str) or room not in self.allowed_rooms or not realtime.room_allowed(room):
             raise ApplicationError("room not allowed", code="room_forbidden")
         if self.rooms is None:
             self.rooms = set()

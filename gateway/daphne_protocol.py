@@ -30,6 +30,7 @@ from typing import Any
 from autobahn import util
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from django.conf import settings
 from twisted.web.http import HTTPChannel
 
 
@@ -45,6 +46,21 @@ class _FactoryOption:
         if instance is None:
             return self
         return getattr(instance.factory, self.name)
+
+
+class _FrameLimit(_FactoryOption):
+    """The frame limit: daphne's (the factory's) or ``WS_MAX_FRAME_BYTES``, whichever is smaller.
+
+    autobahn compares a frame's declared length with this as soon as the frame header is read
+    (``onMessageFrameBegin``) and closes with 1009 before buffering any of the payload; the consumer's own
+    check would only see a frame after the whole of it had been read into memory."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        ours = settings.WS_MAX_FRAME_BYTES
+        theirs = getattr(instance.factory, self.name)
+        return min(theirs, ours) if theirs > 0 else ours
 
 
 # Close codes RFC 6455 lets an endpoint send besides 1000 (1004-1006 and 1015 are never sent).
@@ -88,6 +104,13 @@ class LeanWebSocketProtocol(WebSocketProtocol):
 
 for _name in WebSocketServerProtocol.CONFIG_ATTRS:
     setattr(LeanWebSocketProtocol, _name, _FactoryOption(_name))
+# Only the frame limit: autobahn applies the message limit to what it sends as well, and pushes may be
+# larger than what a client may send. A message in many small frames is still bounded by daphne's limit.
+LeanWebSocketProtocol.maxFramePayloadSize = _FrameLimit("maxFramePayloadSize")
+# autobahn fails a connection by dropping TCP by default, so a client refused for a frame too big would
+# see 1006 and retry blindly; a close frame tells it 1009 (or the protocol error it made), and autobahn
+# still drops the connection if the closing handshake does not finish (closeHandshakeTimeout).
+LeanWebSocketProtocol.failByDrop = False
 
 
 class _Deferred:

@@ -39,7 +39,9 @@ logger = get_logger(__name__)
 # Every socket joins this group, so broadcast() reaches everyone.
 BROADCAST_GROUP = "ws.all"
 ENGAGEMENT_EVENTS = frozenset({"displayed", "clicked", "dismissed"})
-_ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+ROOM_NAME_MAX_LENGTH = 80
+ROOM_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+_ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 
 
 # --- Addressing -------------------------------------------------------------------------------------------

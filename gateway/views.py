@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from api.authentication import operator_required
 from api.exceptions import error_body
 from gateway.stats import ws_stats
 from gateway.tickets import ws_ticket_issue
@@ -38,6 +39,7 @@ DEMO_PRODUCTS: list[dict[str, Any]] = [
 
 @require_GET
 @never_cache
+@operator_required
 def stats_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(ws_stats())
 

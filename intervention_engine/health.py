@@ -1,7 +1,9 @@
 """Liveness, readiness and metrics endpoints.
 
-Readiness names every dependency and says which one failed, so an operator (or an orchestrator's
-probe log) sees at a glance whether it is PostgreSQL, Redis or Kafka that is down.
+Readiness answers anyone with its status code and overall status only (what an orchestrator's probe needs).
+An operator (staff session, METRICS_TOKEN, or an API key with the ``metrics`` scope) also gets every
+dependency and the one that failed — PostgreSQL, Redis or Kafka — with its error. Metrics are for operators
+only: they describe traffic, queues and failures.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.authentication import operator_access, operator_required
 from core.observability import metrics_registry
 from messaging.kafka import client_config
 
@@ -73,10 +76,13 @@ def live(request: HttpRequest) -> JsonResponse:
 def ready(request: HttpRequest) -> JsonResponse:
     components = run_checks()
     down = sorted(name for name, result in components.items() if result["status"] != "ok")
-    body = {"status": "down" if down else "ok", "failed": down, "components": components}
+    body: dict[str, object] = {"status": "down" if down else "ok"}
+    if operator_access(request):
+        body.update(failed=down, components=components)
     return JsonResponse(body, status=503 if down else 200)
 
 
 @require_GET
+@operator_required
 def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

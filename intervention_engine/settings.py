@@ -7,6 +7,10 @@ what the environment says. ``ENVIRONMENT=production`` turns on the production sa
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +29,49 @@ IS_PRODUCTION = ENVIRONMENT == "production"
 
 DEBUG: bool = env.bool("DEBUG", default=not IS_PRODUCTION)
 
-_DEV_SECRET_KEY = "dev-insecure-only-for-local-use-never-in-production-5b1f0c2e9d"  # noqa: S105
+
+def _checkout_secret_key(path: Path) -> str:
+    """This checkout's own development key, created once at ``path`` (never committed: var/ is ignored).
+
+    Several processes start together (web, worker, beat…) and must share the key, so the first one to link
+    its candidate file in place wins and every other reads that one.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip()
+
+
+# Production requires SECRET_KEY. Elsewhere, without one, each checkout generates its own key
+# (var/secret_key): nothing signed with a key from the repository can be forged. That key is for this
+# machine only: `python -m stack run` refuses a non-loopback BIND_HOST with it, and the ASGI application
+# refuses any connection that did not arrive on a loopback address (intervention_engine/asgi.py).
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
+SECRET_KEY_GENERATED: bool = not SECRET_KEY
 if not SECRET_KEY:
     if IS_PRODUCTION:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when ENVIRONMENT=production "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
-    SECRET_KEY = _DEV_SECRET_KEY
-elif IS_PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == _DEV_SECRET_KEY):
+    _secret_key_file = Path(env.str("SECRET_KEY_FILE", default=str(VAR_DIR / "secret_key")))
+    try:
+        SECRET_KEY = _checkout_secret_key(_secret_key_file)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"No SECRET_KEY, and the development key could not be kept in {_secret_key_file} ({exc}): "
+            "set SECRET_KEY or SECRET_KEY_FILE"
+        ) from exc
+elif IS_PRODUCTION and len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters in production")
 
 PORT: int = env.int("PORT", default=3003)
@@ -86,6 +123,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so it sees every error response under /api/ (see api/middleware.py).
     "api.middleware.JsonApiErrorsMiddleware",
+    # Before anything reads the client address or scheme: forwarding headers only from TRUSTED_PROXIES.
+    "intervention_engine.proxies.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # daphne serves no files itself; WhiteNoise serves the admin's and the browser client's static assets.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -178,6 +217,13 @@ KAFKA_FETCH_WAIT_MAX_MS: int = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=5)
 KAFKA_TOPIC_PARTITIONS: int = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 # Decision path: messages per shopper per (local) day across every campaign and channel; 0 = no budget.
 SHOPPER_DAILY_MESSAGE_BUDGET: int = env.int("SHOPPER_DAILY_MESSAGE_BUDGET", default=3)
+# Budget of one message's render: loop iterations in all its fields, and wall time per field. A template over
+# it is refused on save and fails that one decision (suppressed as render_error); see docs/templates.md.
+TEMPLATE_MAX_LOOP_ITERATIONS: int = env.int("TEMPLATE_MAX_LOOP_ITERATIONS", default=10_000)
+TEMPLATE_RENDER_TIMEOUT_MS: int = env.int("TEMPLATE_RENDER_TIMEOUT_MS", default=100)
+# A template that ran out of time is not rendered again in that process for this long (each try would
+# cost the whole timeout): its decisions are suppressed as render_error at once.
+TEMPLATE_SLOW_COOLOFF_SECONDS: float = env.float("TEMPLATE_SLOW_COOLOFF_SECONDS", default=60.0)
 # Most messages the consumer takes per batch (one transaction each): the first one, plus what is already
 # fetched. The poll timeout bounds the wait for that first message (and how long a stop waits when idle).
 KAFKA_CONSUMER_BATCH_SIZE: int = env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500)
@@ -237,6 +283,19 @@ ANYMAIL: dict[str, Any] = env.json("ANYMAIL", default={})
 ANYMAIL.setdefault("WEBHOOK_SECRET", env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None)
 if not ANYMAIL["WEBHOOK_SECRET"]:
     del ANYMAIL["WEBHOOK_SECRET"]
+# The one ESP whose tracking webhook is mounted (/api/v1/webhooks/anymail/<esp>/tracking/): the ESP of an
+# anymail EMAIL_BACKEND unless named; empty mounts none. It acts on deliveries (bounces fail them, complaints
+# withdraw consent), so it needs WEBHOOK_SECRET ("user:password", HTTP basic auth): production refuses to
+# start without it, and elsewhere the webhook answers 403 until it is set.
+_anymail_backend = re.fullmatch(r"anymail\.backends\.(\w+)\.EmailBackend", EMAIL_BACKEND)
+ANYMAIL_TRACKING_ESP: str = env.str(
+    "ANYMAIL_TRACKING_ESP", default=_anymail_backend.group(1) if _anymail_backend else ""
+)
+if IS_PRODUCTION and ANYMAIL_TRACKING_ESP and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        f"ANYMAIL_WEBHOOK_SECRET must be set when ENVIRONMENT=production and the {ANYMAIL_TRACKING_ESP} "
+        "tracking webhook is mounted (anyone could otherwise post bounces and complaints)"
+    )
 
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
@@ -336,9 +395,20 @@ SECURE_HSTS_PRELOAD = IS_PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-if env.bool("TRUST_X_FORWARDED_PROTO", default=IS_PRODUCTION):
+# Addresses or networks (CIDR) of the reverse proxies in front of daphne, e.g. "10.0.0.0/8". Only their
+# X-Forwarded-For and X-Forwarded-Proto are believed (intervention_engine/proxies.py); anyone else's are
+# dropped. Empty: no proxy, no forwarding header is trusted.
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+try:
+    for _proxy in TRUSTED_PROXIES:
+        ipaddress.ip_network(_proxy, strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from exc
+if TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The address logged with each request (django-structlog, through django-ipware) is the one the
+# middleware settled, never a header.
+IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 # Health checks and metrics are probed over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
@@ -392,3 +462,6 @@ LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 
 HEALTH_CHECK_TIMEOUT_SECONDS: float = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+# A bearer token a scraper sends for /metrics, /ws/stats and readiness details (besides an API key with the
+# "metrics" scope or a staff session); empty accepts none.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")

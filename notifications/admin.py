@@ -15,6 +15,8 @@ from django.utils.html import format_html
 
 from core.errors import ApplicationError
 from interventions.models import Delivery
+from interventions.selectors import delivery_list
+from interventions.services import delivery_resolve
 from notifications import selectors, services
 from notifications.models import ProviderAttempt
 
@@ -72,7 +74,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     change_list_template = "admin/notifications/delivery/change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
-        return selectors.delivery_list()
+        return delivery_list()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -90,7 +92,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark resolved")
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        self._each(request, queryset, services.delivery_resolve, "resolved")
+        self._each(request, queryset, delivery_resolve, "resolved")
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Delivery], action: Any, verb: str) -> None:
         done, refused = 0, []

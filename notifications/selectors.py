@@ -1,36 +1,14 @@
+"""Reads over the provider calls: the health view's figures. Deliveries are read through
+``interventions.selectors``."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 
-from interventions.models import Delivery
 from notifications.models import ProviderAttempt
-
-
-def delivery_list() -> QuerySet[Delivery]:
-    return Delivery.objects.select_related("intervention", "intervention__campaign")
-
-
-def delivery_get(*, delivery_id: UUID | str) -> Delivery | None:
-    try:
-        return delivery_list().select_related("intervention__profile").get(pk=delivery_id)
-    except (Delivery.DoesNotExist, ValueError):
-        return None
-
-
-def delivery_by_provider_message_id(*, channel: str, provider_message_id: str) -> Delivery | None:
-    if not provider_message_id:
-        return None
-    return (
-        delivery_list()
-        .select_related("intervention__profile")
-        .filter(channel=channel, provider_message_id=provider_message_id)
-        .exclude(provider_message_id="")  # the partial index's condition, stated for the planner
-        .first()
-    )
 
 
 def provider_health(*, since: datetime) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from notifications import services
+from notifications import services, sweeps
 
 
 @shared_task(name="notifications.delivery_send_email", queue="email")
@@ -35,9 +35,9 @@ def deliveries_send(delivery_ids: list[str]) -> dict[str, int]:
 
 @shared_task(name="notifications.deliveries_requeue_due")
 def deliveries_requeue_due() -> int:
-    return services.deliveries_requeue_due()
+    return sweeps.deliveries_requeue_due()
 
 
 @shared_task(name="notifications.deliveries_settle_stuck")
 def deliveries_settle_stuck() -> dict[str, int]:
-    return services.deliveries_settle_stuck()
+    return sweeps.deliveries_settle_stuck()

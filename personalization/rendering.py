@@ -9,7 +9,10 @@ Templates are written by marketers and filled with shopper data, so both sides a
   loops, and the ``*``, ``**`` and ``%`` operators are bounded; the only globals are the context below;
 * the context is an allow-list of top-level names holding plain dicts, lists and primitives, deep-copied
   from what the caller passes, never a model instance;
-* templates and outputs are size-limited; HTML is autoescaped in HTML fields only.
+* templates and outputs are size-limited; HTML is autoescaped in HTML fields only;
+* each render has a budget (see ``_Budget``): loop iterations in all, counted before a loop starts, and
+  time per field, checked at every lookup, operator, filter, loop and output chunk. A template that
+  exceeds it is refused on save (validation renders it) and fails that one render in the decision path.
 
 Undefined policy: a top-level name outside the allow-list is always an error (so a typo is refused on
 save, and Jinja's own ``self`` is unreachable), while a missing key inside the data
@@ -18,13 +21,17 @@ save, and Jinja's own ``self`` is unreachable), while a missing key inside the d
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
 import re
-from collections.abc import Collection, Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from jinja2 import ChainableUndefined, nodes, pass_context
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.filters import FILTERS
@@ -114,8 +121,114 @@ class _Undefined(ChainableUndefined):
     __slots__ = ()
 
 
+class _OverBudget(SecurityError):
+    """Raised inside a render that exceeded its budget; reported like any refused construct."""
+
+
+class _OutOfTime(_OverBudget):
+    pass
+
+
+@dataclass
+class _Budget:
+    """What one message's render may spend: loop iterations in all its fields, and for each field time
+    until ``deadline`` (monotonic)."""
+
+    iterations_left: int
+    deadline: float
+    max_iterations: int
+    timeout_ms: int
+
+    @classmethod
+    def start(cls) -> _Budget:
+        max_iterations = int(settings.TEMPLATE_MAX_LOOP_ITERATIONS)
+        timeout_ms = int(settings.TEMPLATE_RENDER_TIMEOUT_MS)
+        return cls(
+            iterations_left=max_iterations,
+            deadline=time.monotonic() + timeout_ms / 1000,
+            max_iterations=max_iterations,
+            timeout_ms=timeout_ms,
+        )
+
+    def spend(self, iterations: int) -> None:
+        self.iterations_left -= iterations
+        if self.iterations_left < 0:
+            raise _OverBudget(
+                f"loops would run more than {self.max_iterations:,} iterations "
+                "(the limit is TEMPLATE_MAX_LOOP_ITERATIONS)"
+            )
+        self.tick()
+
+    def restart_clock(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_ms / 1000
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _OutOfTime(
+                f"rendering took longer than {self.timeout_ms} ms (the limit is TEMPLATE_RENDER_TIMEOUT_MS)"
+            )
+
+
+# Templates (by source) that ran out of time lately in this process, with when they may run again. A
+# template over the iteration budget is refused before its loops run, at no cost; one that runs out of
+# time costs the whole timeout each time, so without this a campaign whose template always does would
+# slow every batch of the consumer by that much per matching event.
+_SLOW_UNTIL: dict[tuple[str, bool], float] = {}
+_SLOW_MAX_ENTRIES = 1024
+
+
+# The budget of the render running in this thread (or task). A context variable rather than an argument:
+# the sandbox's hooks and the filters are called by Jinja's generated code, which passes no state of ours.
+# Outside a render (compiling a text-only field) there is none and nothing is limited.
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("template_budget", default=None)
+
+
+def _tick() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.tick()
+
+
+# The loop iterable of every ``{% for %}`` is passed through this filter (see ``_budget_loops``).
+_LOOP_FILTER = "_loop_budget"
+
+
+# pass_context only so that Jinja never folds the filter into a constant when the template compiles:
+# ``{% for a in [0, 0, …] %}`` would otherwise be iterated uncounted.
+@pass_context
+def _loop_budget(context: Context, iterable: Any) -> Any:
+    budget = _BUDGET.get()
+    if budget is None:
+        return iterable
+    try:
+        size = len(iterable)
+    except TypeError:
+        return _counted(iterable, budget)
+    # Counted before the loop starts: an inner loop's whole length is spent each time it begins, so
+    # nested loops are refused at the first inner loop that would go over, before burning any CPU.
+    budget.spend(size)
+    return iterable
+
+
+def _counted(iterable: Iterable[Any], budget: _Budget) -> Iterator[Any]:
+    for item in iterable:
+        budget.spend(1)
+        yield item
+
+
+def _with_tick(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that checks the deadline first (``wraps`` keeps Jinja's pass_context/… marker)."""
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        return function(*args, **kwargs)
+
+    return checked
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%", "//"})
+    intercepted_binops = frozenset({"*", "**", "%", "//", "+"})
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         # The default renders an unsafe attribute as an empty undefined; fail loudly instead so an
@@ -125,6 +238,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Data is plain dicts and lists: ``a.b`` is a key lookup and nothing else. Python attributes
         # (``profile.items`` the method, ``name.upper``) are never reachable.
+        _tick()
         if attribute.startswith("_"):
             return self.unsafe_undefined(obj, attribute)
         if isinstance(obj, Mapping) and attribute in obj:
@@ -132,6 +246,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return self.undefined(obj=obj, name=attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
         if isinstance(argument, str):
             return self.getattr(obj, argument)
         if (
@@ -146,6 +261,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return self.undefined(obj=obj, name=str(argument))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _tick()
         if operator == "**":
             if not _is_number(left) or not _is_number(right) or abs(right) > 64 or abs(left) > 10**6:
                 raise SecurityError("'**' is limited to small numbers")
@@ -157,6 +273,13 @@ class _Environment(ImmutableSandboxedEnvironment):
                     and len(sequence) * count > MAX_SEQUENCE_RESULT
                 ):
                     raise SecurityError("repetition result is too large")
+        elif operator == "+":
+            if (
+                isinstance(left, str | list | tuple)
+                and isinstance(right, str | list | tuple)
+                and len(left) + len(right) > MAX_SEQUENCE_RESULT
+            ):
+                raise SecurityError("concatenation result is too large")
         elif operator == "%" and isinstance(left, str):
             raise SecurityError("'%' string formatting is not allowed")
         return super().call_binop(context, operator, left, right)
@@ -216,8 +339,9 @@ def _environment(*, autoescape: bool) -> _Environment:
     # Only an allow-list: no range/lipsum/cycler/joiner/namespace/dict globals, no format/center/replace
     # filters (string bombs), no safe filter (it would let shopper data inject HTML).
     env.globals.clear()
-    env.filters = {name: FILTERS[name] for name in _SAFE_FILTERS}
-    env.filters["money"] = _money
+    env.filters = {name: _with_tick(FILTERS[name]) for name in _SAFE_FILTERS}
+    env.filters["money"] = _with_tick(_money)
+    env.filters[_LOOP_FILTER] = _loop_budget
     env.tests = dict(TESTS)
     return env
 
@@ -263,11 +387,19 @@ def _check_tree(tree: nodes.Template, *, field: str) -> set[str]:
             raise TemplateRenderError(
                 f"access to {node.attr!r} is not allowed", field=field, line=node.lineno
             )
+        if isinstance(node, nodes.Filter) and node.name.startswith("_"):
+            raise TemplateRenderError(f"No filter named {node.name!r}.", field=field, line=node.lineno)
         for child in node.iter_child_nodes():
             visit(child, loop_depth)
 
     visit(tree, 0)
     return names - loop_names
+
+
+def _budget_loops(tree: nodes.Template) -> None:
+    """Pass every loop's iterable through the budget filter, so each loop is counted as it starts."""
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.iter.lineno)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -283,6 +415,7 @@ def _compile(source: str, *, html: bool, field: str) -> tuple[Any, frozenset[str
     try:
         tree = env.parse(source)
         names = _check_tree(tree, field=field)
+        _budget_loops(tree)
         template = env.from_string(tree)
     except TemplateSyntaxError as error:
         raise TemplateRenderError(error.message or "syntax error", field=field, line=error.lineno) from None
@@ -339,7 +472,7 @@ def render_context(context: Mapping[str, Any], names: Collection[str] | None = N
     return plain
 
 
-def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bool) -> str:
+def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bool, budget: _Budget) -> str:
     template, names, text = _compile(source, html=html, field=field)
     if text is not None:
         if len(text) > MAX_OUTPUT_CHARS:
@@ -354,6 +487,18 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
             field=field,
             line=_first_line(source, unknown[0], html=html),
         )
+    slow_until = _SLOW_UNTIL.get((source, html))
+    if slow_until is not None:
+        if time.monotonic() < slow_until:
+            raise TemplateRenderError(
+                f"rendering took longer than {budget.timeout_ms} ms recently (the limit is "
+                "TEMPLATE_RENDER_TIMEOUT_MS); not rendered again for TEMPLATE_SLOW_COOLOFF_SECONDS",
+                field=field,
+            )
+        _SLOW_UNTIL.pop((source, html), None)
+    # The time is per field, so that a field that runs out of it is the one to blame (see _SLOW_UNTIL).
+    budget.restart_clock()
+    token = _BUDGET.set(budget)
     try:
         chunks: list[str] = []
         size = 0
@@ -362,9 +507,14 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
             if size > MAX_OUTPUT_CHARS:
                 raise TemplateRenderError(f"output is longer than {MAX_OUTPUT_CHARS} characters", field=field)
             chunks.append(chunk)
+            budget.tick()
     except TemplateRenderError:
         raise
     except SecurityError as error:
+        if isinstance(error, _OutOfTime):
+            if len(_SLOW_UNTIL) >= _SLOW_MAX_ENTRIES:
+                _SLOW_UNTIL.clear()
+            _SLOW_UNTIL[(source, html)] = time.monotonic() + float(settings.TEMPLATE_SLOW_COOLOFF_SECONDS)
         raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None
     except UndefinedError as error:
         raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None
@@ -378,6 +528,8 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
         else:
             message = _REPR.sub("…", f"{type(error).__name__}: {error}")[:200]
         raise TemplateRenderError(message, field=field, line=_template_line(error)) from None
+    finally:
+        _BUDGET.reset(token)
     return "".join(chunks)
 
 
@@ -395,7 +547,7 @@ def render_fields(
     *,
     html_fields: frozenset[str] = frozenset({"body_html"}),
 ) -> dict[str, str]:
-    """Render each non-empty field (empty ones stay empty).
+    """Render each non-empty field (empty ones stay empty), all within one budget (see ``_Budget``).
 
     Raises TemplateRenderError naming the field and line.
     """
@@ -407,10 +559,13 @@ def render_fields(
             if text is None:
                 names |= read
     plain = render_context(context, names) if names else {}
+    budget = _Budget.start()
     rendered: dict[str, str] = {}
     for field, source in fields.items():
         # A field that is only text renders without the context (see _compile).
-        rendered[field] = _render_one(field, source, plain, html=field in html_fields) if source else ""
+        rendered[field] = (
+            _render_one(field, source, plain, html=field in html_fields, budget=budget) if source else ""
+        )
     return rendered
 
 
@@ -420,12 +575,18 @@ def validate_fields(
     html_fields: frozenset[str] = frozenset({"body_html"}),
     locales: Iterable[str] = ("en",),
 ) -> None:
-    """Compile and render every field with sample data; unknown top-level names are refused."""
+    """Compile and render every field with sample data, within the budget of one render (per locale);
+    unknown top-level names are refused."""
+    for field, source in fields.items():
+        if source:
+            # Compiled first (and cached): compiling is not part of a render's time budget.
+            _compile(source, html=field in html_fields, field=field)
     for locale in locales:
         plain = render_context(sample_context(locale=locale))
+        budget = _Budget.start()
         for field, source in fields.items():
             if source:
-                _render_one(field, source, plain, html=field in html_fields)
+                _render_one(field, source, plain, html=field in html_fields, budget=budget)
 
 
 def sample_context(*, locale: str = "en") -> dict[str, Any]:

@@ -51,6 +51,14 @@ if TYPE_CHECKING:
 MAX_RULE_LENGTH = 4000
 MAX_LIST_LENGTH = 200
 MAX_NESTING = 32
+# Literals are bounded so that every rule that compiles also runs, in memory and as SQL. 10**15 is below
+# 2**53, so a number literal means the same as a Python float, a JSON number and a PostgreSQL numeric,
+# and its text (at most 32 characters) is never a 4,000-digit number or fraction. PostgreSQL text and
+# jsonb cannot hold NUL, and the database driver cannot encode an unpaired surrogate ("\ud800").
+MAX_NUMBER = 10**15
+MAX_NUMBER_CHARS = 32
+MAX_STRING_LENGTH = 1000
+MAX_NAME_PARTS = 10
 
 # Profile columns a rule may name, by the kind of value they hold.
 PROFILE_FIELDS: dict[str, str] = {
@@ -453,6 +461,8 @@ class _Compiler:
             return None
         parts.append(current.id)
         path = tuple(reversed(parts))
+        if len(path) > MAX_NAME_PARTS:
+            raise self.refuse(node, f"names are limited to {MAX_NAME_PARTS} parts")
         for part in path:
             if part.startswith("_"):
                 raise self.refuse(node, "names may not start with '_'")
@@ -483,16 +493,35 @@ class _Compiler:
             node = node.operand
         if isinstance(node, ast.Constant):
             value = node.value
-            if value is None or isinstance(value, bool | str):
+            if value is None or isinstance(value, bool):
                 return value
+            if isinstance(value, str):
+                return self.string(node, value)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 if isinstance(value, float) and not math.isfinite(value):
                     raise self.refuse(node, "numbers must be finite")
+                if len(ast.get_source_segment(self.text, node) or "") > MAX_NUMBER_CHARS:
+                    raise self.refuse(node, f"numbers are limited to {MAX_NUMBER_CHARS} characters")
+                if abs(value) > MAX_NUMBER:
+                    raise self.refuse(node, f"numbers must be between -{MAX_NUMBER:,} and {MAX_NUMBER:,}")
                 return sign * value
             raise self.refuse(node, "only strings, numbers, true, false and null are literals")
         if isinstance(node, ast.Name | ast.Attribute):
             raise self.refuse(node, "expected a literal here")
         raise self.refuse(node, self.describe(node))
+
+    def string(self, node: ast.expr, value: str) -> str:
+        if len(value) > MAX_STRING_LENGTH:
+            raise self.refuse(node, f"strings are limited to {MAX_STRING_LENGTH} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            unencodable = True
+        else:
+            unencodable = "\x00" in value
+        if unencodable:
+            raise self.refuse(node, "strings may not contain NUL or unpaired surrogate characters")
+        return value
 
 
 def _parse(text: str) -> ast.Expression:

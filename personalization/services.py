@@ -381,3 +381,43 @@ def profile_export(*, user_id: str) -> dict[str, Any]:
         if isinstance(section, Mapping):
             export.update(section)
     return export
+
+
+# --- Contact points and consent withdrawn by what providers and shoppers report (used by notifications) -
+
+
+def profile_email_suppress(*, profile_id: int) -> None:
+    """A hard bounce: the address is dead; stop emailing it (the first suppression's time is kept)."""
+    Profile.objects.filter(pk=profile_id, email_suppressed_at__isnull=True).update(
+        email_suppressed_at=timezone.now()
+    )
+
+
+def profile_phone_suppress(*, profile_id: int) -> None:
+    """The number cannot receive SMS; stop texting it (the first suppression's time is kept)."""
+    Profile.objects.filter(pk=profile_id, phone_suppressed_at__isnull=True).update(
+        phone_suppressed_at=timezone.now()
+    )
+
+
+def push_tokens_deactivate(*, profile_id: int, tokens: Iterable[str]) -> int:
+    """Push tokens the provider called unregistered: no longer used; returns how many were active."""
+    return PushToken.objects.filter(profile_id=profile_id, token__in=list(tokens), is_active=True).update(
+        is_active=False, invalidated_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def profile_email_unsubscribe(*, profile_id: int) -> Profile:
+    """Record a one-click opt-out at once (RFC 8058): no further marketing email to this shopper."""
+    profile = Profile.objects.select_for_update().get(pk=profile_id)
+    if profile.consent_email:
+        profile.consent_email = False
+        profile.save(update_fields=["consent_email", "updated_at"])
+    # Queued email that has not left yet is cancelled at its send-time consent check.
+    return profile
+
+
+def profile_email_complaint_record(*, profile_id: int) -> None:
+    """A spam complaint: never email this shopper again (consent off, address suppressed)."""
+    Profile.objects.filter(pk=profile_id).update(consent_email=False, email_suppressed_at=timezone.now())

@@ -71,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> int:
     port = _int_from_env("PORT", DEFAULT_PORT)
     host = os.environ.get("BIND_HOST", DEFAULT_BIND_HOST)
+    if not os.environ.get("SECRET_KEY") and not _is_loopback(host):
+        # The checkout's generated key (var/secret_key) signs sessions, tickets and links: fine on this
+        # machine, not for a server other machines reach.
+        raise StackError(
+            f"BIND_HOST={host} is reachable from other machines, and without SECRET_KEY this checkout's "
+            "development key would sign its sessions and links; set SECRET_KEY (50+ random characters), "
+            "or bind 127.0.0.1"
+        )
     if _is_ipv4(host):
         ensure_port_free(port, fix="PORT", host=host)
     with embedded_services(RUN, environ=os.environ, say=say) as urls:
@@ -179,6 +187,15 @@ def _int_from_env(variable: str, default: int) -> int:
     if not raw.isdigit():
         raise StackError(f"{variable}={raw!r} is not a number")
     return int(raw)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_ipv4(host: str) -> bool:

@@ -46,15 +46,18 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
 
 @pytest.fixture
 def api_client():
-    """``api_client(scopes=None)``: a DRF APIClient sending a real API key (every scope by default)."""
+    """``api_client(scopes=None)``: a DRF APIClient sending a real API key (every scope unless named)."""
     from rest_framework.test import APIClient
 
+    from api.models import Scope
     from api.services import api_key_create
 
     counter = iter(range(1_000_000))
 
     def make(scopes=None, name=None):
-        _, raw_key = api_key_create(name=name or f"test-key-{next(counter)}", scopes=scopes)
+        _, raw_key = api_key_create(
+            name=name or f"test-key-{next(counter)}", scopes=Scope.values if scopes is None else scopes
+        )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
         return client

@@ -27,7 +27,9 @@ class WsTicketView(APIView):
         serializer = WsTicketRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ticket, expires_at = ws_ticket_issue(
-            user_id=serializer.validated_data["user_id"], session_id=serializer.validated_data["session_id"]
+            user_id=serializer.validated_data["user_id"],
+            session_id=serializer.validated_data["session_id"],
+            rooms=serializer.validated_data["rooms"],
         )
         body = WsTicketSerializer({"ticket": ticket, "expires_at": expires_at}).data
         response = Response(body, status=status.HTTP_201_CREATED)

@@ -19,9 +19,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from interventions.models import Delivery
-from notifications.selectors import delivery_get
-from notifications.services import profile_email_unsubscribe
+from interventions.selectors import delivery_get
 from notifications.signed_links import CLICK_SALT, OPEN_SALT, UNSUBSCRIBE_SALT, token_load
+from personalization.services import profile_email_unsubscribe
 from tracking.services import tracking_event_record
 
 # A transparent 1x1 GIF.

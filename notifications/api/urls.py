@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import URLPattern, URLResolver, include, path
 
 from notifications.api import links, webhooks
 
 webhook_urlpatterns: list[URLPattern | URLResolver] = [
-    path("webhooks/anymail/", include("anymail.urls")),
+    # Only the configured ESP's tracking webhook (see webhooks.anymail_tracking_urlpatterns).
+    path(
+        "webhooks/anymail/",
+        include(
+            (webhooks.anymail_tracking_urlpatterns(esp=settings.ANYMAIL_TRACKING_ESP), "anymail"),
+            namespace="anymail",
+        ),
+    ),
     path("webhooks/twilio/status", webhooks.twilio_status, name="webhook-twilio-status"),
     path("webhooks/push-receipts", webhooks.PushReceiptsView.as_view(), name="webhook-push"),
 ]

@@ -1,7 +1,9 @@
 """Provider webhooks: what happened to a message after the provider took it.
 
-- Email: django-anymail's tracking webhooks (any ESP, ``/api/v1/webhooks/anymail/<esp>/tracking/``,
-  authenticated by ANYMAIL's WEBHOOK_SECRET) emit its ``tracking`` signal; the receiver below records it.
+- Email: django-anymail's tracking webhook of the configured ESP only (``ANYMAIL_TRACKING_ESP``, mounted at
+  ``/api/v1/webhooks/anymail/<esp>/tracking/``), authenticated by ANYMAIL's WEBHOOK_SECRET (HTTP basic auth)
+  and refused outright while no secret is set; it emits anymail's ``tracking`` signal, recorded below for
+  email deliveries only.
 - SMS: Twilio status callbacks, accepted only with a valid ``X-Twilio-Signature``.
 - Push: receipts posted by the app backend with an API key holding the ``webhooks`` scope.
 
@@ -12,13 +14,18 @@ replayed Twilio callback or push batch is answered 409.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
+from anymail import urls as anymail_urls
 from anymail.signals import AnymailTrackingEvent, EventType, tracking
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
@@ -34,10 +41,11 @@ from api.permissions import HasScope
 from api.serializers import ErrorSerializer
 from core.errors import ConflictError, NotFoundError
 from core.observability import get_logger
+from interventions.selectors import delivery_by_provider_message_id, delivery_get
+from notifications.ledger import delivery_failure_report
 from notifications.models import ProviderCallback
 from notifications.providers.sms import DEAD_NUMBER_CODES
-from notifications.selectors import delivery_by_provider_message_id, delivery_get
-from notifications.services import delivery_failure_report, profile_email_complaint_record
+from personalization.services import profile_email_complaint_record
 from tracking.services import tracking_event_record
 
 logger = get_logger(__name__)
@@ -69,15 +77,56 @@ _ANYMAIL_TYPES = {
 }
 
 
+def _anymail_secret_configured() -> bool:
+    return bool(settings.ANYMAIL.get("WEBHOOK_SECRET"))
+
+
+def _anymail_secret_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Without WEBHOOK_SECRET anymail warns and accepts anyone's post; here the webhook is closed instead."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not _anymail_secret_configured():
+            return JsonResponse(
+                error_body("webhook_not_configured", "Set ANYMAIL_WEBHOOK_SECRET to accept ESP webhooks."),
+                status=403,
+            )
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(guarded)
+
+
+def anymail_tracking_urlpatterns(*, esp: str) -> list[URLPattern]:
+    """The tracking webhook of ``esp`` alone, as anymail's own URL list defines it (path and name, e.g.
+    ``postmark/tracking/``, ``anymail:postmark_tracking_webhook``): every other ESP's endpoint would take
+    posts in a format nobody legitimately sends us. No ESP, no endpoint."""
+    if not esp:
+        return []
+    name = f"{esp}_tracking_webhook"
+    for pattern in anymail_urls.urlpatterns:
+        if isinstance(pattern, URLPattern) and pattern.name == name:
+            view = _anymail_secret_required(pattern.callback)
+            return [re_path(pattern.pattern.regex.pattern, view, name=name)]
+    raise ImproperlyConfigured(f"django-anymail has no tracking webhook for ANYMAIL_TRACKING_ESP={esp!r}")
+
+
 @receiver(tracking, dispatch_uid="tracking.anymail_tracking")
 def anymail_tracking_received(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    if not _anymail_secret_configured():
+        # Only reachable if a view of anymail's were mounted some other way: an unauthenticated post.
+        logger.warning("anymail_event_refused_without_secret", esp=esp_name)
+        return
     tracking_type = _ANYMAIL_TYPES.get(event.event_type)
     if tracking_type is None:
         return  # queued, sent, deferred…: nothing the ledger or the reports need
     delivery = None
     delivery_id = (event.metadata or {}).get("delivery_id")
     if delivery_id:
-        delivery = delivery_get(delivery_id=delivery_id)
+        delivery = delivery_get(delivery_id=str(delivery_id))
+        if delivery is not None and delivery.channel != "email":
+            # An email event never acts on an SMS or push delivery (failing it, withdrawing consent).
+            logger.info("anymail_event_for_other_channel", esp=esp_name, delivery_id=str(delivery_id))
+            return
     if delivery is None:
         delivery = delivery_by_provider_message_id(
             channel="email", provider_message_id=event.message_id or ""

@@ -35,8 +35,21 @@ def test_the_admin_shows_a_new_key_once_and_stores_its_hash(admin_client) -> Non
     assert raw_key not in admin_client.get(f"/admin/api/apikey/{api_key.pk}/change/").content.decode()
 
 
+def test_the_admin_add_form_ticks_no_scope_and_refuses_a_key_without_one(admin_client) -> None:
+    # when an operator opens the add form, then submits it as it comes
+    form = admin_client.get("/admin/api/apikey/add/")
+    response = admin_client.post("/admin/api/apikey/add/", {"name": "careless"})
+
+    # then no scope was offered ticked, and no key was created
+    assert form.status_code == 200
+    assert b'name="scopes"' in form.content
+    assert b"checked" not in form.content
+    assert response.status_code == 200  # the form again, with its error
+    assert not ApiKey.objects.filter(name="careless").exists()
+
+
 def test_the_admin_revokes_keys(admin_client) -> None:
-    api_key, _ = api_key_create(name="old")
+    api_key, _ = api_key_create(name="old", scopes=["events"])
 
     admin_client.post(
         "/admin/api/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}, follow=True

@@ -4,11 +4,12 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from api.models import ApiKey, Scope
 from api.services import api_key_create, api_key_hash, api_key_revoke
+from core.errors import ApplicationError
 from personalization.models import Profile
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +42,7 @@ def test_it_refuses_a_request_without_a_key() -> None:
     ["Bearer nope", "Bearer ie_deadbeef_wrongsecret", "Token ie_a_b", "Bearer ", "Basic dXNlcjpwYXNz"],
 )
 def test_it_refuses_an_invalid_key(header: str) -> None:
-    api_key_create(name="real")
+    api_key_create(name="real", scopes=Scope.values)
 
     response = client_with(header).get(URL)
 
@@ -51,7 +52,7 @@ def test_it_refuses_an_invalid_key(header: str) -> None:
 
 def test_it_refuses_a_key_whose_secret_is_wrong_even_with_a_real_prefix() -> None:
     # given a real key
-    _, raw_key = api_key_create(name="real")
+    _, raw_key = api_key_create(name="real", scopes=Scope.values)
     forged = raw_key[:-4] + ("AAAA" if not raw_key.endswith("AAAA") else "BBBB")
 
     # when its prefix is sent with another secret
@@ -62,7 +63,7 @@ def test_it_refuses_a_key_whose_secret_is_wrong_even_with_a_real_prefix() -> Non
 
 
 def test_it_accepts_a_valid_key_and_records_its_use() -> None:
-    api_key, raw_key = api_key_create(name="svc")
+    api_key, raw_key = api_key_create(name="svc", scopes=Scope.values)
 
     response = client_with(f"Bearer {raw_key}").get(URL)
 
@@ -73,7 +74,7 @@ def test_it_accepts_a_valid_key_and_records_its_use() -> None:
 
 def test_it_refuses_a_revoked_key() -> None:
     # given a key that worked
-    api_key, raw_key = api_key_create(name="svc")
+    api_key, raw_key = api_key_create(name="svc", scopes=Scope.values)
     assert client_with(f"Bearer {raw_key}").get(URL).status_code == 200
 
     # when it is revoked
@@ -102,9 +103,9 @@ def test_it_refuses_a_key_without_the_scope_and_names_the_scope() -> None:
 
 
 def test_create_api_key_prints_the_key_once_and_stores_only_its_hash() -> None:
-    # when the command creates a key without --scope
+    # when the command creates a key with every scope, asked for by name
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_key", "checkout-service", stdout=out, stderr=err)
+    call_command("create_api_key", "checkout-service", "--all-scopes", stdout=out, stderr=err)
 
     # then stdout is exactly the key, which works, and only its hash is stored
     raw_key = out.getvalue().strip()
@@ -134,9 +135,28 @@ def test_create_api_key_grants_only_the_scopes_asked_for() -> None:
     assert client_with(f"Bearer {out.getvalue().strip()}").get(URL).status_code == 403
 
 
+def test_create_api_key_grants_no_scope_by_default() -> None:
+    # when the command is asked for a key without naming its scopes
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_key", "lazy", stdout=io.StringIO(), stderr=io.StringIO())
+
+    # then it explains what to ask for, and creates nothing
+    assert "--scope" in str(refused.value)
+    assert "--all-scopes" in str(refused.value)
+    assert not ApiKey.objects.filter(name="lazy").exists()
+
+
+def test_it_refuses_a_key_without_scopes() -> None:
+    with pytest.raises(ApplicationError) as refused:
+        api_key_create(name="nothing", scopes=[])
+
+    assert refused.value.code == "invalid_scope"
+    assert not ApiKey.objects.exists()
+
+
 def test_it_records_last_use_at_most_once_a_minute() -> None:
     # given a key used a few seconds ago
-    api_key, raw_key = api_key_create(name="svc")
+    api_key, raw_key = api_key_create(name="svc", scopes=Scope.values)
     client = client_with(f"Bearer {raw_key}")
     client.get(URL)
     first_use = ApiKey.objects.get(pk=api_key.pk).last_used_at

@@ -659,6 +659,37 @@ def test_it_estimates_segment_sizes_from_the_list_action(marketer_client):
     assert any("about 1 shoppers" in m for m in messages_of(response))
 
 
+@pytest.mark.parametrize(
+    "rules", ["cart.total > " + "9" * 3980, 'email == "\\ud800"', 'attributes.tier == "a\\x00b"']
+)
+def test_it_shows_a_stored_rule_it_cannot_run_as_an_error_never_a_500(marketer_client, rules):
+    # given a segment stored before today's rule validation, used by a campaign
+    segment = Segment.objects.create(name="Old", rules=rules)
+    campaign = build_cart_rescue()
+    Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
+    Profile.objects.create(user_id="u-1", email="a@example.com", attributes={"tier": "gold"})
+    marketer_client.raise_request_exception = False
+
+    # when the pages that count its members are opened, and its size is estimated from the list
+    segment_page = marketer_client.get(reverse("admin:personalization_segment_change", args=[segment.pk]))
+    campaign_page = marketer_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    estimated = marketer_client.post(
+        reverse("admin:personalization_segment_changelist"),
+        {"action": "estimate_now", "_selected_action": [segment.pk]},
+        follow=True,
+    )
+
+    # then each page shows the rule's error in place of a count
+    assert segment_page.status_code == 200
+    assert "numbers are limited" in segment_page.content.decode() or "strings may not" in (
+        segment_page.content.decode()
+    )
+    assert campaign_page.status_code == 200
+    assert campaign_page.context["segment_size"].startswith("line 1, col ")
+    assert estimated.status_code == 200
+    assert any(m.startswith("Old: line 1, col ") for m in messages_of(estimated))
+
+
 def test_it_audits_a_campaign_deleted_from_the_admin(marketer_client, marketer):
     # given
     campaign = build_cart_rescue()

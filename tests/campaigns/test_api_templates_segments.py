@@ -54,6 +54,23 @@ def test_it_refuses_a_template_that_cannot_render_naming_field_and_line(api_clie
     assert not Template.objects.exists()
 
 
+def test_it_refuses_a_template_over_the_render_budget_naming_the_limit(api_client) -> None:
+    # given a template whose nested loops would run a hundred million times without output
+    burner = "{% for a in [0] * 10000 %}{% for b in [0] * 10000 %}{% endfor %}{% endfor %}"
+    bad = {**EMAIL, "localizations": [{"locale": "en", "subject": "Hi", "body_text": burner}]}
+
+    # when it is saved through the API
+    response = api_client().post("/api/v1/templates", bad, format="json")
+
+    # then it is refused with the reason, and nothing is stored
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "template_error"
+    assert "loops would run more than 10,000 iterations" in error["message"]
+    assert "TEMPLATE_MAX_LOOP_ITERATIONS" in error["message"]
+    assert not Template.objects.exists()
+
+
 def test_it_refuses_unknown_fields_inside_localizations(api_client) -> None:
     bad = {**EMAIL, "localizations": [{"locale": "en", "subject": "Hi", "titel": "typo"}]}
 
@@ -141,3 +158,31 @@ def test_it_needs_the_campaigns_scope(api_client) -> None:
 
     assert response.status_code == 403
     assert response.json()["error"]["details"] == {"missing_scopes": ["campaigns"]}
+
+
+# Rules stored before today's validation existed, each of which once made an endpoint fail (the surrogate
+# one answered 500: the database driver cannot encode it).
+STORED_BAD_RULES = [
+    "cart.total > " + "9" * 3980,
+    'email == "\\ud800"',
+    'attributes.tier == "a\\x00b"',
+    "score >= 0.7",
+]
+
+
+@pytest.mark.parametrize("rules", STORED_BAD_RULES)
+def test_it_answers_a_clear_error_never_a_500_for_a_stored_rule_it_cannot_run(api_client, rules) -> None:
+    # given a segment stored with a rule that today's validation refuses
+    Profile.objects.create(user_id="u-1", email="a@example.com", attributes={"tier": "gold"})
+    segment = Segment.objects.create(name="Old", rules=rules)
+    client = api_client()
+    client.raise_request_exception = False
+
+    # when its size is estimated, and it is read
+    estimated = client.post(f"/api/v1/segments/{segment.pk}/estimate")
+    read = client.get(f"/api/v1/segments/{segment.pk}")
+
+    # then the estimate is refused with the rule's error, and the segment can still be read
+    assert estimated.status_code == 400, estimated.content
+    assert estimated.json()["error"]["code"] == "invalid_rule"
+    assert read.status_code == 200

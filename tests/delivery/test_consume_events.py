@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from django.core.management import call_command
 from prometheus_client import REGISTRY
 
+from campaigns.models import TemplateLocalization
 from delivery.management.commands.consume_events import EventConsumer
 from delivery.selectors import campaign_cache
 from interventions.models import Intervention
@@ -283,3 +284,40 @@ def _queue_histogram() -> tuple[float, float]:
         REGISTRY.get_sample_value("ie_consumer_queue_seconds_count") or 0.0,
         REGISTRY.get_sample_value("ie_consumer_queue_seconds_sum") or 0.0,
     )
+
+
+def test_it_fails_only_the_decisions_of_a_template_over_its_render_budget(settings):
+    # given two campaigns on cart events: the first (higher priority) has a template stored before the
+    # render budget existed, whose nested loops run a hundred million times; the second is ordinary
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    burner = f.campaign(
+        channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="", priority=10
+    )
+    burning = burner.variants.values_list("onsite_template_id", flat=True)
+    TemplateLocalization.objects.filter(template_id__in=burning).update(
+        body_text="{% for a in [0] * 10000 %}{% for b in [0] * 10000 %}{% endfor %}{% endfor %}"
+    )
+    ordinary = f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="")
+    shoppers = [f.unique("u") for _ in range(5)]
+    cart_topic = topic("cart-events-enriched")
+    produce([(cart_topic, s.encode(), f.encode(f.cart_body(user_id=s))) for s in shoppers])
+
+    # when the consumer takes the events
+    consumer = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=f"h13-{uuid.uuid4().hex[:8]}")
+    consumer.setup()
+    started = time.monotonic()
+    try:
+        consume_count(consumer, len(shoppers))
+    finally:
+        consumer.teardown()
+    elapsed = time.monotonic() - started
+
+    # then each shopper's decision for the burning template failed alone, recorded as a render error,
+    # and the ordinary campaign was decided for every shopper, without the consumer stalling
+    burned = Intervention.objects.filter(campaign=burner, user_id__in=shoppers)
+    assert sorted(burned.values_list("status", "suppression_reason")) == [("suppressed", "render_error")] * 5
+    decided = Intervention.objects.filter(campaign=ordinary, user_id__in=shoppers)
+    assert sorted(decided.values_list("user_id", flat=True)) == sorted(shoppers)
+    assert set(decided.values_list("status", flat=True)) == {Intervention.Status.PENDING}
+    assert elapsed < 10, elapsed

@@ -93,9 +93,13 @@ async def close_worker_connections() -> AsyncIterator[None]:
 async def open_socket() -> AsyncIterator[Callable[..., Any]]:
     opened: list[WebsocketCommunicator] = []
 
-    async def open_(user_id: str | None = None, session_id: str = "s-1") -> Socket:
+    async def open_(
+        user_id: str | None = None, session_id: str = "s-1", rooms: tuple[str, ...] = ()
+    ) -> Socket:
         user_id = user_id or a_user()
-        ticket, _ = await database_sync_to_async(ws_ticket_issue)(user_id=user_id, session_id=session_id)
+        ticket, _ = await database_sync_to_async(ws_ticket_issue)(
+            user_id=user_id, session_id=session_id, rooms=rooms
+        )
         comm = communicator(ticket=ticket)
         connected, code = await comm.connect()
         assert connected, code
@@ -292,8 +296,8 @@ async def test_it_answers_a_malformed_message_with_an_error_and_stays_open(open_
 # --- Rooms and addressing ----------------------------------------------------------------------------
 
 
-async def test_it_lets_a_socket_join_an_allowed_room_and_receive_its_messages(open_socket) -> None:
-    socket, outsider = await open_socket(), await open_socket()
+async def test_it_lets_a_socket_join_a_room_its_ticket_names_and_receive_its_messages(open_socket) -> None:
+    socket, outsider = await open_socket(rooms=("campaign.42",)), await open_socket()
     await socket.send({"type": "join_room", "room": "campaign.42"})
     assert await socket.receive() == {"type": "room_joined", "room": "campaign.42"}
 
@@ -311,7 +315,7 @@ async def test_it_lets_a_socket_join_an_allowed_room_and_receive_its_messages(op
     "room", ["user.abc", "campaign.", "broadcastx", "other", "campaign.42/../x", "Campaign.1", 42, ""]
 )
 async def test_it_refuses_rooms_outside_the_naming_rule(open_socket, room) -> None:
-    socket = await open_socket()
+    socket = await open_socket(rooms=("campaign.42", "broadcast"))
 
     await socket.send({"type": "join_room", "room": room})
 
@@ -330,8 +334,21 @@ async def test_it_refuses_to_join_another_users_group(open_socket) -> None:
     assert await attacker.nothing_more()
 
 
+async def test_it_refuses_a_room_the_ticket_does_not_name(open_socket) -> None:
+    # given a socket whose ticket names campaign.1 only
+    socket = await open_socket(rooms=("campaign.1",))
+
+    # when it tries another room that the naming rule allows
+    await socket.send({"type": "join_room", "room": "campaign.2"})
+
+    # then it is refused, and messages to that room do not reach it
+    assert await socket.receive() == {"type": "error", "code": "room_forbidden"}
+    await realtime.asend_to_room("campaign.2", {"x": 1})
+    assert await socket.nothing_more()
+
+
 async def test_it_stops_room_messages_after_leave_room(open_socket) -> None:
-    socket = await open_socket()
+    socket = await open_socket(rooms=("broadcast",))
     await socket.send({"type": "join_room", "room": "broadcast"})
     await socket.receive()
 
@@ -555,7 +572,11 @@ async def test_it_cleans_up_after_many_sockets_hang_up_at_once(open_socket) -> N
     # given 40 sockets of 20 users (two tabs each), all in a room
     connections_before = stats.STATS.connections
     users = [a_user() for _ in range(20)]
-    sockets = [await open_socket(user, session_id=f"s-{tab}") for user in users for tab in (1, 2)]
+    sockets = [
+        await open_socket(user, session_id=f"s-{tab}", rooms=("campaign.mass",))
+        for user in users
+        for tab in (1, 2)
+    ]
     for socket in sockets:
         await socket.send({"type": "join_room", "room": "campaign.mass"})
         assert await socket.receive() == {"type": "room_joined", "room": "campaign.mass"}

@@ -84,7 +84,7 @@ async def test_a_socket_works_end_to_end_after_its_handshake_is_forgotten(daphne
     origin = {"Origin": f"http://{daphne_url}"}
     async with aiohttp.ClientSession() as session:
         # given an open socket (the protocol has dropped its handshake data and HTTP request by now)
-        ticket, _ = ws_ticket_issue(user_id=user, session_id="s-1")
+        ticket, _ = ws_ticket_issue(user_id=user, session_id="s-1", rooms=["campaign.7"])
         async with session.ws_connect(f"ws://{daphne_url}/ws?ticket={ticket}", headers=origin) as ws:
             # then it answers, joins rooms and gets pushes, large ones too
             await ws.send_json({"type": "ping"})
@@ -145,3 +145,31 @@ async def test_a_flood_and_an_oversized_frame_reach_the_client_as_1008_and_1009(
             await ws.send_str("x" * (17 * 1024))
             # then it is closed as too big
             assert await _closed_with(ws) == 1009
+
+
+@pytest.mark.asyncio
+async def test_it_refuses_an_oversized_frame_from_its_header_before_reading_the_payload(daphne_url) -> None:
+    # given an open socket, spoken to byte by byte
+    host, port = daphne_url.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    ticket, _ = ws_ticket_issue(user_id=f"u-header-{time.monotonic_ns()}", session_id="s")
+    writer.write(
+        (
+            f"GET /ws?ticket={ticket} HTTP/1.1\r\nHost: {daphne_url}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: http://{daphne_url}\r\n\r\n"
+        ).encode()
+    )
+    handshake = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert handshake.startswith(b"HTTP/1.1 101"), handshake
+
+    # when a text frame announces 512 KiB (over WS_MAX_FRAME_BYTES, under daphne's 1 MiB) and sends 8 bytes
+    mask = b"\x01\x02\x03\x04"
+    writer.write(b"\x81\xff" + (512 * 1024).to_bytes(8, "big") + mask + b"x" * 8)
+    await writer.drain()
+
+    # then the server closes with 1009 at once, without waiting for the rest of the payload
+    first = await asyncio.wait_for(reader.readexactly(4), 5)
+    writer.close()
+    assert first[0] == 0x88  # a close frame
+    assert int.from_bytes(first[2:4], "big") == 1009

@@ -30,6 +30,30 @@ def test_it_issues_a_ticket_bound_to_user_and_session(api_client) -> None:
     assert refused.value.code == "ticket_reused"
 
 
+def test_it_names_the_rooms_a_ticket_may_join(api_client) -> None:
+    # when a service asks for a ticket for two rooms
+    response = api_client(scopes=["ws_tickets"]).post(
+        "/api/v1/ws-tickets", {"user_id": "u-42", "rooms": ["campaign.7", "broadcast"]}, format="json"
+    )
+
+    # then the ticket carries them
+    assert response.status_code == 201, response.content
+    assert ws_ticket_redeem(ticket=response.json()["ticket"]).rooms == {"campaign.7", "broadcast"}
+
+
+@pytest.mark.parametrize(
+    ("rooms", "code"),
+    [(["user.u-1"], "room_forbidden"), (["Campaign.1"], "invalid"), (["other"], "room_forbidden")],
+)
+def test_it_refuses_a_ticket_for_rooms_outside_the_rule(api_client, rooms, code) -> None:
+    response = api_client(scopes=["ws_tickets"]).post(
+        "/api/v1/ws-tickets", {"user_id": "u-42", "rooms": rooms}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
 def test_it_refuses_a_ticket_without_the_scope_or_a_key(api_client) -> None:
     without_scope = api_client(scopes=["events"]).post("/api/v1/ws-tickets", {"user_id": "u"}, format="json")
     anonymous = Client().post("/api/v1/ws-tickets", {"user_id": "u"}, content_type="application/json")
@@ -45,12 +69,12 @@ def test_it_validates_the_ticket_request(api_client) -> None:
     assert "error" in response.json()
 
 
-def test_it_reports_ws_stats_per_process_and_in_total() -> None:
+def test_it_reports_ws_stats_per_process_and_in_total(api_client) -> None:
     # given this process has counted some traffic
     stats.STATS.messages_in += 3
     async_to_sync(stats.apublish)()
 
-    body = Client().get("/ws/stats").json()
+    body = api_client(scopes=["metrics"]).get("/ws/stats").json()
 
     assert set(body["total"]) == {
         "processes",

@@ -4,6 +4,7 @@ upgrades with ``migrate`` alone, its rows untouched and the permissions granted 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -16,16 +17,17 @@ BEFORE_MOVE = [
 ]
 
 
-def _migrate(targets):
+def _migrate(targets: list[tuple[str, str | None]]) -> Any:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    executor.loader.build_graph()
+    return executor.loader.project_state([(app, name) for app, name in targets if name is not None]).apps
 
 
-def _latest():
+def _latest() -> list[tuple[str, str | None]]:
     executor = MigrationExecutor(connection)
-    return executor.loader.graph.leaf_nodes()
+    return list(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)

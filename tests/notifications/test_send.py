@@ -17,7 +17,8 @@ from chaos.provider_stub import ProviderStub, SmtpStub
 from interventions.models import Delivery
 from messaging.models import OutboxMessage
 from notifications.models import ProviderAttempt
-from notifications.services import deliveries_settle_stuck, delivery_send
+from notifications.services import delivery_send
+from notifications.sweeps import deliveries_settle_stuck
 from personalization.models import PushToken
 
 pytestmark = pytest.mark.django_db

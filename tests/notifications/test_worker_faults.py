@@ -15,7 +15,8 @@ from django.conf import settings as django_settings
 from chaos.provider_stub import ProviderStub
 from chaos.worker import CeleryWorker
 from interventions.models import Delivery
-from notifications.services import deliveries_enqueue, deliveries_requeue_due, deliveries_settle_stuck
+from notifications.services import deliveries_enqueue
+from notifications.sweeps import deliveries_requeue_due, deliveries_settle_stuck
 from tests.processes import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

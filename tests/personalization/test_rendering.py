@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -165,3 +166,112 @@ def test_it_offers_realistic_sample_data_for_previews() -> None:
     assert context["cart"]["item_count"] == len(context["cart"]["items"])
     assert set(context) >= {"profile", "cart", "event", "campaign", "variant", "discount_code", "links"}
     validate_fields({"subject": "{{ links.unsubscribe_url }} {{ campaign.name }} {{ variant.name }}"})
+
+
+# --- The rendering budget: loop iterations and time ------------------------------------------------------
+
+NESTED_LOOPS = "{% for a in [0] * 10000 %}{% for b in [0] * 10000 %}{% endfor %}{% endfor %}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        NESTED_LOOPS,
+        # a literal list is folded into a constant when the template compiles: still counted
+        "{% for a in [" + ",".join(["0"] * 3000) + "] %}{% for b in [" + ",".join(["0"] * 3000) + "] %}"
+        "{% endfor %}{% endfor %}",
+        # a loop over a string iterates its characters
+        "{% for a in 'ab' * 5000 %}{% for b in 'ab' * 5000 %}{% endfor %}{% endfor %}",
+    ],
+)
+def test_it_refuses_to_save_a_template_whose_loops_exceed_the_iteration_budget(source) -> None:
+    # when a template that would loop tens of millions of times without output is validated
+    with pytest.raises(TemplateRenderError) as refused:
+        validate_fields({"body_text": source})
+
+    # then it is refused at once, naming the limit
+    assert "TEMPLATE_MAX_LOOP_ITERATIONS" in refused.value.message
+    assert refused.value.message.startswith("body_text, line 1: loops would run more than 10,000 iterations")
+
+
+def test_it_counts_iterations_over_the_shoppers_data_at_render_time() -> None:
+    # given a template that passes validation (the sample cart has two items)
+    source = "{% for a in cart.items %}{% for b in cart.items %}.{% endfor %}{% endfor %}"
+    validate_fields({"body_text": source})
+    assert render_fields({"body_text": source}, sample_context()) == {"body_text": "...."}
+
+    # when a shopper's cart holds 200 items (40,200 iterations)
+    big = {**sample_context(), "cart": {"items": list(range(200))}}
+
+    # then that render fails, naming the limit
+    with pytest.raises(TemplateRenderError, match="TEMPLATE_MAX_LOOP_ITERATIONS"):
+        render_fields({"body_text": source}, big)
+
+
+def test_it_stops_a_render_that_runs_out_of_time(settings) -> None:
+    # given a render deadline of 50 ms, and a template well inside the iteration budget whose every
+    # iteration joins a 10,000-item list (seconds in all)
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 50
+    source = (
+        "{% for a in [0] * 90 %}{% for b in [0] * 90 %}"
+        "{% if ([7] * 10000)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}"
+    )
+
+    # when it is validated, and rendered
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError) as refused:
+        validate_fields({"body_text": source})
+    with pytest.raises(TemplateRenderError, match="TEMPLATE_RENDER_TIMEOUT_MS"):
+        render_fields({"body_text": source}, sample_context())
+
+    # then both stop soon after the deadline, naming the limit
+    assert time.monotonic() - started < 1.0
+    assert "took longer than 50 ms" in refused.value.message
+    assert "TEMPLATE_RENDER_TIMEOUT_MS" in refused.value.message
+
+
+def test_it_bounds_list_and_text_concatenation() -> None:
+    with pytest.raises(TemplateRenderError, match="result is too large"):
+        validate_fields({"body_text": "{{ ([0] * 10000 + [0] * 10000)|length }}"})
+    with pytest.raises(TemplateRenderError, match="result is too large"):
+        validate_fields({"body_text": "{{ ('ab' * 5000 + 'ab' * 5000)|length }}"})
+
+
+def test_it_renders_ordinary_loops_and_filters_within_the_budget() -> None:
+    # given templates that loop (with an else), and use filters with and without the context
+    fields = {
+        "body_text": "{% for item in cart.items %}{{ item.name|upper }} "
+        "{{ item.price|money(cart.currency) }}; {% endfor %}"
+        "{% for x in [] %}never{% else %}(none){% endfor %}",
+        "body_html": "<p>{{ ['<b>', 'x']|join(', ') }}</p>",
+    }
+
+    # when they are rendered
+    rendered = render_fields(fields, sample_context())
+
+    # then the budget changes nothing
+    assert rendered["body_text"] == "TRAIL SHOE €99.90; RUNNING SOCKS €15.00; (none)"
+    assert rendered["body_html"] == "<p>&lt;b&gt;, x</p>"
+
+
+def test_it_does_not_run_again_a_template_that_ran_out_of_time_lately(settings) -> None:
+    # given a template that ran out of its 50 ms once
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 50
+    slow = (
+        "{% for a in [0] * 90 %}{% for b in [0] * 90 %}"
+        "{% if ([8] * 10000)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}"
+    )
+    with pytest.raises(TemplateRenderError, match="took longer than 50 ms"):
+        render_fields({"body_text": slow}, sample_context())
+
+    # when it is rendered again, next to an ordinary template
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError) as refused:
+        render_fields({"body_text": slow}, sample_context())
+    elapsed = time.monotonic() - started
+    ordinary = render_fields({"body_text": "Hi {{ first_name }}"}, sample_context())
+
+    # then it fails at once, saying why, and the other template renders
+    assert elapsed < 0.02, elapsed
+    assert "took longer than 50 ms recently" in refused.value.message
+    assert ordinary == {"body_text": "Hi Ada"}

@@ -73,6 +73,37 @@ def test_it_refuses_rules_nested_absurdly_deep() -> None:
         compile_rule("score > 1 or " * 400 + "score > 1")
 
 
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("cart.total > " + "9" * 3980, "numbers are limited to 32 characters"),
+        ("orders_count == 10000000000000000", "numbers must be between -1,000,000,000,000,000 and"),
+        ("cart.total >= -1e16", "numbers must be between"),
+        ("score > 0." + "0" * 200 + "1", "numbers are limited to 32 characters"),
+        ("attributes.tier in [1, 2, 1e300]", "numbers must be between"),
+        ('attributes.note == "' + "x" * 1001 + '"', "strings are limited to 1000 characters"),
+        ('email == "a\\x00b"', "strings may not contain NUL"),
+        ('attributes.tier in ["gold", "\\ud800"]', "unpaired surrogate"),
+        ("attributes." + ".".join(["a"] * 10) + " == 1", "names are limited to 10 parts"),
+    ],
+)
+def test_it_refuses_literals_and_names_out_of_range_naming_where_and_why(text, what) -> None:
+    with pytest.raises(RuleError) as raised:
+        validate_rule(text, for_segment=True)
+
+    assert raised.value.message.startswith("line 1, col "), raised.value.message
+    assert what in raised.value.message
+
+
+def test_it_accepts_literals_at_the_edges_of_the_range() -> None:
+    rule = compile_rule(
+        "total_revenue <= 1000000000000000 and total_revenue >= -1e15 and score > 0.000001"
+        ' and attributes.note != "' + "é" * 1000 + '"'
+    )
+
+    assert rule.evaluate({"total_revenue": 5, "score": 0.5, "attributes": {"note": "x"}})
+
+
 def test_it_refuses_event_names_in_a_segment_but_accepts_them_in_conditions() -> None:
     validate_rule("score >= 0.7", for_segment=False)
 

@@ -151,3 +151,17 @@ def test_it_runs_a_command_against_real_servers_and_stops_them_all(tmp_path: Pat
     assert "creating a database cluster" in runs[0].stderr
     assert "creating a database cluster" not in runs[1].stderr
     assert servers_using(tmp_path) == []
+
+
+def test_it_refuses_to_serve_other_machines_with_the_development_key(tmp_path: Path) -> None:
+    # given no SECRET_KEY, and an address other machines reach
+
+    # when the stack is asked to run there
+    result = stack_command("run", var_dir=tmp_path, BIND_HOST="0.0.0.0", SECRET_KEY="")
+
+    # then it stops before starting anything, naming what to set
+    assert result.returncode == 1
+    assert "BIND_HOST=0.0.0.0 is reachable from other machines" in result.stderr
+    assert "set SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "postgres").exists()

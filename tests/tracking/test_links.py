@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 
 from interventions.models import Delivery
+from notifications.messages import message_build
 from notifications.signed_links import click_url, open_pixel_url, unsubscribe_url
 from personalization.models import Profile
 from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)
@@ -50,6 +54,31 @@ def test_it_redirects_a_signed_click_and_records_it(client, sent_email):
     assert response["Location"] == "https://shop.example/cart?c=1"
     event = TrackingEvent.objects.get(delivery_id=sent_email.pk, type="clicked")
     assert event.properties["url"] == "https://shop.example/cart?c=1"
+
+
+def test_it_redirects_a_link_with_a_query_string_from_a_rendered_email_to_exactly_that_url(
+    client,
+    settings,
+    make_delivery,  # noqa: F811
+):
+    # given an email whose HTML names a link with two query parameters, written as HTML must write it
+    settings.PUBLIC_URL = "http://testserver"
+    target = "https://shop.example/p?a=1&b=2"
+    delivery = make_delivery(
+        "email",
+        content={"subject": "Hi", "body_html": f'<p><a href="{html.escape(target)}">See it</a></p>'},
+    )
+    message = message_build(delivery=delivery)
+
+    # when a mail client follows the tracked link (attribute values are HTML-unescaped first)
+    [href] = re.findall(r'href="(http://testserver/t/c/[^"]+)"', message.html)
+    response = client.get(path_of(html.unescape(href)))
+
+    # then
+    assert response.status_code == 302
+    assert response["Location"] == target
+    event = TrackingEvent.objects.get(delivery_id=delivery.pk, type="clicked")
+    assert event.properties["url"] == target
 
 
 def test_it_refuses_a_forged_click_and_writes_nothing(client, sent_email):

@@ -172,6 +172,86 @@ def test_it_records_an_esp_open_and_refuses_a_webhook_without_the_secret(client,
     assert TrackingEvent.objects.filter(delivery_id=delivery.pk, type="opened").count() == 1
 
 
+def bounce_of(delivery: Delivery) -> dict:
+    return {
+        "RecordType": "Bounce",
+        "ID": 4323372036854775808,
+        "Type": "HardBounce",
+        "TypeCode": 1,
+        "MessageID": delivery.provider_message_id,
+        "Email": "someone@example.com",
+        "BouncedAt": "2026-11-28T10:00:00Z",
+        "Description": "The server was unable to deliver your message",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+
+def assert_nothing_written(delivery: Delivery) -> None:
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.SENT
+    profile = Profile.objects.get(pk=delivery.intervention.profile_id)
+    assert (profile.email_suppressed_at, profile.phone_suppressed_at) == (None, None)
+    assert profile.consent_email is True
+    assert TrackingEvent.objects.count() == 0
+    assert ProviderCallback.objects.count() == 0
+
+
+def test_it_refuses_an_anonymous_esp_post_while_no_secret_is_set_and_writes_nothing(client, settings, sent):
+    # given no ANYMAIL_WEBHOOK_SECRET, and a sent email
+    settings.ANYMAIL = {}
+    delivery = sent("email")
+    complaint = {
+        "RecordType": "SpamComplaint",
+        "ID": 42,
+        "MessageID": delivery.provider_message_id,
+        "Email": delivery.intervention.profile.email,
+        "BouncedAt": "2026-11-28T10:00:00Z",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+    # when anyone posts a bounce and a complaint for it, without credentials
+    responses = [
+        client.post("/api/v1/webhooks/anymail/postmark/tracking/", body, content_type="application/json")
+        for body in (bounce_of(delivery), complaint)
+    ]
+
+    # then
+    assert [r.status_code for r in responses] == [403, 403]
+    assert responses[0].json()["error"]["code"] == "webhook_not_configured"
+    assert_nothing_written(delivery)
+
+
+def test_it_ignores_an_esp_event_naming_a_delivery_of_another_channel(client, anymail_settings, sent):
+    # given an authenticated ESP bounce whose metadata and message id name an SMS delivery
+    delivery = sent("sms")
+    malformed = {**bounce_of(delivery), "ID": 7, "Metadata": {"delivery_id": "not-a-uuid"}}
+
+    # when, and once more with a delivery id that is not one
+    responses = [postmark_post(client, bounce_of(delivery)), postmark_post(client, malformed)]
+
+    # then the ESP is answered (it would retry otherwise) and nothing is written
+    assert [r.status_code for r in responses] == [200, 200]
+    assert_nothing_written(delivery)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["mailgun/tracking/", "sendgrid/tracking/", "mandrill/", "mandrill/tracking/", "postmark/inbound/"],
+)
+def test_it_mounts_no_webhook_but_the_configured_esps_tracking_one(client, anymail_settings, sent, path):
+    # given the configured ESP is Postmark (test settings), and a sent email
+    delivery = sent("email")
+
+    # when another ESP's webhook (or an inbound one) is posted to, with the right secret even
+    auth = "Basic " + base64.b64encode(b"hook:secret-words").decode()
+    response = client.post(
+        f"/api/v1/webhooks/anymail/{path}", {"delivery_id": str(delivery.pk)}, HTTP_AUTHORIZATION=auth
+    )
+
+    # then
+    assert response.status_code == 404
+    assert_nothing_written(delivery)
+
+
 def test_it_records_push_receipts_once_with_a_scoped_api_key(api_client, sent):
     # given
     delivery = sent("push")

@@ -1,4 +1,5 @@
-"""``python manage.py create_api_key NAME [--scope campaigns --scope events …]``: prints the key once."""
+"""``python manage.py create_api_key NAME --scope campaigns [--scope events …] | --all-scopes``: prints the
+key once."""
 
 from __future__ import annotations
 
@@ -12,21 +13,20 @@ from core.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Create an API key and print it once; without --scope the key gets every scope."
+    help = "Create an API key and print it once; name its scopes (--scope …) or ask for --all-scopes."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
-        parser.add_argument(
-            "--scope",
-            action="append",
-            dest="scopes",
-            choices=Scope.values,
-            help="Repeat for several scopes. Default: every scope.",
+        scopes = parser.add_mutually_exclusive_group(required=True)
+        scopes.add_argument(
+            "--scope", action="append", dest="scopes", choices=Scope.values, help="Repeat for several scopes."
         )
+        scopes.add_argument("--all-scopes", action="store_true", help="Every scope (an administrator's key).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        scopes = Scope.values if options["all_scopes"] else options["scopes"]
         try:
-            api_key, raw_key = api_key_create(name=options["name"], scopes=options["scopes"])
+            api_key, raw_key = api_key_create(name=options["name"], scopes=scopes)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stderr.write(

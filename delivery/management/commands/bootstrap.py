@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -35,16 +36,22 @@ class Command(BaseCommand):
         if user_model.objects.filter(username=username).exists():
             self.stdout.write(f"admin user {username!r} exists")
             return
-        if not password:
+        chosen = bool(password)
+        if not chosen:
             if settings.IS_PRODUCTION:
-                # A well-known password on a production back office would be worse than no admin at all.
+                # A password printed in a deployment's logs would be worse than no admin at all.
                 self.stdout.write("no admin user created: set ADMIN_PASSWORD (or use createsuperuser)")
                 return
-            password = "admin"  # noqa: S105 — development only, printed to the person who started it
+            # Random, never a well-known one: a development stack can still be reached by others.
+            password = secrets.token_urlsafe(12)
         user_model.objects.create_superuser(username=username, email="", password=password)
+        if chosen:
+            self.stdout.write(self.style.SUCCESS(f"admin user created: log in at /admin/ as {username!r}"))
+            return
         self.stdout.write(
             self.style.SUCCESS(
-                f"admin user created: log in at /admin/ as {username!r} with password {password!r} "
-                "(set ADMIN_USERNAME / ADMIN_PASSWORD to choose them)"
+                f"admin user created: log in at /admin/ as {username!r} with password {password!r}. "
+                "It is shown only now (set ADMIN_USERNAME / ADMIN_PASSWORD to choose them, or use "
+                "`manage.py changepassword`)"
             )
         )
