@@ -237,3 +237,22 @@ def test_it_releases_each_zone_when_its_clock_reaches_the_local_time():
     assert set(decided) == {paris, new_york, unknown}
     run.refresh_from_db()
     assert run.state == "finished"
+
+
+def test_it_starts_one_run_per_cron_tick():
+    # given a campaign recurring every day at 09:00 UTC, with two gold shoppers
+    campaign = scheduled_campaign(cron="0 9 * * *", send_at=None)
+    shoppers(2)
+    monday, tuesday = datetime(2026, 6, 1, 9, 0, 5, tzinfo=UTC), datetime(2026, 6, 2, 9, 0, 7, tzinfo=UTC)
+
+    # when beat's task runs on two days (twice on the first: a redelivery)
+    first = walk(started(campaign, now=monday), now=monday)
+    again = runs.send_run_create(campaign_id=campaign.pk, now=monday + timedelta(seconds=30))
+    second = walk(started(campaign, now=tuesday), now=tuesday)
+
+    # then there is one run per day, keyed by its tick, each deciding both shoppers once
+    assert again is not None
+    assert again.pk == first.pk
+    assert (first.tick, second.tick) == (monday.replace(second=0), tuesday.replace(second=0))
+    assert (first.decided, second.decided) == (2, 2)
+    assert Intervention.objects.filter(campaign=campaign).count() == 4
