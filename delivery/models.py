@@ -43,6 +43,7 @@ class SendRun(models.Model):
             models.UniqueConstraint(fields=["campaign", "tick"], name="send_run_once_per_tick"),
         ]
         indexes = [models.Index(fields=["state", "updated_at"], name="send_run_state_idx")]
+        permissions = [("control_sendrun", "Can pause, resume and cancel send runs")]
 
     def __str__(self) -> str:
         return f"run {self.pk} of campaign {self.campaign_id} ({self.state})"

@@ -33,6 +33,7 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='campaigns.campaign')),
             ],
+            options={'permissions': [('control_sendrun', 'Can pause, resume and cancel send runs')]},
         ),
         migrations.CreateModel(
             name='SendRunMember',

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import services
+from campaigns.models import Campaign
 from campaigns.schedules import RUN_START_TASK, cron_last_tick, cron_next_ticks, cron_parse
 from core.errors import ApplicationError
 from personalization.models import Segment
@@ -20,7 +22,7 @@ from tests.campaigns.builders import make_campaign, make_template
 pytestmark = pytest.mark.django_db
 
 
-def scheduled(**data):
+def scheduled(**data: Any) -> Campaign:
     segment = Segment.objects.create(
         name=f"gold-{timezone.now().timestamp()}", rules='attributes.tier == "gold"'
     )
