@@ -13,9 +13,11 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+from core.observability import get_logger, housekeeping_log
 from delivery import runs
 from delivery.services import interventions_expire, interventions_release_due
 
+logger = get_logger(__name__)
 # A rollout waiting for the next shopper's local time polls at most this often (a countdown longer than
 # the broker's visibility timeout would be redelivered; reconcile also picks up a run left waiting).
 _WAIT_MAX_SECONDS = 30.0
@@ -24,12 +26,20 @@ _WAIT_MAX_SECONDS = 30.0
 @shared_task(name="delivery.tasks.interventions_release_due_task", ignore_result=True)
 def interventions_release_due_task() -> int:
     outcome = interventions_release_due()
+    housekeeping_log(
+        logger=logger,
+        event="interventions_released",
+        released=len(outcome.created),
+        cancelled=outcome.cancelled,
+    )
     return len(outcome.created) + outcome.cancelled
 
 
 @shared_task(name="delivery.tasks.interventions_expire_task", ignore_result=True)
 def interventions_expire_task() -> int:
-    return interventions_expire()
+    expired = interventions_expire()
+    housekeeping_log(logger=logger, event="interventions_expired", expired=expired)
+    return expired
 
 
 @shared_task(name=runs.START_TASK, ignore_result=True)
