@@ -122,6 +122,8 @@ def decisions_process_batch(
 
 
 _ONCE_PER_EVENT = "intervention_once_per_event"
+# The kind of the events a send run of a scheduled campaign makes, one per audience member (delivery.runs).
+SEND_RUN_EVENT_KIND = "send_run"
 
 
 def _constraint(exc: IntegrityError) -> str | None:
@@ -171,7 +173,8 @@ def _process(
         changes.append(
             ProfileChange(
                 user_id=event.user_id,
-                seen_at=event.occurred_at,
+                # A send run's member event says nothing about the shopper being around.
+                seen_at=None if event.kind == SEND_RUN_EVENT_KIND else event.occurred_at,
                 user=event.user,
                 cart=event.cart,
                 order_revenue=revenue,

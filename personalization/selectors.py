@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TypeVar
 
 from django.db import DataError, transaction
@@ -78,3 +79,15 @@ def push_tokens_active(*, profile_ids: Iterable[int]) -> dict[int, list[str]]:
 
 def segment_named_exists(*, name: str) -> bool:
     return Segment.objects.filter(name=name).exists()
+
+
+# --- Send runs of scheduled campaigns (used by delivery) -----------------------------------------------
+
+
+def profiles_ordered_since(*, user_ids: Iterable[str], since: datetime) -> set[str]:
+    """Which of these shoppers placed an order after ``since`` (one query on the user_id key)."""
+    return set(
+        Profile.objects.filter(user_id__in=list(user_ids), last_order_at__gt=since).values_list(
+            "user_id", flat=True
+        )
+    )

@@ -29,7 +29,7 @@ class ProfileChange:
     """What one event says about a shopper; several changes for one user are applied in order."""
 
     user_id: str
-    seen_at: datetime
+    seen_at: datetime | None  # None: the change is no sighting of the shopper (a scheduled send)
     user: Mapping[str, Any] | None = None
     cart: Mapping[str, Any] | None = None
     order_revenue: Decimal | None = None
@@ -180,7 +180,9 @@ def profile_changes_apply(
         touched[change.user_id] = profile
         profile.updated_at = now
         # An older event (a replay, a late partition) must not overwrite what a newer one said.
-        fresh = profile.last_seen_at is None or change.seen_at >= profile.last_seen_at
+        fresh = change.seen_at is not None and (
+            profile.last_seen_at is None or change.seen_at >= profile.last_seen_at
+        )
         if fresh:
             profile.last_seen_at = change.seen_at
         if fresh and change.user and profile.erased_at is None:
