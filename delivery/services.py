@@ -57,6 +57,7 @@ from notifications.channels import channel_reachable
 from personalization.models import Channel, Profile
 from personalization.rendering import TemplateRenderError
 from personalization.rules import RuleError, profile_rule_context
+from personalization.selectors import profiles_erased
 from personalization.services import (
     PROFILE_CHANGE_FIELDS,
     ProfileChange,
@@ -295,6 +296,11 @@ def _process(
         pairs={(p.id, event.event_id) for _, event, plans in candidates for p in plans}
     )
     profiles, probed = profiles_lock_reading(user_ids=[event.user_id for event in events], query=probe)
+    erased = profiles_erased(profiles=profiles)
+    if erased:  # an erased shopper's events decide and record nothing until a new consent
+        events = [event for event in events if event.user_id not in erased]
+        position = {id(event): index for index, event in enumerate(events)}
+        candidates = [(position[id(e)], e, plans) for _, e, plans in candidates if id(e) in position]
     decided = {(int(campaign_id), str(event_id)) for campaign_id, event_id in probed}
 
     # Orders first: the touch that earned an order must still be pending when we look for it, and the

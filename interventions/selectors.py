@@ -103,3 +103,11 @@ def deliveries_unsettled(*, cutoff: datetime, lookup_channels: Sequence[str], li
         )
         .order_by("sending_at")[:limit]
     )
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+
+
+def delivery_ids_of_profile(*, profile_id: int) -> list[UUID]:
+    """The ids of every delivery of a shopper's interventions (for the apps that log sends by id)."""
+    return list(Delivery.objects.filter(intervention__profile_id=profile_id).values_list("id", flat=True))

@@ -16,13 +16,14 @@ from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.errors import ConflictError
-from interventions.lifecycle import intervention_events_enqueue
-from interventions.models import Delivery
+from interventions.lifecycle import TOPIC, intervention_events_enqueue
+from interventions.models import Delivery, Intervention
+from messaging.services import outbox_messages_rekey
 
 # --- Deliveries: the send ledger ---------------------------------------------------------------------
 #
@@ -296,3 +297,29 @@ def _delivery_event(delivery: Delivery, type: str, *, reason: str = "", provider
             (delivery.intervention, type, {"channel": delivery.channel, "reason": reason, "extra": extra})
         ]
     )
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+#
+# Called by ``interventions.data_rights`` inside personalization's erase transaction. Interventions and
+# deliveries stay, for campaign results (exposures, holdouts, conversions per variant), re-keyed by the
+# shopper's tombstone id; what could identify the shopper goes. Running it twice changes nothing more.
+
+
+def interventions_erase_shopper(*, profile_id: int, user_id: str, erased_id: str) -> int:
+    """Re-key the shopper's interventions (``user_id`` → ``erased_id``) and drop their rendered content,
+    trigger context, session and cart ids and on-site sequence numbers; drop their deliveries' provider
+    errors, answers and message ids (which echo addresses and numbers, and name the message at the
+    provider). Their ``intervention-events`` outbox rows are re-keyed the same way and lose ``reason``
+    (a failure's reason is the provider's text). Returns how many interventions."""
+    interventions = Intervention.objects.filter(Q(profile_id=profile_id) | Q(user_id=user_id))
+    Delivery.objects.filter(intervention__in=interventions).update(
+        provider_response={}, last_error="", provider_message_id="", updated_at=Now()
+    )
+    count = interventions.update(
+        user_id=erased_id, content={}, context={}, session_id="", cart_id="", seq=None, updated_at=Now()
+    )
+    outbox_messages_rekey(
+        topic=TOPIC, key=user_id, new_key=erased_id, fields={"user_id": erased_id}, drop=("reason",)
+    )
+    return count
