@@ -4,7 +4,7 @@
 
 The whole path, each part a real process: a ``prediction-results`` message is produced to Kafka →
 ``consume_events`` validates it, runs the decision path (campaign match, eligibility, channel selection
-with presence, rendering) and commits the intervention → after commit ``intervention_push`` group-sends
+with presence, rendering) and commits the intervention → after commit ``onsite_rows_push`` group-sends
 it → daphne writes the frame to the shopper's socket, read here. Each of the ``--sockets`` shoppers gets
 exactly one prediction, so the latency of each frame is its receive time minus its produce time (one
 clock: this process). Uses the "Cart rescue" demo campaign made always-on for the run (no holdout, cap

@@ -769,3 +769,37 @@ def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = N
         changes={"duplicated_from": [None, source.pk]},
     )
     return copy
+
+
+# --- The built-in direct-send campaign ----------------------------------------------------------------
+
+DIRECT_CAMPAIGN_NAME = "Direct API sends"
+DIRECT_TRIGGER = "api.direct"
+DIRECT_VARIANT_NAME = "Direct send"
+
+
+def campaign_direct_get_or_create() -> tuple[Campaign, Variant]:
+    """The built-in campaign direct sends (``POST /interventions`` with a template) are recorded under, and
+    its one variant, created on first use.
+
+    Not through ``campaign_create``: that service validates what a marketer authors (a real trigger,
+    variants with templates), and this campaign is neither — its variant has no template (each call names
+    its own), and its trigger ``api.direct`` is never an event a consumer sees, so the decision path never
+    matches it. The variant exists because reports count exposures per variant: direct sends show up there
+    as "Direct send".
+    """
+    campaign, _ = Campaign.objects.get_or_create(
+        name=DIRECT_CAMPAIGN_NAME,
+        defaults={
+            "description": "Built in: one template on one channel sent through POST /api/v1/interventions. "
+            "Consent and quiet hours apply; no conditions, caps or holdout.",
+            "kind": Campaign.Kind.TRIGGERED,
+            "status": Campaign.Status.ACTIVE,
+            "trigger": DIRECT_TRIGGER,
+            "channels": ["onsite", "email", "sms", "push"],
+            "channel_strategy": Campaign.ChannelStrategy.FIXED,
+            "exit_events": [],
+        },
+    )
+    variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
+    return campaign, variant
