@@ -50,6 +50,7 @@ from interventions.services import (
     interventions_release_due,
 )
 from personalization.models import Channel, Profile
+from personalization.selectors import profiles_erased
 from personalization.services import (
     PROFILE_CHANGE_FIELDS,
     ProfileChange,
@@ -156,6 +157,10 @@ def _process(
         pairs={(p.id, event.event_id) for _, event, plans in candidates for p in plans}
     )
     profiles, probed = profiles_lock_reading(user_ids=[event.user_id for event in events], query=probe)
+    erased = profiles_erased(profiles=profiles)
+    if erased:  # an erased shopper's events decide and record nothing until a new consent
+        events = [event for event in events if event.user_id not in erased]
+        candidates = candidates_find(events=events, campaign_set=campaign_set, now=now)
     decided = {(int(campaign_id), str(event_id)) for campaign_id, event_id in probed}
 
     # Orders first: the touch that earned an order must still be pending when we look for it, and the

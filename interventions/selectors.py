@@ -249,3 +249,11 @@ def deliveries_count_by_status(*, intervention_ids: QuerySet[Any] | Sequence[UUI
         .values_list("status", "n")
     )
     return dict(rows)
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+
+
+def delivery_ids_of_profile(*, profile_id: int) -> list[UUID]:
+    """The ids of every delivery of a shopper's interventions (for the apps that log sends by id)."""
+    return list(Delivery.objects.filter(intervention__profile_id=profile_id).values_list("id", flat=True))
