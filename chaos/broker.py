@@ -173,7 +173,8 @@ def drill(args: argparse.Namespace, *, work: Path, proxy: Any) -> int:
                 next_kill = 0.0
                 continue
             backlog = 0 if down else unpublished()
-            if down and kills < args.relay_kills and now >= next_kill:
+            # Half the kills while the broker is down, the rest while the relay drains the backlog.
+            if down and kills < args.relay_kills // 2 and now >= next_kill:
                 relay.kill9()
                 kills += 1
                 relay.start()
