@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Producer
     from django.conf import settings as django_settings
 
-    from campaigns.models import Campaign, Intervention
+    from campaigns.models import Campaign
     from chaos.decisions import drained
     from chaos.faults import topic_read_all
     from chaos.worker import ConsumerProcess
+    from interventions.models import Intervention
     from messaging.kafka import ensure_topics, producer_config
     from tests.delivery import factories
 

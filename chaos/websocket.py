@@ -54,7 +54,7 @@ class Shopper:
     async def run(self, session: Any, stop: asyncio.Event) -> None:
         import aiohttp
 
-        from delivery.tickets import ws_ticket_issue
+        from gateway.tickets import ws_ticket_issue
 
         attempt = 0
         origin = {"Origin": self.url.replace("ws://", "http://").rsplit("/", 1)[0]}
@@ -182,9 +182,10 @@ def drill(args: argparse.Namespace, *, work: Path, redis: Any) -> int:
     # Every decision a send: the shoppers' daily budget (3 by default) would suppress the rest.
     django_setup({"LOG_LEVEL": "WARNING", "DEBUG": "false", "SHOPPER_DAILY_MESSAGE_BUDGET": "100000"})
     from bench.ws_common import free_port
-    from campaigns.models import Campaign, Intervention
+    from campaigns.models import Campaign
     from chaos.worker import DaphneProcess
     from delivery.selectors import campaign_cache
+    from interventions.models import Intervention
     from tests.delivery import factories
 
     campaign = factories.campaign(channels=["onsite"], strategy="fixed", conditions="score >= 0.95")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns.models import Intervention
 from chaos.fuzz import fuzz_messages, good_prediction, refusal
 from delivery.management.commands.consume_events import EventConsumer
 from delivery.selectors import campaign_cache
+from interventions.models import Intervention
 from messaging.kafka import topic
 from tests.delivery import factories as f
 from tests.delivery.test_consume_events import consume_count
