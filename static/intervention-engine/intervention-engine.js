@@ -24,8 +24,9 @@
   // A refused handshake (bad ticket or Origin) reaches a browser as a plain 1006 close, so every close
   // is retried, with a fresh ticket, no faster than this backoff allows.
   var BACKOFF_MAX_MS = 30000;
-  // How long a frame after a hole in the sequence waits for the replay to fill it. A hole that stays
-  // (acked in another tab, expired) is given up after this, and the held frames are shown.
+  // A frame after a hole in the sequence is held until the answer to a resume ("replayed") says the
+  // hole is filled or will never be (acked in another tab, expired). Meanwhile the resume is sent again
+  // this often, in case its answer was lost.
   var HOLD_MS = 3000;
 
   function storageGet(key, fallback) {
@@ -162,6 +163,7 @@
 
   Connection.prototype.handle = function (frame) {
     if (frame.type === "intervention") this.receiveIntervention(frame);
+    else if (frame.type === "replayed") this.replayed(frame);
     else if (frame.type === "room_message" && typeof this.options.onRoomMessage === "function") {
       this.options.onRoomMessage(frame);
     } else if (typeof this.options.onMessage === "function") this.options.onMessage(frame);
@@ -192,11 +194,20 @@
     var self = this;
     global.clearTimeout(this.holdTimer);
     this.holdTimer = global.setTimeout(function () {
-      self.releaseHeld(true);
+      if (self.held.length && self.send({ type: "resume", last_seq: self.lastSeq })) self.holdFor();
     }, HOLD_MS);
   };
 
-  // Show the held frames the sequence has caught up with (all of them once the wait is over).
+  // The answer to a resume: every frame held now arrived before it, and was committed before the
+  // replay was read, so a hole below it that the replay did not fill never will be. A full page
+  // ("complete": false) asks for the next one.
+  Connection.prototype.replayed = function (frame) {
+    if (!this.held.length) return;
+    if (frame.complete) this.releaseHeld(true);
+    else if (this.send({ type: "resume", last_seq: this.lastSeq })) this.holdFor();
+  };
+
+  // Show the held frames the sequence has caught up with (all of them once a replay has answered).
   Connection.prototype.releaseHeld = function (all) {
     this.held.sort(function (a, b) {
       return a.seq - b.seq;
