@@ -15,26 +15,38 @@ The admin and the API both call these functions, so the rules live here once:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Model, ProtectedError
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from redis import RedisError
 
 from campaigns import selectors
 from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalization, Variant
+from campaigns.schedules import (
+    RUN_START_TASK,
+    campaign_schedule_errors,
+    campaign_schedule_shape_errors,
+    cron_parse,
+)
 from campaigns.signals import campaign_changed
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.observability import get_logger
+from core.persistence import row_lock, row_save_named
 from core.redis import redis_sync
+from personalization import services as personalization_services
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, render_fields, validate_fields
 from personalization.rules import RuleError, validate_rule
+from personalization.selectors import segment_get
 
 logger = get_logger(__name__)
 
@@ -84,7 +96,8 @@ CAMPAIGN_FIELDS = (
     "attribution_window_seconds",
     "send_at",
     "send_local_time",
-    "recurrence",
+    "cron",
+    "schedule_timezone",
     "starts_at",
     "ends_at",
 )
@@ -190,31 +203,6 @@ def _notify_changed(campaign_ids: Iterable[int]) -> None:
             campaign_changed.send(sender=Campaign, campaign_id=campaign_id)
 
     transaction.on_commit(send)
-
-
-_M = TypeVar("_M", Template, Segment, Campaign)
-
-
-def _locked(model: type[_M], pk: Any) -> _M:
-    """The row, fresh and locked for the rest of the transaction, so concurrent edits apply one by one."""
-    instance = model._default_manager.select_for_update().filter(pk=pk).first()
-    if instance is None:
-        raise NotFoundError(f"{model._meta.verbose_name} {pk} does not exist")
-    return instance
-
-
-def _save_named(obj: Template | Segment | Campaign, *, what: str) -> None:
-    """Save ``obj``; a unique-name clash or another database rule becomes a 409 with a clear message."""
-    try:
-        with transaction.atomic():
-            obj.save()
-    except IntegrityError as error:
-        if type(obj)._default_manager.filter(name=obj.name).exclude(pk=obj.pk).exists():
-            raise ConflictError(f"a {what} named {obj.name!r} already exists") from None
-        constraint = (
-            getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) or "a constraint"
-        )
-        raise ConflictError(f"the {what} breaks a database rule ({constraint})") from None
 
 
 # --- Templates ---------------------------------------------------------------------------------------
@@ -337,7 +325,7 @@ def template_create(
     _template_check_fields(template)
     items = list(localizations)
     template_validate(template=template, localizations=items)
-    _save_named(template, what="template")
+    row_save_named(template, what="template")
     _localizations_save(template, items)
     audit_record(
         actor=actor,
@@ -361,7 +349,7 @@ def template_update(
     actor: Actor = None,
 ) -> Template:
     """Change the fields ``data`` names and, when given, replace the localizations (matched by locale)."""
-    template = _locked(Template, template.pk)
+    template = row_lock(Template, template.pk)
     before = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
     used_by = selectors.campaigns_using_template(template=template)
     if "channel" in data and data["channel"] != template.channel and used_by:
@@ -372,7 +360,7 @@ def template_update(
     _template_check_fields(template)
     items = list(localizations) if localizations is not None else list(_localizations_as_dicts(template))
     template_validate(template=template, localizations=items)
-    _save_named(template, what="template")
+    row_save_named(template, what="template")
     if localizations is not None:
         _localizations_save(template, items)
     after = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
@@ -403,7 +391,7 @@ def segment_create(
 ) -> Segment:
     validate_rule(rules, for_segment=True)
     segment = Segment(name=name, rules=rules, description=description)
-    _save_named(segment, what="segment")
+    personalization_services.segment_save(segment=segment)
     audit_record(
         actor=actor,
         actor_label=actor_label,
@@ -425,7 +413,7 @@ def segment_update(
     actor: Actor = None,
 ) -> Segment:
     """Change what is given (None leaves a field as it is)."""
-    segment = _locked(Segment, segment.pk)
+    segment = personalization_services.segment_lock(segment_id=segment.pk)
     before = _snapshot(segment, SEGMENT_FIELDS)
     if rules is not None:
         validate_rule(rules, for_segment=True)
@@ -434,7 +422,7 @@ def segment_update(
         segment.name = name
     if description is not None:
         segment.description = description
-    _save_named(segment, what="segment")
+    personalization_services.segment_save(segment=segment)
     changes = audit_diff(before, _snapshot(segment, SEGMENT_FIELDS))
     audit_record(actor=actor, actor_label=actor_label, action="segment.updated", obj=segment, changes=changes)
     if "rules" in changes:
@@ -450,7 +438,7 @@ def _resolve_segment(value: Any) -> Segment | None:
         return None
     if isinstance(value, Segment):
         return value
-    segment = Segment.objects.filter(pk=value).first()
+    segment = segment_get(segment_id=value)
     if segment is None:
         raise ApplicationError(f"segment {value!r} does not exist", details={"segment": ["not found"]})
     return segment
@@ -519,6 +507,7 @@ def _campaign_check(campaign: Campaign) -> None:
         errors["holdout_percent"] = ["a number between 0 and 100"]
     if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
         errors["ends_at"] = ["must be after starts_at"]
+    errors.update(campaign_schedule_shape_errors(campaign=campaign))
     if errors:
         field, messages = next(iter(errors.items()))
         raise ApplicationError(f"{field}: {messages[0]}", details=errors)
@@ -548,28 +537,82 @@ def _variants_check(variants: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _campaign_check_runnable(campaign: Campaign) -> None:
-    """What activation requires: the campaign can decide and deliver something."""
+    """What activation requires: the campaign can decide and deliver something. The details name each
+    problem under ``problems`` and, for those of one field, under that field too (the admin shows them
+    beside it)."""
     problems: list[str] = []
+    fields: dict[str, list[str]] = {}
+
+    def refuse(field: str, problem: str) -> None:
+        problems.append(problem)
+        fields.setdefault(field, []).append(problem)
+
     if campaign.kind == Campaign.Kind.TRIGGERED and not campaign.trigger.strip():
-        problems.append("a triggered campaign needs a trigger (e.g. prediction.cart_abandonment)")
+        refuse("trigger", "a triggered campaign needs a trigger (e.g. prediction.cart_abandonment)")
     if campaign.kind == Campaign.Kind.SCHEDULED and campaign.segment_id is None:
-        problems.append("a scheduled campaign needs a segment to send to")
+        refuse("segment", "a scheduled campaign needs a segment to send to")
+    for field, reasons in campaign_schedule_errors(campaign=campaign, now=timezone.now()).items():
+        for reason in reasons:
+            refuse(field, f"{field}: {reason}")
     if not campaign.channels:
-        problems.append("choose at least one channel")
+        refuse("channels", "choose at least one channel")
     variants = list(campaign.variants.select_related(*(f"{c}_template" for c in CHANNELS)))
     treatments = [v for v in variants if not v.is_control]
     if not treatments:
-        problems.append("add at least one variant that is not the control")
+        refuse("variants", "add at least one variant that is not the control")
     if sum(v.weight for v in variants) <= 0:
-        problems.append("variant weights must add up to more than 0")
+        refuse("variants", "variant weights must add up to more than 0")
     for variant in treatments:
         missing = [c for c in campaign.channels if variant.template_for(c) is None]
         if missing:
-            problems.append(f"variant {variant.name!r} has no template for {', '.join(missing)}")
+            refuse("variants", f"variant {variant.name!r} has no template for {', '.join(missing)}")
     if problems:
         raise CampaignTransitionError(
-            "the campaign cannot run yet: " + "; ".join(problems), details={"problems": problems}
+            "the campaign cannot run yet: " + "; ".join(problems), details={"problems": problems, **fields}
         )
+
+
+def _schedule_task_name(campaign: Campaign) -> str:
+    return f"campaign-{campaign.pk}-send-run"
+
+
+def _campaign_schedule_sync(campaign: Campaign) -> None:
+    """Keep the campaign's beat entry in step with it: one PeriodicTask per scheduled campaign, on a
+    ClockedSchedule (one-off) or a CrontabSchedule (recurring), enabled only while the campaign is active.
+    Runs in the caller's transaction, so beat never sees a schedule the campaign did not commit."""
+    name = _schedule_task_name(campaign)
+    if campaign.kind != Campaign.Kind.SCHEDULED or (not campaign.cron and campaign.send_at is None):
+        PeriodicTask.objects.filter(name=name).update(enabled=False)
+        return
+    clocked: ClockedSchedule | None = None
+    cron_schedule: CrontabSchedule | None = None
+    if campaign.cron:
+        cron = cron_parse(campaign.cron)
+        cron_schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=cron.minute,
+            hour=cron.hour,
+            day_of_month=cron.day_of_month,
+            month_of_year=cron.month_of_year,
+            day_of_week=cron.day_of_week,
+            timezone=campaign.schedule_timezone,
+        )
+    else:
+        assert campaign.send_at is not None
+        clocked, _ = ClockedSchedule.objects.get_or_create(clocked_time=campaign.send_at)
+    PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "task": RUN_START_TASK,
+            "kwargs": json.dumps({"campaign_id": campaign.pk}),
+            "crontab": cron_schedule,
+            "clocked": clocked,
+            "interval": None,
+            "solar": None,
+            "one_off": clocked is not None,
+            "enabled": campaign.status == Campaign.Status.ACTIVE,
+            "description": f"Send runs of campaign {campaign.name!r}",
+        },
+    )
 
 
 def _variant_snapshot(campaign: Campaign) -> dict[str, dict[str, Any]]:
@@ -628,7 +671,7 @@ def campaign_create(
     _campaign_apply(campaign, data)
     _campaign_check(campaign)
     _variants_check(variants)
-    _save_named(campaign, what="campaign")
+    row_save_named(campaign, what="campaign")
     _variants_save(campaign, variants)
     audit_record(
         actor=actor,
@@ -658,7 +701,7 @@ def campaign_update(
 
     A ``status`` in ``data`` is applied last through ``campaign_transition``. Completed and archived
     campaigns are read-only; an active campaign must stay runnable after the edit."""
-    campaign = _locked(Campaign, campaign.pk)
+    campaign = row_lock(Campaign, campaign.pk)
     if campaign.status in READ_ONLY_STATUSES:
         raise ConflictError(f"a {campaign.status} campaign cannot be edited; duplicate it instead")
     before = _campaign_snapshot(campaign)
@@ -669,11 +712,12 @@ def campaign_update(
         raise ConflictError(f"a {campaign.status} triggered campaign needs a trigger")
     if variants is not None:
         _variants_check(variants)
-    _save_named(campaign, what="campaign")
+    row_save_named(campaign, what="campaign")
     if variants is not None:
         _variants_save(campaign, variants)
     if campaign.status == Campaign.Status.ACTIVE:
         _campaign_check_runnable(campaign)
+    _campaign_schedule_sync(campaign)
     changes = audit_diff(before, _campaign_snapshot(campaign))
     if changes:
         audit_record(
@@ -694,7 +738,7 @@ def campaign_transition(
 ) -> Campaign:
     """Move a campaign to ``to_status`` if ALLOWED_TRANSITIONS permits it (activation also requires a
     runnable campaign); raises CampaignTransitionError with the reason otherwise."""
-    campaign = _locked(Campaign, campaign.pk)
+    campaign = row_lock(Campaign, campaign.pk)
     from_status = campaign.status
     if to_status not in Campaign.Status.values:
         raise CampaignTransitionError(f"unknown status {to_status!r}")
@@ -709,6 +753,7 @@ def campaign_transition(
         _campaign_check_runnable(campaign)
     campaign.status = to_status
     campaign.save(update_fields=["status", "updated_at"])
+    _campaign_schedule_sync(campaign)
     audit_record(
         actor=actor,
         actor_label=actor_label,
@@ -739,7 +784,7 @@ def campaign_archive(*, campaign: Campaign, actor_label: str, actor: Actor = Non
 @transaction.atomic
 def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
     """A draft copy named "<name> (copy)" (then "(copy 2)"…), with the same variants and templates."""
-    source = _locked(Campaign, campaign.pk)
+    source = row_lock(Campaign, campaign.pk)
     base = f"{source.name} (copy)"
     name, number = base, 1
     while Campaign.objects.filter(name=name).exists():

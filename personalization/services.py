@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +16,12 @@ import orjson
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from api.idempotency import idempotency_records_erase
 from core.bulk import rows_json
 from core.errors import ApplicationError, NotFoundError
-from personalization.models import Profile, PushToken
+from core.persistence import row_lock, row_save_named
+from personalization.models import Profile, PushToken, Segment
+from personalization.selectors import ERASED_PREFIX, shopper_erased_id
 from personalization.signals import profile_erasing, profile_exporting
 
 # --- Batched writes for the Kafka decision path and tracking ingest (appended by the decision path) ---
@@ -28,7 +32,7 @@ class ProfileChange:
     """What one event says about a shopper; several changes for one user are applied in order."""
 
     user_id: str
-    seen_at: datetime
+    seen_at: datetime | None  # None: the change is no sighting of the shopper (a scheduled send)
     user: Mapping[str, Any] | None = None
     cart: Mapping[str, Any] | None = None
     order_revenue: Decimal | None = None
@@ -56,21 +60,31 @@ def profiles_lock_reading(
     wanted = sorted(set(user_ids))
     if not wanted and query is None:
         return {}, []
+    # An erased shopper's row is keyed by its tombstone: looked up under both keys, never created again.
+    erased_ids = {shopper_erased_id(user_id=user_id): user_id for user_id in wanted}
+    keys = sorted([*wanted, *erased_ids])
     with connection.cursor() as lock, connection.cursor() as other:
         assert connection.connection is not None
         with connection.wrap_database_errors, connection.connection.pipeline():
             if wanted:
-                lock.execute(_profile_lock_sql(), [wanted, rows_json(_profile_defaults()), wanted])
+                lock.execute(
+                    _profile_lock_sql(), [wanted, list(erased_ids), rows_json(_profile_defaults()), keys]
+                )
             if query is not None:
                 other.execute(*query)
             locked = lock.fetchall() if wanted else []
             rows = [tuple(row) for row in other.fetchall()] if query is not None else []
-    profiles = {p.user_id: p for p in _profiles_from_rows(locked)}
+    profiles = _profiles_by_user_id(_profiles_from_rows(locked), erased_ids)
     raced = [user_id for user_id in wanted if user_id not in profiles]
     if raced:
-        for profile in _profiles_locked(raced):
-            profiles[profile.user_id] = profile
+        raced_erased = {k: u for k, u in erased_ids.items() if u in set(raced)}
+        profiles.update(_profiles_by_user_id(_profiles_locked([*raced, *raced_erased]), raced_erased))
     return profiles, rows
+
+
+def _profiles_by_user_id(profiles: Iterable[Profile], erased_ids: Mapping[str, str]) -> dict[str, Profile]:
+    """Profiles by the user id asked for: an erased one (keyed by its tombstone) under the clear id."""
+    return {erased_ids.get(p.user_id, p.user_id): p for p in profiles}
 
 
 def _profile_defaults() -> dict[str, Any]:
@@ -86,7 +100,8 @@ def _profile_defaults() -> dict[str, Any]:
 
 @functools.cache
 def _profile_lock_sql() -> str:
-    """Parameters: the user ids (sorted), the defaults of a new profile (JSON), the user ids again."""
+    """Parameters: the user ids (sorted), their tombstones (same order), the defaults of a new profile
+    (JSON), the user ids and tombstones (sorted, the lock order)."""
     table = Profile._meta.db_table
     columns = _profile_select()[3]
     listed = ", ".join(f'"{c}"' for c in columns)
@@ -96,9 +111,9 @@ def _profile_lock_sql() -> str:
     return (
         "WITH created AS ("  # noqa: S608  (identifiers from the model, values bound)
         f'INSERT INTO "{table}" ({targets}) SELECT {values} '
-        "FROM unnest(%s::text[]) AS k(user_id) "
+        "FROM unnest(%s::text[], %s::text[]) AS k(user_id, erased_id) "
         f'CROSS JOIN jsonb_populate_record(NULL::"{table}", %s::jsonb) AS r '
-        f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS p WHERE p.user_id = k.user_id) '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS p WHERE p.user_id IN (k.user_id, k.erased_id)) '
         f"ON CONFLICT DO NOTHING RETURNING {listed}), "
         f'known AS (SELECT {listed} FROM "{table}" WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE) '
         "SELECT * FROM known UNION ALL SELECT * FROM created"
@@ -176,13 +191,17 @@ def profile_changes_apply(
     now = timezone.now()
     for change in changes:
         profile = profiles[change.user_id]
+        if profile.erased_at is not None:
+            continue  # an erased shopper's events change nothing (a new consent starts a new profile)
         touched[change.user_id] = profile
         profile.updated_at = now
         # An older event (a replay, a late partition) must not overwrite what a newer one said.
-        fresh = profile.last_seen_at is None or change.seen_at >= profile.last_seen_at
+        fresh = change.seen_at is not None and (
+            profile.last_seen_at is None or change.seen_at >= profile.last_seen_at
+        )
         if fresh:
             profile.last_seen_at = change.seen_at
-        if fresh and change.user and profile.erased_at is None:
+        if fresh and change.user:
             for field, max_length in _CONTACT_FIELDS.items():
                 value = change.user.get(field)
                 if isinstance(value, str) and value:
@@ -245,7 +264,9 @@ def profile_engagement_record_many(*, increments: Mapping[str, Mapping[str, Mapp
         return
     profiles = profiles_lock(user_ids=increments.keys())
     now = timezone.now()
-    for user_id, channels in increments.items():
+    counted = [user_id for user_id in increments if profiles[user_id].erased_at is None]
+    for user_id in counted:
+        channels = increments[user_id]
         profile = profiles[user_id]
         profile.updated_at = now
         engagement = dict(profile.engagement or {})
@@ -255,7 +276,7 @@ def profile_engagement_record_many(*, increments: Mapping[str, Mapping[str, Mapp
                 current[name] = int(current.get(name, 0)) + count
             engagement[channel] = current
         profile.engagement = engagement
-    profiles_write(profiles=[profiles[u] for u in increments], fields=["engagement", "updated_at"])
+    profiles_write(profiles=[profiles[u] for u in counted], fields=["engagement", "updated_at"])
 
 
 def profile_onsite_seq_allocate(
@@ -308,9 +329,15 @@ def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Prof
     """Change what ``data`` names and leave the rest: ``consent`` ({channel: bool}), ``quiet_hours``
     ({"start", "end"} times in the shopper's zone, or None to clear), ``timezone`` (IANA), ``locale``.
 
-    Creates the profile when the shopper is not known yet, so consent can be recorded before any event."""
+    Creates the profile when the shopper is not known yet, so consent can be recorded before any event;
+    for an erased shopper this is the new consent: a new profile, later events processed again."""
     _validate_preferences(data)
     profile = profiles_lock(user_ids=[user_id])[user_id]
+    if profile.erased_at is not None:
+        # A new consent after an erasure: the shopper starts again with a new profile; the erased row
+        # stays for campaign results, under an id no longer derived from theirs (docs/privacy.md).
+        Profile.objects.filter(pk=profile.pk).update(user_id=f"{ERASED_PREFIX}{uuid.uuid4().hex}")
+        profile = profiles_lock(user_ids=[user_id])[user_id]
     for channel, allowed in (data.get("consent") or {}).items():
         setattr(profile, f"consent_{channel}", bool(allowed))
     if "quiet_hours" in data:
@@ -327,16 +354,22 @@ def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Prof
 
 @transaction.atomic
 def profile_erase(*, user_id: str) -> Profile:
-    """Erase a shopper's personal data (GDPR art. 17); erasing twice is harmless.
+    """Erase everything held about a shopper (GDPR art. 17); erasing twice is harmless.
 
-    The row stays, keyed by the pseudonymous ``user_id``, so interventions and conversions still count in
-    campaign results; contact points, attributes, cart, engagement and push tokens go, every consent is
-    withdrawn, and ``erased_at`` stops later events from writing contact data again. Apps above connect
-    ``personalization.signals.profile_erasing`` to anonymise their own rows in this transaction.
+    The row stays, for campaign results, but keyed by the shopper's tombstone (``shopper_erased_id``)
+    instead of ``user_id``; contact points, attributes, cart, engagement and push tokens go, every
+    consent is withdrawn, and ``erased_at`` makes the decision path ignore the shopper's later events
+    until a new consent (``profile_preferences_update``). In this transaction, the stored API answers
+    that name the shopper go (``api.idempotency``), and the apps above, connected to
+    ``personalization.signals.profile_erasing``, erase or re-key their own rows (docs/privacy.md).
     """
-    profile = Profile.objects.select_for_update().filter(user_id=user_id).first()
-    if profile is None:
+    erased_id = shopper_erased_id(user_id=user_id)
+    rows = list(Profile.objects.select_for_update().filter(user_id__in=[user_id, erased_id]))
+    if not rows:
         raise NotFoundError(f"No shopper with user_id {user_id!r}.")
+    profile = next((p for p in rows if p.user_id == user_id), rows[0])
+    identifiers = [user_id, profile.email, profile.phone]
+    profile.user_id = erased_id
     profile.email = ""
     profile.phone = ""
     profile.first_name = ""
@@ -352,7 +385,8 @@ def profile_erase(*, user_id: str) -> Profile:
     profile.erased_at = profile.erased_at or timezone.now()
     profile.save()
     PushToken.objects.filter(profile=profile).delete()
-    profile_erasing.send(sender=Profile, profile=profile)
+    idempotency_records_erase(identifiers=[i for i in identifiers if i])
+    profile_erasing.send(sender=Profile, profile=profile, user_id=user_id)
     return profile
 
 
@@ -421,3 +455,17 @@ def profile_email_unsubscribe(*, profile_id: int) -> Profile:
 def profile_email_complaint_record(*, profile_id: int) -> None:
     """A spam complaint: never email this shopper again (consent off, address suppressed)."""
     Profile.objects.filter(pk=profile_id).update(consent_email=False, email_suppressed_at=timezone.now())
+
+
+# --- Segments: written for campaigns' services, which validate the rules and keep the audit trail ---------
+
+
+def segment_lock(*, segment_id: Any) -> Segment:
+    """The segment, fresh and locked for the rest of the caller's transaction."""
+    return row_lock(Segment, segment_id)
+
+
+def segment_save(*, segment: Segment) -> Segment:
+    """Write the segment; a name another segment has is a 409."""
+    row_save_named(segment, what="segment")
+    return segment
