@@ -25,7 +25,10 @@ from django.utils import timezone
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Template, Variant
 from campaigns.selectors import campaigns_active_triggered
+from delivery import runs
 from delivery.events import InboundEvent, parse_cart_event, parse_prediction
+from delivery.management.commands.consume_events import EventConsumer
+from delivery.models import SendRun
 from delivery.selectors import CampaignSet
 from interventions.models import Delivery, Intervention
 from interventions.services import (
@@ -542,6 +545,58 @@ def build_experiment() -> Experiment:
     return Experiment(experiment, a, control, a_users, control_users, holdout_users)
 
 
+# --- Send runs of scheduled campaigns ----------------------------------------------------------------------
+
+
+def scheduled_campaign(*, segment: str = 'attributes.tier == "gold"', **fields: Any) -> Campaign:
+    """An active scheduled email campaign to ``segment``, due a second ago unless ``fields`` say otherwise
+    (``send_at``, ``send_local_time``, ``cron``, ...)."""
+    send_at = fields.pop("send_at", timezone.now() - timedelta(seconds=1))
+    scheduled = campaign_live(
+        kind=Campaign.Kind.SCHEDULED,
+        trigger="",
+        conditions="",
+        segment=segment,
+        channels=["email"],
+        channel_strategy="fixed",
+        send_at=timezone.now() + timedelta(days=1) if send_at is not None else None,
+        **fields,
+    )
+    if send_at is not None:
+        # A one-off time that has come: activation refuses a time already past.
+        Campaign.objects.filter(pk=scheduled.pk).update(send_at=send_at)
+        scheduled.refresh_from_db()
+    return scheduled
+
+
+def shoppers(count: int, *, tier: str = "gold", zone: str = "", prefix: str = "s") -> list[str]:
+    """``count`` new shoppers with an email, of ``tier``, in time zone ``zone``; their user ids."""
+    user_ids = [unique(prefix) for _ in range(count)]
+    contact = {"timezone": zone, "attributes": {"tier": tier}}
+    profile_upsert_many(
+        changes=[
+            ProfileChange(user_id=u, seen_at=timezone.now(), user={"email": f"{u}@example.com", **contact})
+            for u in user_ids
+        ]
+    )
+    return user_ids
+
+
+def run_started(campaign: Campaign, *, now: datetime | None = None) -> SendRun:
+    """A send run of ``campaign``, its audience snapshotted."""
+    run = runs.send_run_create(campaign_id=campaign.pk, now=now)
+    assert run is not None
+    return runs.send_run_snapshot(run_id=run.pk, now=now)
+
+
+def run_walked(run: SendRun, *, now: datetime | None = None, batch_size: int = 500) -> SendRun:
+    """``run`` stepped batch after batch until nothing is left to do."""
+    while runs.send_run_step(run_id=run.pk, now=now, batch_size=batch_size, after_commit=False).more:
+        pass
+    run.refresh_from_db()
+    return run
+
+
 # --- Kafka message bodies for the decision path -------------------------------------------------------------
 
 
@@ -600,3 +655,21 @@ def prediction(**kwargs: Any) -> InboundEvent:
 
 def cart_event(**kwargs: Any) -> InboundEvent:
     return parse_cart_event(encode(cart_body(**kwargs)))
+
+
+def consume_count(consumer: EventConsumer, expected: int, timeout: float = 30.0) -> None:
+    """Drive the consumer's own batch step until ``expected`` messages were fully handled."""
+    assert consumer.consumer is not None
+    handled = 0
+    deadline = time.monotonic() + timeout
+    while handled < expected:
+        assert time.monotonic() < deadline, f"only {handled} of {expected} messages handled"
+        batch = [
+            m
+            for m in consumer.consumer.consume(num_messages=consumer.batch_size, timeout=0.2)
+            if not m.error()
+        ]
+        if batch:
+            result = consumer.process(batch)
+            if result is not None:  # None: the batch failed and was rewound, it comes again
+                handled += result.valid + result.dead

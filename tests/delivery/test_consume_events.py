@@ -21,6 +21,7 @@ from messaging.kafka import producer_config, topic
 from messaging.services import outbox_publish_batch
 from personalization.models import Profile
 from tests import fixtures as f
+from tests.fixtures import consume_count
 from tests.messaging.kafka_topics import isolate_topics, json_values, produce, read_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
@@ -31,24 +32,6 @@ def run_consumer_until(consumer: EventConsumer, done, timeout: float = 30.0) -> 
     while not done():
         assert time.monotonic() < deadline, "the consumer did not get there in time"
         consumer.run_once()
-
-
-def consume_count(consumer: EventConsumer, expected: int, timeout: float = 30.0) -> None:
-    """Drive the consumer's own batch step until ``expected`` messages were fully handled."""
-    assert consumer.consumer is not None
-    handled = 0
-    deadline = time.monotonic() + timeout
-    while handled < expected:
-        assert time.monotonic() < deadline, f"only {handled} of {expected} messages handled"
-        batch = [
-            m
-            for m in consumer.consumer.consume(num_messages=consumer.batch_size, timeout=0.2)
-            if not m.error()
-        ]
-        if batch:
-            result = consumer.process(batch)
-            if result is not None:  # None: the batch failed and was rewound, it comes again
-                handled += result.valid + result.dead
 
 
 def test_it_decides_good_messages_and_dead_letters_every_kind_of_bad_one(settings):
