@@ -243,7 +243,7 @@ def test_it_keeps_events_for_later_instead_of_dead_lettering_them_while_postgres
     # given a consumer that fell back to one event at a time, holding a good event
     isolate_topics(settings)
     campaign_cache.invalidate()
-    f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="")
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions="")
     user_id = f.unique("u")
     produce([(topic("cart-events-enriched"), b"k", f.encode(f.cart_body(user_id=user_id)))])
     consumer = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=f"h13-{uuid.uuid4().hex[:8]}")
