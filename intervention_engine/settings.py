@@ -311,6 +311,8 @@ TWILIO_SECONDARY_API_BASE: str = env.str("TWILIO_SECONDARY_API_BASE", default=""
 TWILIO_TIMEOUT: float = env.float("TWILIO_TIMEOUT", default=10.0)
 # Where Twilio posts delivery status (https://…/api/v1/webhooks/twilio/status); empty sends none.
 TWILIO_STATUS_CALLBACK_URL: str = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
+# The public URL of the inbound-message webhook as configured on the Twilio number (signatures cover it).
+TWILIO_INBOUND_URL: str = env.str("TWILIO_INBOUND_URL", default="")
 
 FCM_CREDENTIALS_FILE: str = env.str("FCM_CREDENTIALS_FILE", default="")
 FCM_PROJECT_ID: str = env.str("FCM_PROJECT_ID", default="")

@@ -257,3 +257,20 @@ def deliveries_count_by_status(*, intervention_ids: QuerySet[Any] | Sequence[UUI
 def delivery_ids_of_profile(*, profile_id: int) -> list[UUID]:
     """The ids of every delivery of a shopper's interventions (for the apps that log sends by id)."""
     return list(Delivery.objects.filter(intervention__profile_id=profile_id).values_list("id", flat=True))
+
+
+# --- Opt-outs: what a shopper's opt-out of a channel answers ---------------------------------------
+
+
+def delivery_latest_sent(*, profile_id: int, channel: str) -> Delivery | None:
+    """The shopper's last delivery on ``channel`` that left (sent or delivered), with its intervention."""
+    return (
+        Delivery.objects.filter(
+            intervention__profile_id=profile_id,
+            channel=channel,
+            sent_at__isnull=False,
+        )
+        .select_related("intervention")
+        .order_by("-sent_at")
+        .first()
+    )
