@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from api.idempotency import idempotency_records_erase
 from core.bulk import rows_json
-from core.errors import ApplicationError, NotFoundError
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.persistence import row_lock, row_save_named
 from personalization.models import Profile, PushToken, Segment
 from personalization.selectors import ERASED_PREFIX, shopper_erased_id
@@ -531,7 +531,7 @@ def push_token_register(
     Creates an unknown shopper, like preferences; an erased shopper is refused until a new consent."""
     profile = profiles_lock(user_ids=[user_id])[user_id]
     if profile.erased_at is not None:
-        raise ApplicationError(
+        raise ConflictError(
             f"Shopper {user_id!r} was erased; record a new consent (PUT preferences) first.", code="erased"
         )
     PushToken.objects.filter(token=token).exclude(profile=profile).delete()
