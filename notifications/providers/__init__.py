@@ -58,6 +58,16 @@ def _build(name: str) -> Provider:
             endpoint=settings.FCM_ENDPOINT,
             timeout=settings.FCM_TIMEOUT,
         )
+    if name == "webpush":
+        from notifications.providers.push import WebPushProvider
+
+        return WebPushProvider(
+            name=name,
+            vapid_private_key=settings.WEBPUSH_VAPID_PRIVATE_KEY,
+            subject=settings.WEBPUSH_VAPID_SUBJECT,
+            ttl=settings.WEBPUSH_TTL_SECONDS,
+            timeout=settings.WEBPUSH_TIMEOUT,
+        )
     raise ApplicationError(f"Unknown notification provider {name!r}", code="unknown_provider")
 
 
@@ -86,6 +96,7 @@ _REQUIRED = {
         "TWILIO_SECONDARY_FROM",
     ),
     "fcm": ("FCM_PROJECT_ID",),
+    "webpush": ("WEBPUSH_VAPID_PRIVATE_KEY",),
     "email_secondary": ("EMAIL_SECONDARY_URL",),
 }
 _CHANNEL = {
@@ -94,6 +105,7 @@ _CHANNEL = {
     "twilio": "sms",
     "twilio_secondary": "sms",
     "fcm": "push",
+    "webpush": "push",
 }
 
 
@@ -121,5 +133,5 @@ def providers_for(channel: str) -> list[Provider]:
 @receiver(setting_changed)
 def _forget_providers(**kwargs: Any) -> None:
     setting: str = kwargs["setting"]
-    if setting.startswith(("TWILIO_", "FCM_", "EMAIL_", "NOTIFICATION_", "ANYMAIL")):
+    if setting.startswith(("TWILIO_", "FCM_", "WEBPUSH_", "EMAIL_", "NOTIFICATION_", "ANYMAIL")):
         _cache.clear()

@@ -103,5 +103,11 @@ class PushTokenSerializer(StrictSerializer):
         return attrs
 
 
+# Email and SMS have their own ways out (the one-click link, STOP); preferences turn off any channel.
+OPT_OUT_CHANNELS = [("push", "Push")]
+
+
 class OptOutSerializer(StrictSerializer):
-    channel = serializers.ChoiceField(choices=["push"], help_text="The channel the shopper turned off")
+    channel = serializers.ChoiceField(
+        choices=OPT_OUT_CHANNELS, help_text="The channel the shopper turned off"
+    )
