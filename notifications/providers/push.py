@@ -23,11 +23,9 @@ from urllib.request import getproxies
 import firebase_admin
 import requests
 import requests.adapters
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firebase_admin import credentials, exceptions, messaging
 from google.auth.credentials import AnonymousCredentials
 from py_vapid import Vapid
-from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
 
 from notifications.providers.base import (
@@ -219,18 +217,3 @@ class WebPushProvider:
 
     def lookup(self, message: OutgoingMessage, *, sent_after: datetime) -> LookupResult | None:
         return None
-
-
-def vapid_private_key_generate() -> str:
-    """A new VAPID key: a P-256 private key, its 32 raw bytes base64url (``WEBPUSH_VAPID_PRIVATE_KEY``)."""
-    vapid = Vapid()
-    vapid.generate_keys()
-    number: int = vapid.private_key.private_numbers().private_value
-    return str(b64urlencode(number.to_bytes(32, "big")))
-
-
-def vapid_application_server_key(private_key: str) -> str:
-    """The public half of a VAPID key as browsers take it (``applicationServerKey``: the uncompressed
-    point, base64url); the JS client subscribes with it, and push services check our signature with it."""
-    public = Vapid.from_string(private_key=private_key).public_key
-    return str(b64urlencode(public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from chaos.push_service_stub import PushServiceStub
+from core.vapid import vapid_application_server_key, vapid_private_key_generate
 from interventions.models import Delivery
-from notifications.providers.push import vapid_application_server_key, vapid_private_key_generate
 from notifications.services import delivery_send
 from personalization.models import PushToken
 

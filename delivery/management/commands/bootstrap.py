@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from campaigns.demo import demo_load
+from core.vapid import vapid_private_key_generate
 from messaging.kafka import ensure_topics
-from notifications.providers.push import vapid_private_key_generate
 
 
 class Command(BaseCommand):
