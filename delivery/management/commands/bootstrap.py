@@ -35,9 +35,9 @@ class Command(BaseCommand):
         """Outside production, a Web Push (VAPID) key of this checkout's own in var/, which the settings
         read when WEBPUSH_VAPID_PRIVATE_KEY is not set; production sets it (a new key invalidates every
         browser's subscription)."""
-        if settings.WEBPUSH_VAPID_PRIVATE_KEY or settings.IS_PRODUCTION:
-            return
         path = settings.VAR_DIR / "vapid_private_key"
+        if settings.WEBPUSH_VAPID_PRIVATE_KEY or settings.IS_PRODUCTION or path.exists():
+            return  # never replaced: browsers' subscriptions are bound to the key they subscribed with
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(vapid_private_key_generate() + "\n")
         path.chmod(0o600)
