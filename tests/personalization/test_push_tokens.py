@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from delivery.events import InvalidEvent, parse_cart_event
 from delivery.services import decisions_process_batch
@@ -174,3 +175,22 @@ def test_it_refuses_a_cart_event_with_malformed_devices(devices) -> None:
     body = f.cart_body(user_id="u-x", total=1, user={"push_tokens": devices})
     with pytest.raises(InvalidEvent):
         parse_cart_event(f.encode(body))
+
+
+def test_it_shows_registered_devices_on_the_shoppers_admin_page(api_client, marketer_client) -> None:
+    # given a device registered through the API
+    api_client().post(
+        "/api/v1/users/u-adm/push-tokens",
+        {"platform": "ios", "token": "apns-token-0123456789abcdefghij", "app_id": "com.shop.ios"},
+        format="json",
+    )
+    profile = Profile.objects.get(user_id="u-adm")
+
+    # when a marketer opens the shopper's page
+    page = marketer_client.get(reverse("admin:personalization_profile_change", args=[profile.pk]))
+
+    # then the device is listed with its app
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "apns-token-0123456789abc…" in html
+    assert "com.shop.ios" in html
