@@ -464,6 +464,9 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "DeliveryStatusEnum": "interventions.models.Delivery.Status",
         "ChannelEnum": "personalization.models.Channel",
         "OptOutChannelEnum": "personalization.api.serializers.OPT_OUT_CHANNELS",
+        "PlatformEnum": "personalization.models.PushToken.Platform",
+        "NativePlatformEnum": "personalization.api.serializers.NATIVE_PLATFORMS",
+        "WebPlatformEnum": "personalization.api.serializers.WEB_PLATFORMS",
     },
 }
 

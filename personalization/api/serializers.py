@@ -107,6 +107,24 @@ class PushTokenSerializer(StrictSerializer):
 OPT_OUT_CHANNELS = [("push", "Push")]
 
 
+# The two shapes a registration takes, for the OpenAPI schema (one of, by ``platform``): what
+# PushTokenSerializer.validate enforces, stated so a generated client never sends the wrong one.
+NATIVE_PLATFORMS = [("android", "Android"), ("ios", "iOS")]
+WEB_PLATFORMS = [("web", "Web")]
+
+
+class NativePushTokenSerializer(StrictSerializer):
+    platform = serializers.ChoiceField(choices=NATIVE_PLATFORMS)
+    token = serializers.CharField(max_length=4096, help_text="The FCM registration token")
+    app_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class WebPushTokenSerializer(StrictSerializer):
+    platform = serializers.ChoiceField(choices=WEB_PLATFORMS)
+    subscription = PushSubscriptionSerializer()
+    app_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
 class OptOutSerializer(StrictSerializer):
     channel = serializers.ChoiceField(
         choices=OPT_OUT_CHANNELS, help_text="The channel the shopper turned off"

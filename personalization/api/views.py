@@ -4,7 +4,7 @@ points), push tokens and opt-outs, erase (GDPR) and export."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,13 @@ from api.idempotency import idempotent
 from api.models import ApiKey, Scope
 from core.errors import NotFoundError
 from personalization import services
-from personalization.api.serializers import OptOutSerializer, PreferencesSerializer, PushTokenSerializer
+from personalization.api.serializers import (
+    NativePushTokenSerializer,
+    OptOutSerializer,
+    PreferencesSerializer,
+    PushTokenSerializer,
+    WebPushTokenSerializer,
+)
 from personalization.models import Profile
 
 
@@ -56,7 +62,15 @@ class UserPushTokensView(APIView):
     required_scopes = {Scope.PUSH_TOKENS}
 
     @extend_schema(
-        request=PushTokenSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="PushTokenRegistration",
+            serializers={
+                "android": NativePushTokenSerializer,
+                "ios": NativePushTokenSerializer,
+                "web": WebPushTokenSerializer,
+            },
+            resource_type_field_name="platform",
+        ),
         responses={201: PushTokenSerializer},
         summary="Register a device (again: refreshed; a device of another shopper moves to this one)",
     )
