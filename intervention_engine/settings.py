@@ -319,6 +319,10 @@ FCM_PROJECT_ID: str = env.str("FCM_PROJECT_ID", default="")
 # Overrides https://fcm.googleapis.com/v1/projects/{project}/messages:send (a local server in tests).
 FCM_ENDPOINT: str = env.str("FCM_ENDPOINT", default="")
 FCM_TIMEOUT: float = env.float("FCM_TIMEOUT", default=10.0)
+# A second Firebase project (the app registered with both sender ids), for push failover: fcm_secondary.
+FCM_SECONDARY_CREDENTIALS_FILE: str = env.str("FCM_SECONDARY_CREDENTIALS_FILE", default="")
+FCM_SECONDARY_PROJECT_ID: str = env.str("FCM_SECONDARY_PROJECT_ID", default="")
+FCM_SECONDARY_ENDPOINT: str = env.str("FCM_SECONDARY_ENDPOINT", default="")
 
 # Web Push (RFC 8030) with VAPID (RFC 8292): the application server's P-256 private key, base64url (raw
 # 32 bytes or DER), and the contact it signs with. Outside production, without one, the key `bootstrap`

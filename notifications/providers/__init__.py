@@ -48,14 +48,15 @@ def _build(name: str) -> Provider:
             api_base=getattr(settings, f"{prefix}API_BASE"),
             timeout=settings.TWILIO_TIMEOUT,
         )
-    if name == "fcm":
+    if name in ("fcm", "fcm_secondary"):
         from notifications.providers.push import FcmPushProvider
 
+        prefix = "FCM_SECONDARY_" if name == "fcm_secondary" else "FCM_"
         return FcmPushProvider(
             name=name,
-            project_id=settings.FCM_PROJECT_ID,
-            credentials_file=settings.FCM_CREDENTIALS_FILE,
-            endpoint=settings.FCM_ENDPOINT,
+            project_id=getattr(settings, f"{prefix}PROJECT_ID"),
+            credentials_file=getattr(settings, f"{prefix}CREDENTIALS_FILE"),
+            endpoint=getattr(settings, f"{prefix}ENDPOINT"),
             timeout=settings.FCM_TIMEOUT,
         )
     if name == "webpush":
@@ -96,6 +97,7 @@ _REQUIRED = {
         "TWILIO_SECONDARY_FROM",
     ),
     "fcm": ("FCM_PROJECT_ID",),
+    "fcm_secondary": ("FCM_SECONDARY_PROJECT_ID",),
     "webpush": ("WEBPUSH_VAPID_PRIVATE_KEY",),
     "email_secondary": ("EMAIL_SECONDARY_URL",),
 }
@@ -105,6 +107,7 @@ _CHANNEL = {
     "twilio": "sms",
     "twilio_secondary": "sms",
     "fcm": "push",
+    "fcm_secondary": "push",
     "webpush": "push",
 }
 

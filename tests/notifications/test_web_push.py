@@ -123,3 +123,22 @@ def test_it_keeps_fcm_first_for_a_shopper_with_a_phone(
     assert [p["message"]["token"] for p in provider_stub.push] == ["tok-phone"]
     assert push_service.received == []
     assert Delivery.objects.get(pk=delivery.pk).provider == "fcm"
+
+
+def test_it_fails_over_to_a_second_fcm_project_when_the_first_is_down(
+    providers, provider_stub, make_delivery
+) -> None:
+    # given a second Firebase project after the first, and the first answering 503
+    providers.FCM_SECONDARY_PROJECT_ID = "ie-test-2"
+    providers.FCM_SECONDARY_ENDPOINT = provider_stub.url + "/v1/projects/{}/messages:send"
+    providers.NOTIFICATION_PROVIDERS = {**providers.NOTIFICATION_PROVIDERS, "push": ["fcm", "fcm_secondary"]}
+    provider_stub.fault("fcm", "error", status=503, account="ie-test")
+    delivery = make_delivery("push", push_tokens=("tok-phone",))
+
+    # when
+    outcome = delivery_send(delivery_id=delivery.pk)
+
+    # then the second project sent it, once
+    assert outcome == "sent"
+    assert [p["name"].split("/")[1] for p in provider_stub.push] == ["ie-test-2"]
+    assert Delivery.objects.get(pk=delivery.pk).provider == "fcm_secondary"
