@@ -26,11 +26,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from api.authentication import operator_required
 from api.exceptions import error_body
+from core.errors import NotFoundError
 from core.vapid import vapid_application_server_key
 from gateway.stats import ws_stats
 from gateway.tickets import ws_ticket_issue
 from messaging.kafka import producer_config, topic
-from personalization.services import push_token_register
+from personalization.services import profile_consent_withdraw, push_token_register, push_token_unregister
 
 _PUSH_SW = settings.BASE_DIR / "static" / "intervention-engine" / "push-sw.js"
 
@@ -105,6 +106,22 @@ def demo_push_subscription(request: HttpRequest) -> JsonResponse:
         keys={"p256dh": str(keys.get("p256dh", ""))[:200], "auth": str(keys.get("auth", ""))[:100]},
     )
     return JsonResponse({"registered": endpoint})
+
+
+@require_POST
+def demo_push_opt_out(request: HttpRequest) -> JsonResponse:
+    """The shopper turned notifications off: the browser's subscription is forgotten and push consent
+    withdrawn (what a shop's backend does with ``DELETE …/push-tokens/{token}`` and ``POST …/opt-outs``)."""
+    _demo_enabled()
+    user_id, _ = _demo_shopper(request)
+    endpoint = _body(request).get("endpoint")
+    try:
+        if isinstance(endpoint, str) and endpoint:
+            push_token_unregister(user_id=user_id, token=endpoint)
+        profile_consent_withdraw(user_id=user_id, channel="push", source="client")
+    except NotFoundError:
+        return JsonResponse(error_body("not_found", "This demo shopper has no notifications."), status=404)
+    return JsonResponse({"opted_out": "push"})
 
 
 @require_POST

@@ -26,6 +26,7 @@ from campaigns.models import Campaign
 from chaos.push_service_stub import PushServiceStub
 from core.vapid import vapid_application_server_key, vapid_private_key_generate
 from interventions.models import Delivery, Intervention
+from messaging.models import OutboxMessage
 from notifications.services import delivery_send
 from personalization.models import Profile, PushToken
 from tests.browser.test_demo_shop import (  # noqa: F401  (module fixtures, with this module's server_env)
@@ -48,12 +49,18 @@ _FAKE_SUBSCRIBE = """
 (() => {
   const subscription = %s;
   window.__subscribedWith = null;
-  PushManager.prototype.getSubscription = async function () { return null; };
+  let current = null;
+  PushManager.prototype.getSubscription = async function () { return current; };
   PushManager.prototype.subscribe = async function (options) {
     const bytes = new Uint8Array(options.applicationServerKey);
     window.__subscribedWith = btoa(String.fromCharCode(...bytes))
       .replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
-    return { endpoint: subscription.endpoint, toJSON: () => subscription, unsubscribe: async () => true };
+    current = {
+      endpoint: subscription.endpoint,
+      toJSON: () => subscription,
+      unsubscribe: async () => { current = null; return true; },
+    };
+    return current;
   };
 })();
 """
@@ -181,5 +188,38 @@ def test_it_subscribes_from_the_demo_shop_and_shows_a_push_encrypted_by_the_engi
         assert [n["title"] for n in shown] == ["Your cart misses you"]
         assert shown[0]["body"].startswith("Trail shoes, still yours.")
         assert "/t/c/" in shown[0]["url"]
+    finally:
+        context.close()
+
+
+def test_it_turns_notifications_off_from_the_client(daphne, browser, push_service) -> None:  # noqa: F811
+    # given a demo shopper subscribed in the browser
+    base, _ = daphne
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=base)
+    subscription = push_service.subscribe(application_server_key=APPLICATION_SERVER_KEY)
+    context.add_init_script(_FAKE_SUBSCRIBE % json.dumps(subscription))
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/demo/")
+        user_id = str(page.text_content("#shopper"))
+        page.click("#push-subscribe")
+        page.wait_for_selector("#push-result[data-endpoint]", timeout=15000)
+
+        # when the shopper turns notifications off
+        page.click("#push-unsubscribe")
+
+        # then the subscription is forgotten, push consent withdrawn and the opt-out published
+        page.wait_for_selector("#push-result[data-off=true]", timeout=15000)
+        profile = Profile.objects.get(user_id=user_id)
+        assert not profile.consent_push
+        assert not PushToken.objects.filter(profile=profile).exists()
+        published = [
+            m.payload
+            for m in OutboxMessage.objects.filter(key=user_id, topic__endswith="intervention-events")
+        ]
+        assert [(p["type"], p["channel"], p["reason"]) for p in published] == [
+            ("engagement.unsubscribed", "push", "client")
+        ]
     finally:
         context.close()
