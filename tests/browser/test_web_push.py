@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from campaigns.models import Campaign
@@ -29,17 +34,18 @@ from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from notifications.services import delivery_send
 from personalization.models import Profile, PushToken
-from tests.browser.test_demo_shop import (  # noqa: F401  (module fixtures, with this module's server_env)
-    _wait_until,
-    allow_orm_beside_playwright,
-    browser,
-    daphne,
-)
-from tests.browser.test_demo_shop import pytestmark as demo_shop_marks
-from tests.conftest import free_port
-from tests.processes import database_url
+from tests.processes import database_url, free_port
 
-pytestmark = demo_shop_marks
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium (scripts/install-browser.sh)"
+    ),
+]
 VAPID_KEY = vapid_private_key_generate()
 APPLICATION_SERVER_KEY = vapid_application_server_key(VAPID_KEY)
 
@@ -84,6 +90,69 @@ def server_env(django_db_setup) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def allow_orm_beside_playwright() -> Iterator[None]:
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls between browser
+    # steps are ordinary blocking calls, which this flag permits (as in test_demo_shop.py).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+def _wait_until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return result
+
+
+@pytest.fixture(scope="module")
+def daphne(server_env, tmp_path_factory) -> Iterator[str]:
+    """A real daphne serving the project (with this module's VAPID key); yields its base URL."""
+    port = server_env["PORT"]
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        port,
+        "intervention_engine.asgi:application",
+    ]
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert process.poll() is None, log.read_text()
+            return False
+
+    _wait_until(up, timeout=30, what="daphne")
+    yield base
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser(daphne) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def push_service() -> Iterator[PushServiceStub]:
     stub = PushServiceStub().start()
@@ -112,13 +181,13 @@ def _push_delivery(profile: Profile) -> Delivery:
 
 
 def test_it_subscribes_from_the_demo_shop_and_shows_a_push_encrypted_by_the_engine(
-    daphne,  # noqa: F811
-    browser,  # noqa: F811
+    daphne,
+    browser,
     push_service,
     settings,
 ) -> None:
     # given the demo shop in a browser that allows notifications
-    base, _ = daphne
+    base = daphne
     context = browser.new_context()
     context.grant_permissions(["notifications"], origin=base)
     subscription = push_service.subscribe(application_server_key=APPLICATION_SERVER_KEY)
@@ -192,9 +261,9 @@ def test_it_subscribes_from_the_demo_shop_and_shows_a_push_encrypted_by_the_engi
         context.close()
 
 
-def test_it_turns_notifications_off_from_the_client(daphne, browser, push_service) -> None:  # noqa: F811
+def test_it_turns_notifications_off_from_the_client(daphne, browser, push_service) -> None:
     # given a demo shopper subscribed in the browser
-    base, _ = daphne
+    base = daphne
     context = browser.new_context()
     context.grant_permissions(["notifications"], origin=base)
     subscription = push_service.subscribe(application_server_key=APPLICATION_SERVER_KEY)

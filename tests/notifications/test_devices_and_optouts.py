@@ -12,7 +12,7 @@ from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from notifications.services import delivery_send
 from personalization.models import Profile, PushToken
-from tests.delivery import factories as f
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +157,7 @@ def test_it_publishes_a_consent_withdrawn_through_preferences(api_client) -> Non
 
 def test_it_gives_a_shopper_who_sent_stop_the_next_consented_channel(client, twilio_inbound) -> None:
     # given an SMS-first campaign with email next, and a shopper reachable and consenting on both
-    f.campaign(channels=["sms", "email"])
+    f.campaign(channels=["sms", "email"], status="active", variants=["A"])
     user_id, phone = f.unique("u"), "+33633334444"
     Profile.objects.create(user_id=user_id, email=f"{user_id}@example.com", phone=phone, consent_sms=True)
 

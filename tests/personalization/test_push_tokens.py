@@ -8,7 +8,7 @@ from django.urls import reverse
 from delivery.events import InvalidEvent, parse_cart_event
 from delivery.services import decisions_process_batch
 from personalization.models import Profile, PushToken
-from tests.delivery import factories as f
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,7 @@ def test_it_lists_devices_in_the_export(api_client) -> None:
 
 def test_it_registers_devices_carried_by_cart_events() -> None:
     # given cart events whose user object carries an android token and a browser subscription
-    f.campaign(channels=["email"])
+    f.campaign(channels=["email"], status="active", variants=["A"])
     user_id = f.unique("u")
     devices = [
         {"platform": "android", "token": "ev-fcm-1", "app_id": "com.shop.app"},
