@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from interventions.models import Intervention
 from interventions.selectors import INTERVENTION_TABLE
-from tracking.models import TrackingEvent
+from tracking.models import Conversion, TrackingEvent
 
 
 def tracking_events_in_order() -> QuerySet[TrackingEvent]:
@@ -52,3 +52,28 @@ def engagement_by_channel(*, since: datetime) -> dict[str, tuple[int, float]]:
         return {
             str(channel): (int(tries), float(successes)) for channel, tries, successes in cursor.fetchall()
         }
+
+
+def logged_decisions(*, campaign_id: int, reward: str) -> list[tuple[Any, ...]]:
+    """The campaign's decisions that logged their propensities, for offline evaluation: ``(score,
+    is_holdout, variant_id, channel, p_holdout, p_variant, p_channel, rewarded)`` per intervention with a
+    variant or in the holdout, where ``rewarded`` is an attributed order (``reward="conversion"``) or a
+    click (``"click"``)."""
+    intervention = INTERVENTION_TABLE
+    if reward == "click":
+        table, condition = TrackingEvent._meta.db_table, "r.type = %s"
+        params: list[Any] = [TrackingEvent.Type.CLICKED.value]
+    else:
+        table, condition, params = Conversion._meta.db_table, "TRUE", []
+    sql = f"""
+        SELECT (i.context->>'score')::float, i.is_holdout, i.variant_id, i.channel,
+               (i.propensity->>'holdout')::float, COALESCE((i.propensity->>'variant')::float, 1),
+               COALESCE((i.propensity->>'channel')::float, 1),
+               EXISTS (SELECT 1 FROM {table} r WHERE r.intervention_id = i.id AND {condition})
+        FROM {intervention} i
+        WHERE i.campaign_id = %s AND (i.is_holdout OR i.variant_id IS NOT NULL) AND i.propensity ? 'holdout'
+        ORDER BY i.created_at
+    """  # noqa: S608  (table names come from the models, values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, campaign_id])
+        return [tuple(row) for row in cursor.fetchall()]
