@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from django.utils import timezone
 
 from campaigns.models import Campaign, Variant
 from campaigns.selectors import holdout_assign, variant_allocate
@@ -30,8 +29,8 @@ from delivery.models import AllocationSnapshot
 from delivery.services import decisions_process_batch
 from interventions.models import Intervention
 from messaging.models import OutboxMessage
-from tests.delivery import factories as f
-from tracking.models import Conversion
+from tests import fixtures as f
+from tracking.attribution import conversions_record
 
 # --- Variants: a seeded simulation of a bandit campaign ---------------------------------------------------
 
@@ -187,14 +186,13 @@ def test_it_says_why_it_chose_a_channel() -> None:
 def test_it_publishes_the_allocation_and_every_decision_logs_its_propensities() -> None:
     # given a bandit campaign (control, A, B; 20% holdout) where 200 shoppers were decided on the weights,
     # and B's shoppers ordered ten times as often as A's
-    campaign = f.campaign(
+    campaign = f.campaign_live(
         channels=["onsite", "email"],
-        strategy="optimized",
-        variants=("control", "A", "B"),
+        channel_strategy="optimized",
+        variants=[{"name": "control", "weight": 1, "is_control": True}, "A", "B"],
         use_bandit=True,
         holdout_percent=Decimal("20"),
     )
-    Variant.objects.filter(campaign=campaign, name="control").update(is_control=True)
     variants = {v.name: v for v in Variant.objects.filter(campaign=campaign)}
     users = [f.unique("u") for _ in range(200)]
     decisions_process_batch(
@@ -202,21 +200,13 @@ def test_it_publishes_the_allocation_and_every_decision_logs_its_propensities() 
         campaigns=f.active_set(),
         after_commit=False,
     )
-    treated = Intervention.objects.filter(campaign=campaign, is_holdout=False)
-    for index, intervention in enumerate(treated.filter(variant__name__in=["A", "B"])):
-        converts = index % 2 == 0 if intervention.variant_id == variants["B"].pk else index % 20 == 0
-        if converts:
-            Conversion.objects.create(
-                order_id=f.unique("o"),
-                user_id=intervention.user_id,
-                revenue=Decimal("10"),
-                currency="EUR",
-                occurred_at=timezone.now(),
-                intervention=intervention,
-                campaign=campaign,
-                variant_id=intervention.variant_id,
-                channel=intervention.channel,
-            )
+    treated = Intervention.objects.filter(campaign=campaign, is_holdout=False, variant__name__in=["A", "B"])
+    buyers = [
+        intervention.user_id
+        for index, intervention in enumerate(treated.order_by("user_id"))
+        if (index % 2 == 0 if intervention.variant_id == variants["B"].pk else index % 20 == 0)
+    ]
+    conversions_record(orders=[f.order(user_id, "10.00") for user_id in buyers])
 
     # when the beat task runs and the consumers' cache picks it up
     snapshots = allocations_refresh(seed=5)

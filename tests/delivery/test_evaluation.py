@@ -9,13 +9,12 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from django.utils import timezone
 
 from delivery.evaluation import LoggedDecision, policy_changes_parse, policy_evaluate
 from delivery.services import decisions_process_batch
 from interventions.models import Intervention
-from tests.delivery import factories as f
-from tracking.models import Conversion
+from tests import fixtures as f
+from tracking.attribution import conversions_record
 
 # Shoppers of a campaign with a 20% holdout, variants 1 and 2 and channels email and push drawn 50/50.
 # Their true chance to order: 2% + 5%·score when held out; else 5% (variant 1) or 10% (variant 2), +2%
@@ -77,25 +76,15 @@ def test_it_refuses_an_unknown_change() -> None:
 def test_it_evaluates_a_campaigns_logged_decisions_from_the_command() -> None:
     # given a campaign with a 30% holdout whose 120 decided shoppers logged their propensities, and
     # orders from a third of the contacted ones
-    campaign = f.campaign(channels=["email"], variants=("A", "B"), holdout_percent=Decimal("30"))
+    campaign = f.campaign_live(channels=["email"], variants=("A", "B"), holdout_percent=Decimal("30"))
     users = [f.unique("u") for _ in range(120)]
     decisions_process_batch(
         events=[e for u in users for e in (f.cart_event(user_id=u), f.prediction(user_id=u, score=0.9))],
         campaigns=f.active_set(),
         after_commit=False,
     )
-    contacted = list(Intervention.objects.filter(campaign=campaign, is_holdout=False))
-    for intervention in contacted[::3]:
-        Conversion.objects.create(
-            order_id=f.unique("o"),
-            user_id=intervention.user_id,
-            revenue=Decimal("10"),
-            currency="EUR",
-            occurred_at=timezone.now(),
-            intervention=intervention,
-            campaign=campaign,
-            variant_id=intervention.variant_id,
-        )
+    contacted = list(Intervention.objects.filter(campaign=campaign, is_holdout=False).order_by("user_id"))
+    conversions_record(orders=[f.order(i.user_id, "10.00") for i in contacted[::3]])
 
     # when a policy without holdout is evaluated
     out, err = StringIO(), StringIO()

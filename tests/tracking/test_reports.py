@@ -120,11 +120,13 @@ def test_it_warns_of_a_sample_ratio_mismatch():
 def test_it_checks_only_control_and_holdout_shares_of_a_bandit_campaign():
     # given a bandit campaign (control, A, B weighted 1:1:1, 10% holdout) that moved most treatment
     # traffic to B, while control and holdout got their shares
-    campaign = f.campaign(
-        channels=["email"], variants=("control", "A", "B"), use_bandit=True, holdout_percent=Decimal("10")
+    campaign = f.campaign_live(
+        channels=["email"],
+        variants=[{"name": "control", "weight": 1, "is_control": True}, "A", "B"],
+        use_bandit=True,
+        holdout_percent=Decimal("10"),
     )
-    Variant.objects.filter(campaign=campaign, name="control").update(is_control=True)
-    control, a, b = campaign.variants.order_by("pk")
+    control, a, b = (campaign.variants.get(name=name) for name in ("control", "A", "B"))
     expose(campaign=campaign, variant=control, users=[f.unique("c") for _ in range(300)])
     expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(60)])
     expose(campaign=campaign, variant=b, users=[f.unique("b") for _ in range(540)])

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaigns', '0008_campaign_bandit_goal'),
-        ('delivery', '0001_initial'),
+        ('delivery', '0002_marketer_send_runs'),
     ]
 
     operations = [
