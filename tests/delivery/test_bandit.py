@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from campaigns.models import Campaign, Variant
 from campaigns.selectors import holdout_assign, variant_allocate
@@ -258,3 +261,36 @@ def test_it_publishes_the_allocation_and_every_decision_logs_its_propensities() 
     ]
     assert len(created) == len(sent)
     assert all(p["propensity"]["channel_reason"] == "only email usable" for p in created)
+
+
+@pytest.mark.django_db
+def test_it_shows_the_current_allocation_and_its_history_in_the_admin(admin_client: Any) -> None:
+    # given a bandit campaign whose allocation was computed twice, B's outcomes better the second time
+    campaign = f.campaign_live(channels=["email"], variants=("A", "B"), use_bandit=True)
+    a, b = (campaign.variants.get(name=name) for name in ("A", "B"))
+    first = AllocationSnapshot.objects.create(
+        campaign=campaign,
+        computed_at=timezone.now() - timedelta(minutes=1),
+        goal="conversion",
+        shares={str(a.pk): 0.5, str(b.pk): 0.5},
+        posteriors={},
+    )
+    latest = AllocationSnapshot.objects.create(
+        campaign=campaign,
+        computed_at=timezone.now(),
+        goal="conversion",
+        shares={str(a.pk): 0.1, str(b.pk): 0.9},
+        posteriors={str(b.pk): {"alpha": 10.0, "beta": 91.0, "trials": 100, "successes": 9}},
+    )
+
+    # when an operator opens the campaign's allocations, then the latest one
+    listing = admin_client.get(
+        "/admin/delivery/allocationsnapshot/", {"campaign__id__exact": campaign.pk}
+    ).content.decode()
+    detail = admin_client.get(f"/admin/delivery/allocationsnapshot/{latest.pk}/change/").content.decode()
+
+    # then the newest allocation comes first, best variant first, with the history below it; the
+    # detail shows the posterior each share came from
+    assert listing.index("B 90% · A 10%") < listing.index("A 50% · B 50%")
+    assert f"/admin/delivery/allocationsnapshot/{first.pk}/change/" in listing
+    assert "B: 9/100, Beta(10, 91)" in detail
