@@ -110,6 +110,17 @@ class Campaign(models.Model):
         default=False, help_text="Allocate traffic to variants by Thompson sampling"
     )
 
+    class BanditGoal(models.TextChoices):
+        CONVERSION = "conversion", "Conversion (an attributed order)"
+        CLICK = "click", "Click (when conversions are too rare to learn from)"
+
+    bandit_goal = models.CharField(
+        max_length=16,
+        choices=BanditGoal.choices,
+        default=BanditGoal.CONVERSION,
+        help_text="What the bandit rewards a variant for",
+    )
+
     conversion_goal = models.CharField(max_length=64, default="checkout_completed")
     attribution_window_seconds = models.PositiveIntegerField(default=86400)
 

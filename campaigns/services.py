@@ -92,6 +92,7 @@ CAMPAIGN_FIELDS = (
     "holdout_percent",
     "expiry_seconds",
     "use_bandit",
+    "bandit_goal",
     "conversion_goal",
     "attribution_window_seconds",
     "send_at",

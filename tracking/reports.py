@@ -528,14 +528,15 @@ def _money(value: float) -> Decimal:
 
 
 def _srm(*, campaign: Campaign, groups: Sequence[GroupReport]) -> analytics.SampleRatioCheck:
-    if campaign.use_bandit:
-        return analytics.SampleRatioCheck(
-            chi2=None,
-            p_value=None,
-            mismatch=False,
-            reason="Not checked: a bandit moves traffic between variants on purpose.",
-        )
     considered = [g for g in groups if g.expected_share > 0 or g.users > 0]
+    if campaign.use_bandit:
+        # A bandit moves traffic between the treatment variants on purpose; the control and the holdout
+        # keep their fixed shares, so the check is of those two against the treatment variants together.
+        treated = [g for g in considered if g.role == TREATMENT]
+        considered = [g for g in considered if g.role != TREATMENT]
+        if treated:
+            considered.append(_pooled(treated))
+            considered[-1].expected_share = sum(g.expected_share for g in treated)
     return analytics.sample_ratio_check(
         observed=[g.users for g in considered], expected_shares=[g.expected_share for g in considered]
     )

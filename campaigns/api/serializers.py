@@ -111,6 +111,7 @@ class CampaignSerializer(StrictSerializer):
     holdout_percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False)
     expiry_seconds = _seconds()
     use_bandit = serializers.BooleanField(required=False)
+    bandit_goal = serializers.ChoiceField(choices=Campaign.BanditGoal.choices, required=False)
     conversion_goal = serializers.CharField(max_length=64, required=False)
     attribution_window_seconds = _seconds()
     send_at = serializers.DateTimeField(allow_null=True, required=False)
