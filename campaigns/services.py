@@ -94,6 +94,7 @@ CAMPAIGN_FIELDS = (
     "use_bandit",
     "conversion_goal",
     "attribution_window_seconds",
+    "minimum_detectable_effect",
     "send_at",
     "send_local_time",
     "cron",

@@ -185,9 +185,43 @@ def table_rows(report: CampaignReport) -> list[dict[str, Any]]:
                 "lift_holdout_ci": _interval(vs_holdout.get("relative_lift_ci")),
                 "p_holdout": _p_value(vs_holdout.get("p_value")) if vs_holdout else "",
                 "incremental_revenue": vs_holdout.get("incremental_revenue", ""),
+                "looks": [
+                    look for look in (_look(group.name, vs_control), _look(group.name, vs_holdout)) if look
+                ],
             }
         )
     return rows
+
+
+def _points(interval: Any) -> str:
+    return "—" if interval is None else f"[{interval.low * 100:+.1f}, {interval.high * 100:+.1f}] pp"
+
+
+def _look(name: str, comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One comparison as the "honest daily look" table shows it: the difference in points, the
+    fixed-horizon interval and p beside the always-valid ones, the power reached and the verdict."""
+    if not comparison:
+        return None
+    always_valid = comparison["always_valid"]
+    power = comparison.get("power")
+    return {
+        "group": name,
+        "baseline": comparison["baseline_name"],
+        "difference": f"{comparison['absolute_lift'] * 100:+.2f} pp",
+        "fixed_ci": _points(comparison.get("absolute_lift_ci")),
+        "fixed_p": _p_value(comparison.get("p_value")),
+        "valid_ci": _points(always_valid.get("absolute_lift_ci")),
+        "valid_p": _p_value(always_valid.get("p_value")),
+        "power": _percent(power, 0) if power is not None else "—",
+        "verdict": comparison["verdict"],
+    }
+
+
+def looks(report: CampaignReport) -> list[dict[str, Any]]:
+    """Every variant against control (where there is one) and against the holdout, then the campaign."""
+    found = [look for row in table_rows(report) for look in row["looks"]]
+    campaign = _look("All variants", report.incremental)
+    return [*found, campaign] if campaign else found
 
 
 def headline(report: CampaignReport) -> dict[str, Any] | None:
@@ -231,6 +265,8 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         "report": report,
         "rows": table_rows(report),
         "headline": headline(report),
+        "looks": looks(report),
+        "minimum_detectable_effect": f"{report.minimum_detectable_effect * 100:.2g}",
         "start": start,
         "end": end,
         "error": error,

@@ -289,6 +289,11 @@ def sequential_difference(
     )
 
 
+def fixed_half_width(*, variance: float, confidence: float = CONFIDENCE) -> float:
+    """Half the fixed-horizon (Wald) interval of an estimate with this variance: valid at one look only."""
+    return _z(confidence) * math.sqrt(variance)
+
+
 def _sequential_half_width(*, variance: float, tau2: float, alpha: float) -> float:
     return math.sqrt(
         variance

@@ -54,10 +54,16 @@ COLUMNS = (
     "lift_vs_control_ci_high",
     "p_value_vs_control",
     "probability_to_beat_control",
+    "always_valid_difference_vs_control_ci_low",
+    "always_valid_difference_vs_control_ci_high",
+    "always_valid_p_value_vs_control",
+    "verdict_vs_control",
     "lift_vs_holdout",
     "lift_vs_holdout_ci_low",
     "lift_vs_holdout_ci_high",
     "p_value_vs_holdout",
+    "always_valid_p_value_vs_holdout",
+    "verdict_vs_holdout",
     "incremental_conversions",
     "incremental_revenue",
     "srm_p_value",
@@ -92,6 +98,8 @@ def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
     vs_holdout = group.vs_holdout or {}
     control_ci = vs_control.get("relative_lift_ci")
     holdout_ci = vs_holdout.get("relative_lift_ci")
+    control_valid = vs_control.get("always_valid") or {}
+    control_valid_ci = control_valid.get("absolute_lift_ci")
     values: dict[str, Cell] = {
         "campaign_id": report.campaign_id,
         "campaign": report.campaign_name,
@@ -120,10 +128,16 @@ def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
         "lift_vs_control_ci_high": control_ci.high if control_ci else None,
         "p_value_vs_control": vs_control.get("p_value"),
         "probability_to_beat_control": vs_control.get("probability_to_beat"),
+        "always_valid_difference_vs_control_ci_low": control_valid_ci.low if control_valid_ci else None,
+        "always_valid_difference_vs_control_ci_high": control_valid_ci.high if control_valid_ci else None,
+        "always_valid_p_value_vs_control": control_valid.get("p_value"),
+        "verdict_vs_control": vs_control.get("verdict"),
         "lift_vs_holdout": vs_holdout.get("relative_lift"),
         "lift_vs_holdout_ci_low": holdout_ci.low if holdout_ci else None,
         "lift_vs_holdout_ci_high": holdout_ci.high if holdout_ci else None,
         "p_value_vs_holdout": vs_holdout.get("p_value"),
+        "always_valid_p_value_vs_holdout": (vs_holdout.get("always_valid") or {}).get("p_value"),
+        "verdict_vs_holdout": vs_holdout.get("verdict"),
         "incremental_conversions": vs_holdout.get("incremental_conversions"),
         "incremental_revenue": vs_holdout.get("incremental_revenue"),
         "srm_p_value": report.srm.p_value,

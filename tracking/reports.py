@@ -19,6 +19,7 @@ Who counts (see docs/analytics.md for the reasoning):
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class GroupReport:
     revenue: Decimal = Decimal("0.00")
     revenue_squares: Decimal = Decimal("0")  # sum over converters of (their revenue)², for the interval
     revenue_other_currencies: dict[str, Decimal] = field(default_factory=dict)
+    first_exposed_at: datetime | None = None
     conversion_rate: float | None = None
     conversion_rate_ci: analytics.Interval | None = None
     revenue_per_user: Decimal | None = None
@@ -140,6 +142,7 @@ class CampaignReport:
     srm: analytics.SampleRatioCheck
     incremental: dict[str, Any] | None
     generated_at: datetime
+    minimum_detectable_effect: float = 0.01  # absolute, as a fraction (1 percentage point = 0.01)
 
     @property
     def variants(self) -> list[GroupReport]:
@@ -191,6 +194,7 @@ def exposure_counts(*, campaign_ids: Sequence[int], period: ReportPeriod) -> lis
                CASE WHEN i.is_holdout THEN NULL ELSE i.variant_id END AS group_variant,
                COUNT(*) AS exposures,
                COUNT(DISTINCT i.user_id) AS users,
+               MIN(i.created_at) AS first_exposed_at,
                COUNT(*) FILTER (WHERE i.status = %s) AS suppressed,
                COUNT(*) FILTER (WHERE i.delivered_at IS NOT NULL) AS delivered,
                COUNT(*) FILTER (WHERE g.displayed) AS displayed,
@@ -393,6 +397,7 @@ def _build(
         ):
             setattr(group, name, int(exposed.get(name) or 0))
         group.sent = group.exposures - group.suppressed
+        group.first_exposed_at = exposed.get("first_exposed_at")
         converted = conversions.get(key, {})
         group.orders = int(converted.get("orders") or 0)
         group.converters = int(converted.get("converters") or 0)
@@ -417,14 +422,16 @@ def _build(
 
     control = next((g for g in groups if g.role == CONTROL), None)
     holdout = groups[-1]
+    mde = float(campaign.minimum_detectable_effect) / 100
+    looked_at = min(generated_at, period.end) if period.end else generated_at
     for group in groups:
         if group.role == TREATMENT and control is not None:
-            group.vs_control = _compare(group, control, with_increment=False)
+            group.vs_control = _compare(group, control, with_increment=False, mde=mde, looked_at=looked_at)
         if group.role != HOLDOUT:
-            group.vs_holdout = _compare(group, holdout, with_increment=True)
+            group.vs_holdout = _compare(group, holdout, with_increment=True, mde=mde, looked_at=looked_at)
 
     treated = _pooled([g for g in groups if g.role != HOLDOUT])
-    incremental = _compare(treated, holdout, with_increment=True)
+    incremental = _compare(treated, holdout, with_increment=True, mde=mde, looked_at=looked_at)
     srm = _srm(campaign=campaign, groups=groups)
     funnel = {
         "exposures": treated.exposures,
@@ -449,6 +456,7 @@ def _build(
         srm=srm,
         incremental=incremental,
         generated_at=generated_at,
+        minimum_detectable_effect=mde,
     )
 
 
@@ -476,10 +484,14 @@ def _pooled(groups: Sequence[GroupReport]) -> GroupReport:
     for group in groups:
         for name in (*COUNTS, "revenue", "revenue_squares"):
             setattr(pooled, name, getattr(pooled, name) + getattr(group, name))
+    firsts = [g.first_exposed_at for g in groups if g.first_exposed_at is not None]
+    pooled.first_exposed_at = min(firsts) if firsts else None
     return pooled
 
 
-def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool) -> dict[str, Any] | None:
+def _compare(
+    group: GroupReport, baseline: GroupReport, *, with_increment: bool, mde: float, looked_at: datetime
+) -> dict[str, Any] | None:
     comparison = analytics.proportions_compare(
         successes=group.converters,
         trials=group.users,
@@ -501,6 +513,7 @@ def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool)
             baseline_successes=baseline.converters,
             baseline_trials=baseline.users,
         ),
+        **_sequential(group, baseline, mde=mde, looked_at=looked_at),
     }
     if with_increment:
         per_user = analytics.mean_difference(
@@ -521,6 +534,78 @@ def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool)
             else None
         )
     return result
+
+
+def _sequential(
+    group: GroupReport, baseline: GroupReport, *, mde: float, looked_at: datetime
+) -> dict[str, Any]:
+    """The always-valid comparison of conversion rates (absolute difference), the fixed-horizon interval
+    of the same difference beside it, the power reached for the planned minimum effect, and the verdict."""
+    rate, baseline_rate = group.converters / group.users, baseline.converters / baseline.users
+    variance = rate * (1 - rate) / group.users + baseline_rate * (1 - baseline_rate) / baseline.users
+    half_width = analytics.fixed_half_width(variance=variance)
+    sequential = analytics.sequential_difference(
+        successes=group.converters,
+        trials=group.users,
+        baseline_successes=baseline.converters,
+        baseline_trials=baseline.users,
+        mixing_sd=mde,
+    )
+    assert sequential is not None  # both groups have shoppers (checked by the caller) and mde > 0
+    growth = analytics.growth_to_resolve(
+        baseline_rate=baseline_rate, trials=group.users, baseline_trials=baseline.users, effect=mde
+    )
+    starts = [g.first_exposed_at for g in (group, baseline) if g.first_exposed_at is not None]
+    days_so_far = max((looked_at - min(starts)).total_seconds() / 86400, 1.0) if starts else None
+    days_left = (
+        math.ceil(days_so_far * (growth - 1)) if growth is not None and days_so_far is not None else None
+    )
+    return {
+        "baseline_name": baseline.name,
+        "absolute_lift_ci": analytics.Interval(
+            low=sequential.difference - half_width, high=sequential.difference + half_width
+        ),
+        "always_valid": {
+            "absolute_lift_ci": sequential.interval,
+            "p_value": sequential.p_value,
+        },
+        "power": analytics.power_reached(
+            baseline_rate=baseline_rate, trials=group.users, baseline_trials=baseline.users, effect=mde
+        ),
+        "days_to_decision": days_left,
+        "verdict": verdict_text(
+            name=group.name,
+            baseline=baseline.name,
+            sequential=sequential,
+            days_left=days_left,
+            mde=mde,
+        ),
+    }
+
+
+def verdict_text(
+    *, name: str, baseline: str, sequential: analytics.SequentialComparison, days_left: int | None, mde: float
+) -> str:
+    """The verdict in words, from the always-valid interval only (so it may be read any day)."""
+    interval = sequential.interval
+    if interval is not None and (interval.low > 0 or interval.high < 0):
+        wins = interval.low > 0
+        return (
+            f"{name} {'beats' if wins else 'loses to'} {baseline.lower()}: "
+            f"{sequential.difference * 100:+.1f} pp, always-valid 95% interval "
+            f"[{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+        )
+    if interval is not None and -mde < interval.low and interval.high < mde:
+        return (
+            f"No difference as large as the planned {mde * 100:.2g} pp: always-valid 95% interval "
+            f"[{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+        )
+    if days_left is None:
+        return "No decision yet; too few conversions to say how long it will take"
+    return (
+        f"No decision yet; at today's rate about {days_left} more "
+        f"day{'s' if days_left != 1 else ''} for the planned minimum effect ({mde * 100:.2g} pp)"
+    )
 
 
 def _money(value: float) -> Decimal:

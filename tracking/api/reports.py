@@ -61,6 +61,12 @@ def _comparison(value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     out = dict(value)
     out["relative_lift_ci"] = _interval(value.get("relative_lift_ci"))
+    out["absolute_lift_ci"] = _interval(value.get("absolute_lift_ci"))
+    always_valid = value["always_valid"]
+    out["always_valid"] = {
+        "absolute_lift_ci": _interval(always_valid["absolute_lift_ci"]),
+        "p_value": always_valid["p_value"],
+    }
     if "incremental_revenue" in out:
         out["incremental_revenue"] = _money(value["incremental_revenue"])
         out["incremental_revenue_ci"] = _interval(value.get("incremental_revenue_ci"))
@@ -98,6 +104,7 @@ def report_json(report: CampaignReport) -> dict[str, Any]:
             "name": report.campaign_name,
             "status": report.campaign_status,
             "holdout_percent": str(report.holdout_percent),
+            "minimum_detectable_effect": report.minimum_detectable_effect,
         },
         "period": {
             "from": report.period.start.isoformat() if report.period.start else None,
