@@ -52,6 +52,7 @@ def test_it_declares_a_winner_only_when_the_always_valid_interval_excludes_zero(
     expected = analytics.sequential_difference(
         successes=120, trials=1000, baseline_successes=50, baseline_trials=1000, mixing_sd=0.01
     )
+    assert expected is not None
     assert always_valid["absolute_lift_ci"] == expected.interval
     assert always_valid["p_value"] == pytest.approx(expected.p_value)
     fixed = b.vs_control["absolute_lift_ci"]

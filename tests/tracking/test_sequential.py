@@ -44,9 +44,9 @@ def test_it_keeps_the_false_positive_rate_under_five_percent_when_peeking_every_
             if result.p_value < 0.05:
                 sequential_rejected[run] = True
                 break
-    n = PER_DAY * np.arange(1, DAYS + 1)
-    pooled = (a + b) / (2 * n)
-    z = (b - a) / n / np.sqrt(pooled * (1 - pooled) * 2 / n)
+    sizes = PER_DAY * np.arange(1, DAYS + 1)
+    pooled = (a + b) / (2 * sizes)
+    z = (b - a) / sizes / np.sqrt(pooled * (1 - pooled) * 2 / sizes)
     fixed_rejected = (2 * stats.norm.sf(np.abs(z)) < 0.05).any(axis=1)
     elapsed = time.monotonic() - started
 
