@@ -7,7 +7,10 @@ wrapped in ``admin.site.admin_view`` (staff login, the admin's cache headers).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +23,18 @@ from django.urls import reverse
 from core.admin import admin_permission_required
 from core.errors import ApplicationError, NotFoundError
 from tracking import exports
-from tracking.reports import CampaignReport, ReportPeriod, campaign_report, report_period_parse
+from tracking.analytics import Interval
+from tracking.reports import (
+    CONTROL,
+    HOLDOUT,
+    CampaignReport,
+    CampaignTimeline,
+    DailyPoint,
+    ReportPeriod,
+    campaign_report,
+    campaign_timeline,
+    report_period_parse,
+)
 
 VIEW_PERMISSION = "campaigns.view_campaign"
 SIGNIFICANCE = 0.05
@@ -266,6 +280,7 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         "rows": table_rows(report),
         "headline": headline(report),
         "looks": looks(report),
+        "time_charts": timeline_charts(report, campaign_timeline(report=report, period=period)),
         "minimum_detectable_effect": f"{report.minimum_detectable_effect * 100:.2g}",
         "start": start,
         "end": end,
@@ -295,3 +310,214 @@ def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponseB
         )
     campaign_id = int(raw) if raw else None
     return exports.export_response(file_format=file_format, period=period, campaign_id=campaign_id)
+
+
+# --- Over time: line charts with interval bands -------------------------------------------------------
+
+TIME_WIDTH = 720
+TIME_HEIGHT = 230
+TIME_LEFT = 64
+TIME_RIGHT = 12
+TIME_TOP = 12
+TIME_BOTTOM = 30
+MAX_X_LABELS = 8
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One line of a time chart: the path, its points, and the interval band as polygons."""
+
+    name: str
+    css: str
+    path: str
+    points: list[tuple[float, float]]
+    bands: list[str]
+    outline: bool = False  # draw the band as an outline (the always-valid band over the fixed one)
+
+
+@dataclass(frozen=True)
+class TimeChart:
+    key: str
+    title: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    traces: list[Trace]
+    y_ticks: list[tuple[float, str]]
+    x_ticks: list[tuple[float, str]]
+    zero_y: float | None
+
+
+Values = list[float | None]
+
+
+def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    if ticks[-1] < high:
+        ticks.append(round(value, 12))
+    return ticks
+
+
+def time_chart(
+    *,
+    key: str,
+    title: str,
+    days: list[date],
+    traces: list[tuple[str, str, Values, Values | None, Values | None, bool]],
+    y_format: Callable[[float], str],
+    zero: bool = False,
+) -> TimeChart:
+    """Geometry of a line chart over days: ``traces`` are (name, css class, values, lows, highs,
+    outline); the y range covers every value and band, and zero when ``zero``."""
+    found = [
+        v
+        for _, _, values, lows, highs, _ in traces
+        for series in (values, lows or [], highs or [])
+        for v in series
+        if v is not None
+    ]
+    low, high = (min(found), max(found)) if found else (0.0, 1.0)
+    if zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    ticks = _nice_ticks(low, high)
+    low, high = ticks[0], ticks[-1]
+    plot_w = TIME_WIDTH - TIME_LEFT - TIME_RIGHT
+    plot_h = TIME_HEIGHT - TIME_TOP - TIME_BOTTOM
+
+    def x(index: int) -> float:
+        return round(TIME_LEFT + (plot_w * index / (len(days) - 1) if len(days) > 1 else plot_w / 2), 2)
+
+    def y(value: float) -> float:
+        return round(TIME_TOP + plot_h * (1 - (value - low) / (high - low)), 2)
+
+    drawn = []
+    for name, css, values, lows, highs, outline in traces:
+        path, points = [], []
+        for index, value in enumerate(values):
+            if value is None:
+                continue
+            points.append((x(index), y(value)))
+            previous = values[index - 1] if index else None
+            path.append(f"{'L' if previous is not None else 'M'}{x(index)},{y(value)}")
+        bands: list[str] = []
+        if lows is not None and highs is not None:
+            segment: list[int] = []
+            for index in [*range(len(days)), -1]:
+                if index >= 0 and lows[index] is not None and highs[index] is not None:
+                    segment.append(index)
+                    continue
+                if segment:
+                    upper = [f"{x(i)},{y(highs[i] or 0)}" for i in segment]
+                    lower = [f"{x(i)},{y(lows[i] or 0)}" for i in reversed(segment)]
+                    bands.append(" ".join(upper + lower))
+                    segment = []
+        drawn.append(
+            Trace(name=name, css=css, path=" ".join(path), points=points, bands=bands, outline=outline)
+        )
+    every = max(1, math.ceil(len(days) / MAX_X_LABELS))
+    x_ticks = [(x(i), f"{day:%b %d}") for i, day in enumerate(days) if i % every == 0]
+    return TimeChart(
+        key=key,
+        title=title,
+        width=TIME_WIDTH,
+        height=TIME_HEIGHT,
+        left=TIME_LEFT,
+        right=TIME_WIDTH - TIME_RIGHT,
+        top=TIME_TOP,
+        bottom=TIME_HEIGHT - TIME_BOTTOM,
+        traces=drawn,
+        y_ticks=[(y(t), y_format(t)) for t in ticks],
+        x_ticks=x_ticks,
+        zero_y=y(0.0) if low < 0 < high else None,
+    )
+
+
+def _css(role: str, index: int) -> str:
+    return role if role in (CONTROL, HOLDOUT) else f"treatment-{index % 4}"
+
+
+def timeline_charts(report: CampaignReport, timeline: CampaignTimeline) -> list[TimeChart]:
+    """Exposures per day, conversion rate so far and revenue per shopper so far (with 95 % intervals) per
+    group, then each comparison's cumulative difference with its fixed-horizon and always-valid bands."""
+    if not timeline.days:
+        return []
+    days = timeline.days
+    styles = [_css(s.role, i) for i, s in enumerate(timeline.groups)]
+
+    def per_group(
+        value: Callable[[DailyPoint], float | None],
+        interval: Callable[[DailyPoint], Interval | None] | None,
+    ) -> list[tuple[str, str, Values, Values | None, Values | None, bool]]:
+        traces: list[tuple[str, str, Values, Values | None, Values | None, bool]] = []
+        for series, css in zip(timeline.groups, styles, strict=True):
+            values = [value(p) for p in series.points]
+            if interval is None:
+                traces.append((series.name, css, values, None, None, False))
+                continue
+            ci = [interval(p) for p in series.points]
+            lows: Values = [c.low if c else None for c in ci]
+            highs: Values = [c.high if c else None for c in ci]
+            traces.append((series.name, css, values, lows, highs, False))
+        return traces
+
+    charts = [
+        time_chart(
+            key="exposures",
+            title="Exposures per day",
+            days=days,
+            traces=per_group(lambda p: float(p.exposures), None),
+            y_format=lambda v: f"{v:,.0f}",
+            zero=True,
+        ),
+        time_chart(
+            key="conversion",
+            title="Conversion rate so far, with 95 % intervals",
+            days=days,
+            traces=per_group(lambda p: p.conversion_rate, lambda p: p.conversion_rate_ci),
+            y_format=lambda v: f"{v:.1%}",
+            zero=True,
+        ),
+        time_chart(
+            key="revenue",
+            title=f"Revenue per shopper so far ({report.currency}), with 95 % intervals",
+            days=days,
+            traces=per_group(lambda p: p.revenue_per_user, lambda p: p.revenue_per_user_ci),
+            y_format=lambda v: f"{v:,.2f}",
+            zero=True,
+        ),
+    ]
+    for index, lift in enumerate(timeline.lifts):
+        difference: Values = [p.difference * 100 if p.difference is not None else None for p in lift.points]
+        fixed_low: Values = [p.fixed_ci.low * 100 if p.fixed_ci else None for p in lift.points]
+        fixed_high: Values = [p.fixed_ci.high * 100 if p.fixed_ci else None for p in lift.points]
+        valid_low: Values = [p.always_valid_ci.low * 100 if p.always_valid_ci else None for p in lift.points]
+        valid_high: Values = [
+            p.always_valid_ci.high * 100 if p.always_valid_ci else None for p in lift.points
+        ]
+        charts.append(
+            time_chart(
+                key=f"lift-{index}",
+                title=f"{lift.name} vs {lift.baseline}: difference in conversion rate so far (pp)",
+                days=days,
+                traces=[
+                    ("always-valid 95 %", "valid", difference, valid_low, valid_high, True),
+                    ("fixed-horizon 95 %", "fixed", difference, fixed_low, fixed_high, False),
+                ],
+                y_format=lambda v: f"{v:+.1f}",
+                zero=True,
+            )
+        )
+    return charts

@@ -359,3 +359,15 @@ def growth_to_resolve(
         middle = (low + high) / 2
         low, high = (low, middle) if half_width(middle) <= effect else (middle, high)
     return high
+
+
+def mean_interval(
+    *, count: int, total: float, total_squares: float, confidence: float = CONFIDENCE
+) -> Interval | None:
+    """Normal interval of a mean (e.g. revenue per shopper) from its sums; ``None`` below two units."""
+    if count < 2:
+        return None
+    mean = total / count
+    variance = max(total_squares - count * mean * mean, 0.0) / (count - 1)
+    half = _z(confidence) * math.sqrt(variance / count)
+    return Interval(low=mean - half, high=mean + half)

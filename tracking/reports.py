@@ -624,3 +624,200 @@ def _srm(*, campaign: Campaign, groups: Sequence[GroupReport]) -> analytics.Samp
     return analytics.sample_ratio_check(
         observed=[g.users for g in considered], expected_shares=[g.expected_share for g in considered]
     )
+
+
+# --- Over time: the same groups, day by day ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailyPoint:
+    """One group on one day (UTC). Shoppers, converters and revenue are cumulative: what a look taken at
+    the end of that day would have seen of the cohort exposed so far."""
+
+    day: date
+    exposures: int  # that day's
+    users: int
+    converters: int
+    revenue: Decimal
+    conversion_rate: float | None
+    conversion_rate_ci: analytics.Interval | None
+    revenue_per_user: float | None
+    revenue_per_user_ci: analytics.Interval | None
+
+
+@dataclass(frozen=True)
+class GroupSeries:
+    key: str
+    name: str
+    role: str
+    points: list[DailyPoint]
+
+
+@dataclass(frozen=True)
+class LiftPoint:
+    day: date
+    difference: float | None
+    fixed_ci: analytics.Interval | None
+    always_valid_ci: analytics.Interval | None
+
+
+@dataclass(frozen=True)
+class LiftSeries:
+    name: str
+    baseline: str
+    points: list[LiftPoint]
+
+
+@dataclass(frozen=True)
+class CampaignTimeline:
+    days: list[date]
+    groups: list[GroupSeries]
+    lifts: list[LiftSeries]
+
+
+def _daily_rows(sql: str, params: Sequence[Any]) -> dict[tuple[int | None, date], tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(row[0], row[1]): tuple(row[2:]) for row in cursor.fetchall()}
+
+
+def daily_counts(
+    *, campaign_id: int, period: ReportPeriod, currency: str
+) -> dict[str, dict[tuple[int | None, date], tuple[Any, ...]]]:
+    """Per (variant or holdout, UTC day): exposures; shoppers first exposed; shoppers first converting;
+    revenue in ``currency`` and its per-shopper variance increment. Four grouped queries.
+
+    The variance term needs Σ over shoppers of (their revenue so far)² on every day; it grows only on the
+    days a shopper orders, by cum² - (cum - that day's revenue)², so summing those increments per day
+    keeps the query grouped instead of one row per shopper and day.
+    """
+    intervention = INTERVENTION_TABLE
+    conversion = Conversion._meta.db_table
+    where, params = _intervention_filter(campaign_ids=[campaign_id], period=period)
+    conditions = " AND ".join(where)
+    group = "CASE WHEN i.is_holdout THEN NULL ELSE i.variant_id END"
+    converted_group = "CASE WHEN c.is_holdout THEN NULL ELSE c.variant_id END"
+    converted_where = f"{conditions} AND (c.is_holdout OR c.variant_id IS NOT NULL)"
+    utc_day = "(({}) AT TIME ZONE 'UTC')::date"
+    exposures = f"""
+        SELECT {group}, {utc_day.format("i.created_at")}, COUNT(*)
+        FROM {intervention} i WHERE {conditions} GROUP BY 1, 2
+    """  # noqa: S608  (table names come from the models, values are parameters)
+    users = f"""
+        SELECT g, first_day, COUNT(*) FROM (
+            SELECT {group} AS g, i.user_id, {utc_day.format("MIN(i.created_at)")} AS first_day
+            FROM {intervention} i WHERE {conditions} GROUP BY 1, 2
+        ) firsts GROUP BY 1, 2
+    """  # noqa: S608
+    converters = f"""
+        SELECT g, first_day, COUNT(*) FROM (
+            SELECT {converted_group} AS g, c.user_id,
+                   {utc_day.format("GREATEST(MIN(c.occurred_at), MIN(i.created_at))")} AS first_day
+            FROM {conversion} c JOIN {intervention} i ON i.id = c.intervention_id
+            WHERE {converted_where} GROUP BY 1, 2
+        ) firsts GROUP BY 1, 2
+    """  # noqa: S608
+    revenue = f"""
+        SELECT g, day, SUM(revenue), SUM(running * running - (running - revenue) * (running - revenue))
+        FROM (
+            SELECT g, day, revenue, SUM(revenue) OVER (PARTITION BY g, user_id ORDER BY day) AS running
+            FROM (
+                SELECT {converted_group} AS g, c.user_id,
+                       {utc_day.format("GREATEST(c.occurred_at, i.created_at)")} AS day,
+                       SUM(c.revenue) AS revenue
+                FROM {conversion} c JOIN {intervention} i ON i.id = c.intervention_id
+                WHERE {converted_where} AND c.currency = %s GROUP BY 1, 2, 3
+            ) per_day
+        ) running GROUP BY 1, 2
+    """  # noqa: S608
+    return {
+        "exposures": _daily_rows(exposures, params),
+        "users": _daily_rows(users, params),
+        "converters": _daily_rows(converters, params),
+        "revenue": _daily_rows(revenue, [*params, currency]),
+    }
+
+
+def campaign_timeline(*, report: CampaignReport, period: ReportPeriod) -> CampaignTimeline:
+    """The report's groups day by day, and each comparison's cumulative lift (variants against control
+    when there is one, else against the holdout; the campaign against the holdout) with its
+    fixed-horizon and always-valid intervals."""
+    counts = daily_counts(campaign_id=report.campaign_id, period=period, currency=report.currency)
+    seen = [day for rows in counts.values() for _, day in rows]
+    if not seen:
+        return CampaignTimeline(days=[], groups=[], lifts=[])
+    first, last = min(seen), max(seen)
+    days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    series = [_group_series(group, days=days, counts=counts) for group in report.groups]
+    by_key = {s.key: s for s in series}
+    lifts: list[LiftSeries] = []
+    control = report.control
+    baseline = control if control is not None else report.holdout
+    for group in report.groups:
+        if group.role == TREATMENT or (group.role == CONTROL and control is None):
+            lifts.append(
+                _lift_series(by_key[group.key], by_key[baseline.key], mde=report.minimum_detectable_effect)
+            )
+    return CampaignTimeline(days=days, groups=series, lifts=lifts)
+
+
+def _group_series(
+    group: GroupReport, *, days: list[date], counts: dict[str, dict[tuple[int | None, date], tuple[Any, ...]]]
+) -> GroupSeries:
+    users = converters = 0
+    revenue, squares = Decimal("0"), Decimal("0")
+    points = []
+    for day in days:
+        key = (group.variant_id, day)
+        users += int(counts["users"].get(key, (0,))[0])
+        converters += int(counts["converters"].get(key, (0,))[0])
+        day_revenue, day_squares = counts["revenue"].get(key, (Decimal("0"), Decimal("0")))
+        revenue += Decimal(day_revenue)
+        squares += Decimal(day_squares)
+        per_user = analytics.mean_interval(count=users, total=float(revenue), total_squares=float(squares))
+        points.append(
+            DailyPoint(
+                day=day,
+                exposures=int(counts["exposures"].get(key, (0,))[0]),
+                users=users,
+                converters=converters,
+                revenue=revenue.quantize(MONEY),
+                conversion_rate=converters / users if users else None,
+                conversion_rate_ci=analytics.wilson_interval(successes=converters, trials=users),
+                revenue_per_user=float(revenue) / users if users else None,
+                revenue_per_user_ci=per_user,
+            )
+        )
+    return GroupSeries(key=group.key, name=group.name, role=group.role, points=points)
+
+
+def _lift_series(group: GroupSeries, baseline: GroupSeries, *, mde: float) -> LiftSeries:
+    points = []
+    for treated, base in zip(group.points, baseline.points, strict=True):
+        sequential = analytics.sequential_difference(
+            successes=treated.converters,
+            trials=treated.users,
+            baseline_successes=base.converters,
+            baseline_trials=base.users,
+            mixing_sd=mde,
+        )
+        if sequential is None:
+            points.append(LiftPoint(day=treated.day, difference=None, fixed_ci=None, always_valid_ci=None))
+            continue
+        rate, base_rate = treated.converters / treated.users, base.converters / base.users
+        half = analytics.fixed_half_width(
+            variance=rate * (1 - rate) / treated.users + base_rate * (1 - base_rate) / base.users
+        )
+        points.append(
+            LiftPoint(
+                day=treated.day,
+                difference=sequential.difference,
+                fixed_ci=analytics.Interval(
+                    low=sequential.difference - half, high=sequential.difference + half
+                )
+                if half > 0
+                else None,
+                always_valid_ci=sequential.interval,
+            )
+        )
+    return LiftSeries(name=group.name, baseline=baseline.name, points=points)
