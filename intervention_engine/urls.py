@@ -24,6 +24,11 @@ urlpatterns = [
         admin.site.admin_view(tracking_admin_views.campaign_report_view),
         name="admin-campaign-report",
     ),
+    path(
+        "admin/reports/campaigns/",
+        admin.site.admin_view(tracking_admin_views.campaigns_overview_view),
+        name="admin-campaigns-overview",
+    ),
     re_path(
         r"^admin/reports/campaigns\.(?P<file_format>csv|xlsx)$",
         admin.site.admin_view(tracking_admin_views.reports_export_view),

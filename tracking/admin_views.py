@@ -30,9 +30,11 @@ from tracking.reports import (
     CampaignReport,
     CampaignTimeline,
     DailyPoint,
+    OverviewRow,
     ReportPeriod,
     campaign_report,
     campaign_timeline,
+    overview_row,
     report_period_parse,
 )
 
@@ -521,3 +523,91 @@ def timeline_charts(report: CampaignReport, timeline: CampaignTimeline) -> list[
             )
         )
     return charts
+
+
+# --- Overview: every campaign on one page -------------------------------------------------------------
+
+# The columns the overview sorts by (``?o=name`` ascending, ``?o=-name`` descending), and their keys.
+OVERVIEW_SORTS: dict[str, Callable[[OverviewRow], Any]] = {
+    "name": lambda row: row.name.lower(),
+    "status": lambda row: row.status,
+    "exposures": lambda row: row.exposures,
+    "conversion": lambda row: row.conversion_rate,
+    "incremental": lambda row: row.incremental_revenue,
+    "verdict": lambda row: {"better": 2, "": 1, "worse": 0}[row.decided],
+}
+OVERVIEW_DEFAULT_SORT = "-exposures"
+
+
+def overview_sorted(rows: list[OverviewRow], order: str) -> list[OverviewRow]:
+    """Sorted by a column of ``OVERVIEW_SORTS``; rows with nothing to sort by (no holdout, no shopper)
+    last whichever the direction, then by name."""
+    column = order.lstrip("-")
+    key = OVERVIEW_SORTS[column]
+    present = [row for row in rows if key(row) is not None]
+    missing = sorted((row for row in rows if key(row) is None), key=lambda row: row.name.lower())
+    present.sort(key=lambda row: row.name.lower())
+    present.sort(key=key, reverse=order.startswith("-"))
+    return present + missing
+
+
+@admin_permission_required([VIEW_PERMISSION])
+def campaigns_overview_view(request: HttpRequest) -> HttpResponse:
+    """Every campaign with status, reach, conversion, incremental revenue and the verdict, for a period."""
+    start, end = request.GET.get("from", ""), request.GET.get("to", "")
+    order = request.GET.get("o", OVERVIEW_DEFAULT_SORT)
+    if order.lstrip("-") not in OVERVIEW_SORTS:
+        order = OVERVIEW_DEFAULT_SORT
+    error = ""
+    try:
+        period = report_period_parse(start=start, end=end)
+    except ApplicationError as exc:
+        error, period = exc.message, ReportPeriod()
+    rows = overview_sorted([overview_row(report) for report in exports.reports_iter(period=period)], order)
+    period_query = {k: v for k, v in {"from": start, "to": end}.items() if v}
+    headers = []
+    for column, label in (
+        ("name", "Campaign"),
+        ("status", "Status"),
+        ("exposures", "Exposures"),
+        ("conversion", "Conversion"),
+        ("incremental", "Incremental revenue [95 %]"),
+        ("verdict", "Verdict"),
+    ):
+        ascending = order == column
+        flip = f"-{column}" if ascending else column
+        headers.append(
+            {
+                "label": label,
+                "url": "?" + urlencode({**period_query, "o": flip}),
+                "sorted": "asc" if ascending else "desc" if order == f"-{column}" else "",
+            }
+        )
+    export_query = urlencode(period_query)
+    context: dict[str, Any] = {
+        **admin.site.each_context(request),
+        "title": "Campaign results overview",
+        "subtitle": None,
+        "rows": [
+            {
+                "row": row,
+                "rate": _percent(row.conversion_rate, 2),
+                "incremental_ci": (
+                    f"[{row.incremental_revenue_ci.low:,.2f}, {row.incremental_revenue_ci.high:,.2f}]"
+                    if row.incremental_revenue_ci
+                    else ""
+                ),
+                "url": reverse("admin-campaign-report", args=[row.campaign_id])
+                + (f"?{export_query}" if export_query else ""),
+            }
+            for row in rows
+        ],
+        "headers": headers,
+        "order": order,
+        "start": start,
+        "end": end,
+        "error": error,
+        "csv_url": f"{reverse('admin-reports-export', args=['csv'])}?{export_query}",
+        "xlsx_url": f"{reverse('admin-reports-export', args=['xlsx'])}?{export_query}",
+    }
+    return TemplateResponse(request, "admin/tracking/overview.html", context)

@@ -821,3 +821,57 @@ def _lift_series(group: GroupSeries, baseline: GroupSeries, *, mde: float) -> Li
             )
         )
     return LiftSeries(name=group.name, baseline=baseline.name, points=points)
+
+
+# --- Overview: every campaign on one line ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    campaign_id: int
+    name: str
+    status: str
+    exposures: int
+    users: int
+    converters: int
+    conversion_rate: float | None
+    currency: str
+    incremental_revenue: Decimal | None
+    incremental_revenue_ci: analytics.Interval | None
+    verdict: str
+    decided: str  # "better", "worse" or "" (no decision): how the verdict reads at a glance
+
+
+def overview_row(report: CampaignReport) -> OverviewRow:
+    """A campaign's line on the overview: what it reached, what it earned against its holdout, and the
+    verdict — of the campaign against its holdout when it has one, else of its best-exposed variant
+    against control."""
+    treated = report.funnel
+    incremental = report.incremental
+    comparison = incremental
+    if comparison is None:
+        compared = [g for g in report.variants if g.vs_control is not None]
+        compared.sort(key=lambda g: -g.users)
+        comparison = compared[0].vs_control if compared else None
+    verdict = comparison["verdict"] if comparison else "Nothing to compare yet"
+    interval = comparison["always_valid"]["absolute_lift_ci"] if comparison else None
+    decided = ""
+    if interval is not None and interval.low > 0:
+        decided = "better"
+    elif interval is not None and interval.high < 0:
+        decided = "worse"
+    users = int(treated["users"])
+    return OverviewRow(
+        campaign_id=report.campaign_id,
+        name=report.campaign_name,
+        status=report.campaign_status,
+        exposures=int(treated["exposures"]),
+        users=users,
+        converters=int(treated["converters"]),
+        conversion_rate=int(treated["converters"]) / users if users else None,
+        currency=report.currency,
+        incremental_revenue=incremental["incremental_revenue"] if incremental else None,
+        incremental_revenue_ci=incremental.get("incremental_revenue_ci") if incremental else None,
+        verdict=verdict,
+        decided=decided,
+    )
