@@ -34,6 +34,11 @@ urlpatterns = [
         admin.site.admin_view(tracking_admin_views.reports_export_view),
         name="admin-reports-export",
     ),
+    re_path(
+        r"^admin/reports/(?P<kind>interventions|deliveries|events|conversions)\.(?P<file_format>csv|xlsx)$",
+        admin.site.admin_view(tracking_admin_views.raw_export_view),
+        name="admin-raw-export",
+    ),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),

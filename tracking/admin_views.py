@@ -292,6 +292,10 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         "funnel_chart": funnel,
         "funnel_steps": funnel_steps,
         "campaign_url": reverse("admin:campaigns_campaign_change", args=[campaign_id]),
+        "raw_links": raw_links(
+            request,
+            query={k: v for k, v in {"campaign": str(campaign_id), "from": start, "to": end}.items() if v},
+        ),
         "csv_url": f"{reverse('admin-reports-export', args=['csv'])}?{query}",
         "xlsx_url": f"{reverse('admin-reports-export', args=['xlsx'])}?{query}",
     }
@@ -607,7 +611,54 @@ def campaigns_overview_view(request: HttpRequest) -> HttpResponse:
         "start": start,
         "end": end,
         "error": error,
+        "raw_links": raw_links(request, query=period_query),
         "csv_url": f"{reverse('admin-reports-export', args=['csv'])}?{export_query}",
         "xlsx_url": f"{reverse('admin-reports-export', args=['xlsx'])}?{export_query}",
     }
     return TemplateResponse(request, "admin/tracking/overview.html", context)
+
+
+# --- Raw rows -------------------------------------------------------------------------------------------
+
+# Who may download each kind of raw row: whoever may look at those rows in the admin.
+RAW_PERMISSIONS = {
+    "interventions": "interventions.view_intervention",
+    "deliveries": "interventions.view_delivery",
+    "events": "tracking.view_trackingevent",
+    "conversions": "tracking.view_conversion",
+}
+
+
+def _raw_permission(request: HttpRequest, *, kind: str, file_format: str) -> list[str]:
+    return [RAW_PERMISSIONS[kind]]
+
+
+@admin_permission_required(_raw_permission)
+def raw_export_view(request: HttpRequest, kind: str, file_format: str) -> HttpResponseBase:
+    """The raw rows of one kind as CSV or XLSX, for the period in ``from``/``to`` (and ``?campaign=``)."""
+    try:
+        period = report_period_parse(start=request.GET.get("from"), end=request.GET.get("to"))
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    raw = request.GET.get("campaign", "")
+    if raw and not (raw.isdigit() and len(raw) <= 18):
+        return HttpResponse(
+            "'campaign' is not a campaign id.", status=400, content_type="text/plain; charset=utf-8"
+        )
+    return exports.raw_export_response(
+        kind=kind, file_format=file_format, period=period, campaign_id=int(raw) if raw else None
+    )
+
+
+def raw_links(request: HttpRequest, *, query: dict[str, str]) -> list[dict[str, str]]:
+    """The raw downloads this user may take, with the page's period (and campaign)."""
+    encoded = urlencode(query)
+    return [
+        {
+            "kind": kind,
+            "csv": f"{reverse('admin-raw-export', args=[kind, 'csv'])}?{encoded}",
+            "xlsx": f"{reverse('admin-raw-export', args=[kind, 'xlsx'])}?{encoded}",
+        }
+        for kind, permission in RAW_PERMISSIONS.items()
+        if request.user.has_perm(permission)
+    ]

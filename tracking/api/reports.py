@@ -1,4 +1,5 @@
-"""``GET /campaigns/{id}/report`` (JSON), ``GET /reports/campaigns.csv|.xlsx`` (exports); scope ``reports``.
+"""``GET /campaigns/{id}/report`` (JSON), ``GET /reports/campaigns.csv|.xlsx`` (exports) and the raw rows,
+``GET /reports/{interventions,deliveries,events,conversions}.csv|.xlsx``; scope ``reports``.
 
 Thin: parse the period, call tracking.reports / tracking.exports, format. Routes: tracking/api/urls.py.
 """
@@ -167,6 +168,36 @@ class CampaignsExportView(APIView):
         period = _period(request)
         campaign_id = _campaign_param(request)
         return exports.export_response(file_format=file_format, period=period, campaign_id=campaign_id)
+
+
+class RawExportView(APIView):
+    required_scopes = {Scope.REPORTS}
+    content_negotiation_class = _AnyAcceptNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "from",
+                OpenApiTypes.STR,
+                description="Rows from this date (YYYY-MM-DD) or ISO-8601 datetime: interventions by "
+                "decision time, deliveries by queue time, events and conversions by when they occurred",
+            ),
+            OpenApiParameter(
+                "to", OpenApiTypes.STR, description="Until this date (inclusive) or datetime (exclusive)"
+            ),
+            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's rows"),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
+        summary="Raw interventions, deliveries, tracking events or conversions of a period, oldest first "
+        "(CSV streamed)",
+        operation_id="raw_export",
+    )
+    def get(self, request: Request, kind: str, file_format: str) -> StreamingHttpResponse | FileResponse:
+        period = _period(request)
+        campaign_id = _campaign_param(request)
+        return exports.raw_export_response(
+            kind=kind, file_format=file_format, period=period, campaign_id=campaign_id
+        )
 
 
 def _campaign_param(request: Request) -> int | None:
