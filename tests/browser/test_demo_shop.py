@@ -271,6 +271,30 @@ def test_it_shows_every_intervention_after_the_socket_is_killed_mid_stream(daphn
     assert "ticket=" not in log.read_text()
 
 
+def test_it_shows_interventions_in_seq_order_when_a_push_is_lost_on_an_open_socket(
+    daphne, page, onsite_intervention
+):
+    # given an open tab that has shown seq 1
+    base, _ = daphne
+    user_id = _open_demo(page, base)
+    first, _lost, third = (
+        onsite_intervention(user_id=user_id, seq=seq, title=f"offer {seq}", kind="toast") for seq in (1, 2, 3)
+    )
+
+    def listed() -> list[int]:
+        return [int(s) for s in page.eval_on_selector_all("#ie-log li", "els => els.map(e => e.dataset.seq)")]
+
+    _push_from_a_thread([first.id])
+    _wait_until(lambda: listed() == [1], timeout=10, what="seq 1")
+
+    # when the push of seq 2 is lost (the channel layer may drop one) and seq 3 arrives
+    _push_from_a_thread([third.id])
+
+    # then the hole is filled from PostgreSQL and the tab shows 2 before 3
+    _wait_until(lambda: len(listed()) >= 3, timeout=10, what="the hole filled")
+    assert listed() == [1, 2, 3]
+
+
 def test_it_never_shows_an_expired_intervention(daphne, page, onsite_intervention):
     # given a pending intervention that expired a second ago, and a fresh one
     base, _ = daphne
