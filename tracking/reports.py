@@ -593,7 +593,7 @@ def verdict_text(
         return (
             f"{name} {'beats' if wins else 'loses to'} {baseline.lower()}: "
             f"{sequential.difference * 100:+.1f} pp, always-valid 95% interval "
-            f"[{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+            f"[{_points(interval.low)}, {_points(interval.high)}]"
         )
     if interval is not None and -mde < interval.low and interval.high < mde:
         return (
@@ -606,6 +606,13 @@ def verdict_text(
         f"No decision yet; at today's rate about {days_left} more "
         f"day{'s' if days_left != 1 else ''} for the planned minimum effect ({mde * 100:.2g} pp)"
     )
+
+
+def _points(rate: float) -> str:
+    """A difference of rates in percentage points, one decimal; two when one would read as 0.0 (an
+    interval "[0.0, 7.0]" that excludes zero would look as if it touched it)."""
+    points = rate * 100
+    return f"{points:.1f}" if round(points, 1) != 0 or points == 0 else f"{points:.2f}"
 
 
 def _money(value: float) -> Decimal:
