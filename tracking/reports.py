@@ -45,6 +45,7 @@ HOLDOUT = "holdout"
 CONTROL = "control"
 TREATMENT = "treatment"
 MONEY = Decimal("0.01")
+MIN_DETECTABLE_EFFECT = 0.0001  # 0.01 percentage point, the smallest the campaign field accepts
 
 
 @dataclass(frozen=True)
@@ -422,7 +423,8 @@ def _build(
 
     control = next((g for g in groups if g.role == CONTROL), None)
     holdout = groups[-1]
-    mde = float(campaign.minimum_detectable_effect) / 100
+    # The field's validators keep it at 0.01 pp or more; a row written around them must not break the page.
+    mde = max(float(campaign.minimum_detectable_effect) / 100, MIN_DETECTABLE_EFFECT)
     looked_at = min(generated_at, period.end) if period.end else generated_at
     for group in groups:
         if group.role == TREATMENT and control is not None:
