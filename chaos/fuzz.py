@@ -173,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     from chaos.worker import ConsumerProcess
     from interventions.models import Intervention
     from messaging.kafka import ensure_topics, producer_config
-    from tests.delivery import factories
+    from tests import fixtures
 
     run = uuid.uuid4().hex[:8]
     prefix = f"chaos-{run}."
     django_settings.KAFKA_TOPICS = {name: f"{prefix}{name}" for name in django_settings.KAFKA_TOPICS}
     topics = django_settings.KAFKA_TOPICS
     ensure_topics(partitions=3)
-    campaign = factories.campaign(channels=["onsite"], strategy="fixed", conditions="score >= 0.95")
+    campaign = fixtures.campaign_live(
+        channels=["onsite"], channel_strategy="fixed", conditions="score >= 0.95"
+    )
     group = f"chaos-{run}"
     log_path = Path(tempfile.mkdtemp(prefix="chaos-")) / "consumer.log"
     consumer = ConsumerProcess(

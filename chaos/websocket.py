@@ -186,9 +186,11 @@ def drill(args: argparse.Namespace, *, work: Path, redis: Any) -> int:
     from chaos.worker import DaphneProcess
     from delivery.selectors import campaign_cache
     from interventions.models import Intervention
-    from tests.delivery import factories
+    from tests import fixtures
 
-    campaign = factories.campaign(channels=["onsite"], strategy="fixed", conditions="score >= 0.95")
+    campaign = fixtures.campaign_live(
+        channels=["onsite"], channel_strategy="fixed", conditions="score >= 0.95"
+    )
     campaign_cache.invalidate()
     run = uuid.uuid4().hex[:8]
     port = free_port()

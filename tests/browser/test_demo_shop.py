@@ -29,13 +29,10 @@ from gateway import realtime
 from interventions.models import Intervention
 from messaging.kafka import ensure_topics
 from personalization.models import Profile
-from tests.conftest import free_port
-from tests.delivery import conftest as delivery_fixtures
-from tests.processes import database_url
+from tests.processes import database_url, free_port
 from tracking.models import TrackingEvent
 
 CHROMIUM = "/usr/bin/chromium"
-onsite_intervention = delivery_fixtures.onsite_intervention
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [

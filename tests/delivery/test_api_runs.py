@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from delivery.models import SendRun
-from tests.delivery.test_send_runs import scheduled_campaign, shoppers, started, walk
+from tests.fixtures import run_started, run_walked, scheduled_campaign, shoppers
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ def test_it_lists_a_campaigns_runs_and_shows_one_with_its_counts(api_client):
     # given a finished run of 3 shoppers
     campaign = scheduled_campaign()
     shoppers(3)
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
     client = api_client(scopes=["campaigns"])
 
     # when its campaign's runs and the run are read
@@ -33,7 +33,7 @@ def test_it_pauses_resumes_and_cancels_a_run(api_client):
     # given a running run
     campaign = scheduled_campaign()
     shoppers(2)
-    run = started(campaign)
+    run = run_started(campaign)
     client = api_client(scopes=["campaigns"])
 
     # when it is paused, resumed, cancelled
@@ -50,7 +50,7 @@ def test_it_refuses_a_move_the_state_does_not_allow_and_an_unknown_run(api_clien
     # given a cancelled run
     campaign = scheduled_campaign()
     shoppers(1)
-    run = started(campaign)
+    run = run_started(campaign)
     client = api_client(scopes=["campaigns"])
     client.post(f"/api/v1/runs/{run.pk}/cancel")
 
@@ -78,7 +78,7 @@ def test_it_shows_a_campaigns_runs_from_the_command_line():
 
     campaign = scheduled_campaign()
     shoppers(2)
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
 
     # when campaign_status is run for the campaign
     out = StringIO()
@@ -93,7 +93,7 @@ def test_it_lets_a_marketer_pause_a_run_from_the_admin(marketer_client):
     # given a running run
     campaign = scheduled_campaign()
     shoppers(1)
-    run = started(campaign)
+    run = run_started(campaign)
 
     # when the marketer pauses it with the admin action
     response = marketer_client.post(

@@ -15,8 +15,8 @@ from delivery.management.commands.consume_events import EventConsumer
 from delivery.selectors import campaign_cache
 from interventions.models import Intervention
 from messaging.kafka import topic
-from tests.delivery import factories as f
-from tests.delivery.test_consume_events import consume_count
+from tests import fixtures as f
+from tests.fixtures import consume_count
 from tests.messaging.kafka_topics import isolate_topics, json_values, produce, read_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
@@ -52,7 +52,7 @@ def test_it_dead_letters_the_bad_ones_and_decides_the_good_ones_around_them(sett
     # before and after the fuzzed messages
     isolate_topics(settings)
     campaign_cache.invalidate()
-    campaign = f.campaign(channels=["onsite"], strategy="fixed", conditions="score >= 0.95")
+    campaign = f.campaign_live(channels=["onsite"], channel_strategy="fixed", conditions="score >= 0.95")
     first, last = f.unique("u-good"), f.unique("u-good")
     stream = [
         (topic("prediction-results"), first.encode(), good_prediction(user_id=first)),
