@@ -14,14 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from tests.browser import test_admin_campaign_page as campaign_page
-from tests.delivery import factories as f
-from tests.tracking.test_reports import expose
+from tests import fixtures as f
+from tests.fixtures import expose
+from tests.processes import CHROMIUM, png_size
 from tracking.attribution import OrderPlaced, conversions_record
-
-CHROMIUM = campaign_page.CHROMIUM
-_png_size = campaign_page._png_size
-browser_page = campaign_page.browser_page  # the same headless Chromium fixture
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,11 +30,13 @@ pytestmark = [
 def _two_weeks_of_b_beating_control() -> Campaign:
     """Control (4 %), B (7 %) and a 10 % holdout (3 %), 120 shoppers a day per variant for 10 days."""
     rng = random.Random(18)
-    campaign = f.campaign(channels=["email"], variants=("Control", "B"), holdout_percent=Decimal("10"))
-    Campaign.objects.filter(pk=campaign.pk).update(name="Cart rescue: free shipping test")
+    campaign = f.campaign(
+        channels=["email"],
+        variants=[{"name": "Control", "weight": 1, "is_control": True}, "B"],
+        holdout_percent=Decimal("10"),
+        name="Cart rescue: free shipping test",
+    )
     control, b = campaign.variants.order_by("pk")
-    control.is_control = True
-    control.save()
     now = timezone.now()
     orders = []
     for day in range(10, 0, -1):
@@ -114,7 +112,7 @@ def test_it_draws_the_verdict_and_the_charts_over_time_in_a_real_browser(
     assert lift.locator("path.ie-line--valid").count() == 1
     assert lift.locator("circle.ie-dot--valid").count() >= 10
     data = _shoot(page, tmp_path, "admin-results.png")
-    width, height = _png_size(data)
+    width, height = png_size(data)
     assert width >= 1000
     assert height >= 1500
 
@@ -136,4 +134,4 @@ def test_it_shows_the_overview_in_a_real_browser(live_server, marketer, browser_
     assert "beats holdout" in row.inner_text() or "No decision yet" in row.inner_text()
     assert page.locator("#ie-overview tbody tr").count() == 2
     data = _shoot(page, tmp_path, "admin-results-overview.png")
-    assert _png_size(data)[0] >= 1000
+    assert png_size(data)[0] >= 1000

@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from interventions.models import Delivery, Intervention
-from tests.tracking.test_reports import build_experiment
+from interventions.models import Intervention
+from tests.fixtures import build_experiment, delivery_queued
 from tracking.models import Conversion, TrackingEvent
 
 pytestmark = pytest.mark.django_db
@@ -31,11 +31,9 @@ def _csv(response: Any) -> list[dict[str, str]]:
 
 
 def test_it_exports_each_kind_of_raw_row_as_csv_through_the_api(api_client):
-    # given the experiment (A, Control and holdout exposures, events, orders) and a delivery
+    # given the experiment (A, Control and holdout exposures, events, orders) and one queued delivery
     experiment = build_experiment()
-    intervention = Intervention.objects.filter(campaign=experiment.campaign, is_holdout=False).first()
-    assert intervention is not None
-    Delivery.objects.create(intervention=intervention, channel="email", status="sent", attempts=1)
+    delivery = delivery_queued("email", campaign=experiment.campaign)
     client = api_client(scopes=["reports"])
 
     # when each kind is downloaded for the campaign
@@ -50,15 +48,16 @@ def test_it_exports_each_kind_of_raw_row_as_csv_through_the_api(api_client):
         assert isinstance(response, StreamingHttpResponse)
         assert response["Content-Disposition"].startswith(f'attachment; filename="{kind}-')
     interventions = _csv(got["interventions"])
-    assert len(interventions) == Intervention.objects.filter(campaign=experiment.campaign).count() == 26
+    assert len(interventions) == Intervention.objects.filter(campaign=experiment.campaign).count() == 27
     assert {row["campaign_id"] for row in interventions} == {str(experiment.campaign.pk)}
     assert [row["created_at"] for row in interventions] == sorted(row["created_at"] for row in interventions)
     assert sum(row["is_holdout"] == "true" for row in interventions) == 5
-    (delivery,) = _csv(got["deliveries"])
-    assert (delivery["intervention_id"], delivery["campaign_id"], delivery["status"]) == (
-        str(intervention.pk),
+    (row,) = _csv(got["deliveries"])
+    assert (row["id"], row["intervention_id"], row["campaign_id"], row["status"]) == (
+        str(delivery.pk),
+        str(delivery.intervention_id),
         str(experiment.campaign.pk),
-        "sent",
+        "queued",
     )
     events = _csv(got["events"])
     assert sorted(row["type"] for row in events) == sorted(

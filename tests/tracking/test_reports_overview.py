@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from tests.delivery import factories as f
-from tests.tracking.test_reports import build_experiment, expose, order
+from tests import fixtures as f
+from tests.fixtures import build_experiment, expose, order
 from tracking.attribution import conversions_record
 
 pytestmark = pytest.mark.django_db

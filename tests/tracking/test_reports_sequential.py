@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from tests.delivery import factories as f
-from tests.tracking.test_reports import expose, order
+from tests import fixtures as f
+from tests.fixtures import expose, order
 from tracking import analytics
 from tracking.attribution import conversions_record
 from tracking.reports import ReportPeriod, campaign_report
@@ -21,11 +21,12 @@ pytestmark = pytest.mark.django_db
 
 def _ab(*, control_converters: int, b_converters: int, users: int, mde: str = "1.00") -> Campaign:
     """Control and B with ``users`` shoppers each, exposed 20 hours ago (inside the attribution window)."""
-    campaign = f.campaign(channels=["email"], variants=("Control", "B"))
-    Campaign.objects.filter(pk=campaign.pk).update(minimum_detectable_effect=Decimal(mde))
+    campaign = f.campaign(
+        channels=["email"],
+        variants=[{"name": "Control", "weight": 1, "is_control": True}, "B"],
+        minimum_detectable_effect=Decimal(mde),
+    )
     control, b = campaign.variants.order_by("pk")
-    control.is_control = True
-    control.save()
     control_users = [f.unique("c") for _ in range(users)]
     b_users = [f.unique("b") for _ in range(users)]
     expose(campaign=campaign, variant=control, users=control_users, minutes_ago=20 * 60)

@@ -11,13 +11,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from interventions.models import Intervention
-from tests.delivery import factories as f
-from tests.tracking.test_reports import expose
+from tests import fixtures as f
+from tests.fixtures import expose
 from tracking import analytics
 from tracking.attribution import OrderPlaced, conversions_record
 from tracking.reports import ReportPeriod, campaign_report, campaign_timeline
 
 pytestmark = pytest.mark.django_db
+
+CONTROL = {"name": "Control", "weight": 1, "is_control": True}
 
 
 def _order(user_id: str, revenue: str, at: datetime) -> OrderPlaced:
@@ -29,10 +31,10 @@ def _order(user_id: str, revenue: str, at: datetime) -> OrderPlaced:
 def test_it_follows_each_group_day_by_day_and_ends_where_the_report_ends():
     # given Control and B exposed over three UTC days (10 shoppers each per day), with orders an hour
     # after exposure: B converts 3 a day (one shopper twice), Control 1 a day
-    campaign = f.campaign(channels=["email"], variants=("Control", "B"))
+    campaign = f.campaign(
+        channels=["email"], variants=[{"name": "Control", "weight": 1, "is_control": True}, "B"]
+    )
     control, b = campaign.variants.order_by("pk")
-    control.is_control = True
-    control.save()
     now = timezone.now()
     hours_ago = [50, 26, 2]
     orders: list[OrderPlaced] = []
@@ -96,10 +98,10 @@ def test_it_follows_each_group_day_by_day_and_ends_where_the_report_ends():
 
 def test_it_draws_the_charts_over_time_on_the_results_page(marketer_client):
     # given Control and B exposed yesterday and today, with one order each
-    campaign = f.campaign(channels=["email"], variants=("Control", "B"))
+    campaign = f.campaign(
+        channels=["email"], variants=[{"name": "Control", "weight": 1, "is_control": True}, "B"]
+    )
     control, b = campaign.variants.order_by("pk")
-    control.is_control = True
-    control.save()
     c_rows = expose(
         campaign=campaign, variant=control, users=[f.unique("c") for _ in range(5)], minutes_ago=30 * 60
     )
