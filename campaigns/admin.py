@@ -625,6 +625,7 @@ class CampaignAdmin(ServiceBackedAdmin):
                     "holdout_percent",
                     ("use_bandit", "bandit_goal"),
                     ("conversion_goal", "attribution_window_seconds"),
+                    "minimum_detectable_effect",
                 )
             },
         ),

@@ -95,6 +95,7 @@ CAMPAIGN_FIELDS = (
     "bandit_goal",
     "conversion_goal",
     "attribution_window_seconds",
+    "minimum_detectable_effect",
     "send_at",
     "send_local_time",
     "cron",
