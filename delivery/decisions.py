@@ -3,8 +3,11 @@
 Pure decisions, no writes: which campaigns an event may trigger (trigger and dates) and which it exits;
 for each candidate, conditions and segment, a later exit event of the same shopper in the batch,
 eligibility (consent, frequency cap, cooldown, the shared daily budget), arbitration by priority, the
-holdout, the variant, the channel (the counters and the shoppers' presence read in one Redis call) and the
-rendered content. ``delivery.services`` runs them inside the batch's transaction and writes the result.
+holdout, the variant (by weight, or by the bandit's learned shares), the channel (the counters and the
+shoppers' presence read in one Redis call) and the rendered content. Each decision logs how likely its
+variant, its channel and the holdout were (``propensity``), and why its channel was chosen; what was
+learned comes from the process's ``learned_cache`` (delivery.allocation), never from a query per event.
+``delivery.services`` runs them inside the batch's transaction and writes the result.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 from uuid import UUID
 
 from campaigns.models import Campaign, Variant
-from campaigns.selectors import holdout_assign, variant_assign
+from campaigns.selectors import holdout_assign, variant_allocate
 from campaigns.services import template_render
 from core.observability import get_logger
 from core.redis import redis_sync
+from delivery.allocation import Learned
 from delivery.channel_selection import channel_choose
 from delivery.eligibility import CapLedger, consented_channels, in_quiet_hours
 from delivery.events import InboundEvent
@@ -89,6 +93,7 @@ def decide(
     profiles: dict[str, Profile],
     now: datetime,
     handoff: Handoff,
+    learned: Learned | None = None,
 ) -> Decided:
     """Decide every candidate not in ``decided`` (the (campaign, event) pairs decided before).
 
@@ -160,6 +165,7 @@ def decide(
                 ledger=ledger,
                 online=profile.user_id in online,
                 now=now,
+                learned=learned or Learned(),
             )
             decisions.append(decision)
             if decision.counted or decision.intervention.is_holdout:
@@ -210,8 +216,10 @@ def _suppressed(
     reason: str,
     variant: Variant | None = None,
     is_holdout: bool = False,
+    propensity: dict[str, Any] | None = None,
 ) -> Decision:
     intervention = _base(plan=plan, event=event, profile=profile, variant=variant)
+    intervention.propensity = propensity or {}
     intervention.status = Intervention.Status.SUPPRESSED.value
     intervention.suppression_reason = reason
     intervention.is_holdout = is_holdout
@@ -232,6 +240,7 @@ def _decide_one(
     ledger: CapLedger,
     online: bool,
     now: datetime,
+    learned: Learned,
 ) -> Decision:
     campaign = plan.campaign
     channels = [c for c in (campaign.channels or []) if isinstance(c, str)]
@@ -242,13 +251,30 @@ def _decide_one(
     if refusal is not None:
         return _suppressed(plan=plan, event=event, profile=profile, reason=refusal)
 
-    variant = variant_assign(campaign=campaign, variants=plan.variants, user_id=profile.user_id)
+    variant, variant_probability = variant_allocate(
+        campaign=campaign,
+        variants=plan.variants,
+        user_id=profile.user_id,
+        learned=learned.shares.get(campaign.pk) if campaign.use_bandit else None,
+    )
+    propensity: dict[str, Any] = {
+        "variant": round(variant_probability, 6),
+        "holdout": float(campaign.holdout_percent or 0) / 100,
+    }
     if holdout_assign(campaign=campaign, user_id=profile.user_id):
         return _suppressed(
-            plan=plan, event=event, profile=profile, reason="holdout", variant=variant, is_holdout=True
+            plan=plan,
+            event=event,
+            profile=profile,
+            reason="holdout",
+            variant=variant,
+            is_holdout=True,
+            propensity=propensity,
         )
     if variant is None:
-        return _suppressed(plan=plan, event=event, profile=profile, reason="no_variant")
+        return _suppressed(
+            plan=plan, event=event, profile=profile, reason="no_variant", propensity=propensity
+        )
 
     send_at = now + timedelta(seconds=campaign.delay_seconds) if campaign.delay_seconds else now
     quiet: list[str] = []
@@ -261,19 +287,25 @@ def _decide_one(
             return False
         return channel_reachable(profile=profile, channel=channel)
 
-    channel = channel_choose(
+    choice = channel_choose(
         strategy=campaign.channel_strategy,
         channels=channels,
         usable=usable,
         online=online,
         engagement=profile.engagement or {},
+        prior=learned.channel_rates,
     )
-    if channel is None:
+    if choice is None:
         has_template = any(variant.template_for(c) is not None for c in channels)
         reason = (
             "control" if variant.is_control and not has_template else "quiet_hours" if quiet else "no_channel"
         )
-        return _suppressed(plan=plan, event=event, profile=profile, reason=reason, variant=variant)
+        return _suppressed(
+            plan=plan, event=event, profile=profile, reason=reason, variant=variant, propensity=propensity
+        )
+    channel = choice.channel
+    propensity["channel"] = round(choice.probability, 6)
+    propensity["channel_reason"] = choice.reason
 
     template = variant.template_for(channel)
     assert template is not None
@@ -292,6 +324,7 @@ def _decide_one(
     intervention = _base(plan=plan, event=event, profile=profile, variant=variant)
     intervention.channel = channel
     intervention.content = content
+    intervention.propensity = propensity
     intervention.expires_at = send_at + timedelta(seconds=campaign.expiry_seconds)
     ledger.count(campaign=campaign, profile=profile, member=str(intervention.pk))
     if campaign.delay_seconds:
@@ -301,7 +334,7 @@ def _decide_one(
             intervention=intervention,
             delivery=None,
             events=[
-                ("intervention.created", {}),
+                ("intervention.created", {"extra": {"propensity": propensity}}),
                 ("intervention.scheduled", {"extra": {"scheduled_for": send_at.isoformat()}}),
             ],
             counted=True,
@@ -312,7 +345,7 @@ def _decide_one(
         intervention=intervention,
         delivery=delivery,
         events=[
-            ("intervention.created", {}),
+            ("intervention.created", {"extra": {"propensity": propensity}}),
             ("delivery.queued", {"extra": {"delivery_id": str(delivery)}}),
         ],
         counted=True,

@@ -393,9 +393,67 @@
     })();
   };
 
+  function base64UrlBytes(text) {
+    var padded = (text + "===".slice((text.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    var raw = global.atob(padded);
+    var bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  /*
+   * Web Push: register the service worker, ask the shopper, subscribe with the engine's VAPID public key,
+   * and hand the subscription to the shop's backend (which registers it with an API key:
+   * POST /api/v1/users/{id}/push-tokens {"platform": "web", "subscription": …}).
+   *   InterventionEngine.subscribePush({
+   *     applicationServerKey: "<base64url>", serviceWorker: "/push-sw.js",
+   *     register: (subscription) => fetch("/my-backend/push-subscription", {method: "POST", body: …}),
+   *   })  // → the PushSubscription JSON; rejects when the browser or the shopper says no
+   * unsubscribePush({serviceWorker, unregister}) does the reverse (unregister gets the endpoint), for a
+   * shopper who turns notifications off.
+   */
+  async function pushRegistration(options) {
+    if (!("serviceWorker" in global.navigator) || !("PushManager" in global)) {
+      throw new Error("This browser has no Web Push");
+    }
+    return global.navigator.serviceWorker.register(options.serviceWorker, options.scope ? { scope: options.scope } : undefined)
+      .then(function () { return global.navigator.serviceWorker.ready; });
+  }
+
+  async function subscribePush(options) {
+    if (!options || !options.applicationServerKey || typeof options.register !== "function") {
+      throw new Error("subscribePush needs applicationServerKey, serviceWorker and register");
+    }
+    var registration = await pushRegistration(options);
+    var permission = await global.Notification.requestPermission();
+    if (permission !== "granted") throw new Error("Notifications were not allowed (" + permission + ")");
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) {
+      subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true,
+        applicationServerKey: base64UrlBytes(options.applicationServerKey),
+      });
+    }
+    var json = subscription.toJSON();
+    await options.register(json);
+    return json;
+  }
+
+  async function unsubscribePush(options) {
+    var registration = await pushRegistration(options);
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) return false;
+    var endpoint = subscription.endpoint;
+    await subscription.unsubscribe();
+    if (typeof options.unregister === "function") await options.unregister(endpoint);
+    return true;
+  }
+
   global.InterventionEngine = {
     connect: function (options) {
       return new Connection(options);
     },
+    subscribePush: subscribePush,
+    unsubscribePush: unsubscribePush,
   };
 })(window);
