@@ -7,13 +7,14 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework.fields import CharField
 
 from api import idempotency
-from api.serializers import ErrorSerializer
+from api.serializers import ErrorSerializer, StrictFieldsMixin
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+NO_NULL_CHARACTERS = "^[^\\u0000]*$"
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -39,13 +40,38 @@ class ApiAutoSchema(AutoSchema):
             parameters.append(
                 OpenApiParameter(
                     idempotency.HEADER,
-                    OpenApiTypes.STR,
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": idempotency.MAX_KEY_LENGTH,
+                        "pattern": idempotency.KEY_PATTERN,
+                    },
                     OpenApiParameter.HEADER,
                     description="Retry-safe key: a repeat gets the first answer "
                     f"(with `{idempotency.REPLAYED_HEADER}: true`).",
                 )
             )
         return parameters
+
+    def _map_serializer(self, serializer: Any, direction: Any, bypass_extensions: bool = False) -> Any:
+        mapped = super()._map_serializer(serializer, direction, bypass_extensions)  # type: ignore[no-untyped-call]
+        if direction == "request" and isinstance(serializer, StrictFieldsMixin):
+            # Unknown fields are refused (api/serializers.py): the schema says so, or generated clients and
+            # fuzzers would believe extra properties are fine.
+            mapped["additionalProperties"] = False
+        return mapped
+
+    def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
+        mapped = super()._map_serializer_field(field, direction, bypass_extensions)  # type: ignore[no-untyped-call]
+        if direction == "request" and isinstance(field, CharField) and "pattern" not in mapped:
+            mapped["pattern"] = NO_NULL_CHARACTERS  # DRF refuses "\x00" in every string field
+        if mapped.get("type") == "array":
+            # drf-spectacular leaves out allow_empty=False and a ListSerializer's max_length.
+            if getattr(field, "allow_empty", True) is False:
+                mapped["minItems"] = max(mapped.get("minItems", 0), 1)
+            if (max_length := getattr(field, "max_length", None)) is not None and "maxItems" not in mapped:
+                mapped["maxItems"] = max_length
+        return mapped
 
     def _get_response_bodies(self, direction: Any = "response") -> Any:
         responses = dict(super()._get_response_bodies(direction))
@@ -55,8 +81,8 @@ class ApiAutoSchema(AutoSchema):
             codes.append("409")
             if getattr(self._handler(), "idempotent", False):
                 codes.append("422")  # idempotency_key_reused: the same key with another request
-        if "{" in self.path:
-            codes.append("404")
+        if "{" in self.path or self.method in WRITE_METHODS:
+            codes.append("404")  # the object named in the path, or one a body refers to
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
