@@ -68,7 +68,7 @@ def report_period_parse(*, start: str | None, end: str | None) -> ReportPeriod:
 
 
 def _parse_bound(value: str | None, *, name: str, end_of_day: bool) -> datetime | None:
-    if value is None or value.strip() == "":
+    if value is None:
         return None
     text = value.strip()
     if "T" in text and " " in text:

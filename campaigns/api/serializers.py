@@ -7,17 +7,39 @@ A GET body can be edited and sent back with PUT: read-only fields (id, timestamp
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import StrictSerializer
 from campaigns.models import Campaign, Template
+from campaigns.services import EVENT_TYPES
 from personalization.models import CHANNELS, Channel
 
 
 @extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$"})
 class LocalTimeField(serializers.TimeField):
     """A time of day with no UTC offset (OpenAPI's ``format: time`` would demand one)."""
+
+
+PERCENT_PATTERN = r"^(100(\.0{1,2})?|\d{1,2}(\.\d{1,2})?)$"
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": PERCENT_PATTERN})
+class PercentField(serializers.DecimalField):
+    """A percentage from "0" to "100" with at most two decimals, written as a string as the API answers it
+    (DRF's own field would also take numbers, blanks and padding that its schema pattern does not allow)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=5, decimal_places=2, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or not re.fullmatch(PERCENT_PATTERN, data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 INT_MAX = 2**31 - 1
@@ -47,7 +69,7 @@ class TemplateSerializer(StrictSerializer):
     )
     default_locale = serializers.CharField(max_length=16, required=False)
     description = serializers.CharField(allow_blank=True, required=False)
-    localizations = TemplateLocalizationSerializer(many=True)
+    localizations = TemplateLocalizationSerializer(many=True, allow_empty=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -101,14 +123,19 @@ class CampaignSerializer(StrictSerializer):
     segment = serializers.IntegerField(source="segment_id", allow_null=True, required=False, min_value=1)
     delay_seconds = _seconds()
     require_open_cart = serializers.BooleanField(required=False)
-    exit_events = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
-    channels = serializers.ListField(child=serializers.ChoiceField(choices=CHANNELS), required=False)
+    # What campaigns.services checks, said in the schema: known event types; each channel once.
+    exit_events = extend_schema_field(  # type: ignore[type-var]
+        {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}
+    )(serializers.ListField(child=serializers.CharField(max_length=200), required=False))
+    channels = extend_schema_field(  # type: ignore[type-var]
+        {"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}, "uniqueItems": True}
+    )(serializers.ListField(child=serializers.ChoiceField(choices=CHANNELS), required=False))
     channel_strategy = serializers.ChoiceField(choices=Campaign.ChannelStrategy.choices, required=False)
     priority = serializers.IntegerField(min_value=-INT_MAX, max_value=INT_MAX, required=False)
     frequency_cap_count = _seconds(help_text="0 means no cap")
     frequency_cap_window_seconds = _seconds()
     cooldown_seconds = _seconds()
-    holdout_percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False)
+    holdout_percent = PercentField(required=False)
     expiry_seconds = _seconds()
     use_bandit = serializers.BooleanField(required=False)
     conversion_goal = serializers.CharField(max_length=64, required=False)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import StrictSerializer
@@ -23,13 +25,25 @@ class QuietHoursSerializer(StrictSerializer):
     end = serializers.TimeField(help_text="May be earlier than start: the window wraps midnight")
 
 
+# The names the server accepts (zoneinfo), so a client knows a time zone from a typo before it sends it.
+TIME_ZONE_SCHEMA = {"type": "string", "enum": ["", *sorted(zoneinfo.available_timezones())]}
+
+
+@extend_schema_field(TIME_ZONE_SCHEMA)
+class TimeZoneNameField(serializers.CharField):
+    """An IANA time zone name or blank; the schema lists the names (checked where the value is used)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_blank=True, max_length=64, **kwargs)
+
+
 class PreferencesSerializer(StrictSerializer):
     """A shopper's preferences. On write every field is optional: what is sent changes, the rest stays."""
 
     user_id = serializers.CharField(read_only=True)
     consent = ConsentSerializer(required=False)
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
-    timezone = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="IANA name")
+    timezone = TimeZoneNameField(help_text="IANA name")
     locale = serializers.RegexField(LOCALE, required=False, allow_blank=True, max_length=16)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:

@@ -33,14 +33,18 @@ from tracking.reports import (
     report_period_parse,
 )
 
+# A date (a whole day) or a datetime: exactly what report_period_parse accepts, nothing blank.
+PERIOD_BOUND = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 PERIOD_PARAMETERS = [
     OpenApiParameter(
-        "from", OpenApiTypes.STR, description="Exposures from this date (YYYY-MM-DD) or ISO-8601 datetime"
+        "from", PERIOD_BOUND, description="Exposures from this date (YYYY-MM-DD) or ISO-8601 datetime"
     ),
     OpenApiParameter(
-        "to", OpenApiTypes.STR, description="Exposures until this date (inclusive) or datetime (exclusive)"
+        "to", PERIOD_BOUND, description="Exposures until this date (inclusive) or datetime (exclusive)"
     ),
 ]
+# Campaign ids are bigints written in at most 18 digits (as the report's route says).
+MAX_CAMPAIGN_ID = 10**18 - 1
 XLSX = exports.XLSX
 
 
@@ -150,7 +154,11 @@ class CampaignsExportView(APIView):
     @extend_schema(
         parameters=[
             *PERIOD_PARAMETERS,
-            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign"),
+            OpenApiParameter(
+                "campaign",
+                {"type": "integer", "minimum": 0, "maximum": MAX_CAMPAIGN_ID},
+                description="Only this campaign",
+            ),
         ],
         responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
         summary="Every campaign's report rows (one per variant and holdout) as CSV or XLSX",
@@ -164,9 +172,9 @@ class CampaignsExportView(APIView):
 
 def _campaign_param(request: Request) -> int | None:
     raw = request.query_params.get("campaign")
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_CAMPAIGN_ID:
         raise ApplicationError(
             "'campaign' is not a campaign id.", code="invalid_campaign", details={"campaign": raw}
         )
