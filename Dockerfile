@@ -9,4 +9,4 @@ RUN SECRET_KEY=build-only-not-secret-build-only-not-secret-build-only python man
 RUN useradd --system engine && mkdir -p /tmp/metrics && chown engine /tmp/metrics
 USER engine
 EXPOSE 3003
-CMD ["daphne", "-b", "0.0.0.0", "-p", "3003", "intervention_engine.asgi:application"]
+CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "3003", "intervention_engine.asgi:application"]

@@ -1,6 +1,7 @@
 """Benchmark: decisions per second for one consumer process, and event→commit latency at a steady rate.
 
     python -m bench.decisions [--events 30000] [--rate 500] [--seconds 20] [--users 20000] [--batch 500]
+                              [--no-match 10000]
 
 Runs against the PostgreSQL, Redis and Kafka of the environment (DATABASE_URL, REDIS_URL,
 KAFKA_BOOTSTRAP_SERVERS), on fresh, uniquely named topics. It creates a realistic campaign set — 20 active
@@ -13,9 +14,14 @@ several variants and four channels — then:
    draining them. Reports events/s and decisions/s, the CPU per event of the consumer, of its PostgreSQL
    backend and of the broker (when it runs here), and the events/s those CPU costs allow on this
    machine's cores even with every wait overlapped (``machine_bound_events_per_second``).
+   Then the raw floors under it, in the same run: a bare confluent-kafka consumer reading the same
+   messages (``floors.bare_consumer``) and a bare ``COPY`` of the rows the phase wrote into tables made
+   like theirs (``floors.bare_copy``); and ``--no-match`` events of a type no campaign listens to
+   (validation and the profile update only, ``no_match``).
 2. **Latency**: a separate producer process publishes at ``--rate`` events/s for ``--seconds``, each event
-   stamped with its ``occurred_at`` just before it is sent; the consumer reports, per event, the time from
-   ``occurred_at`` to the commit of its batch. Reports p50/p95/p99/max.
+   stamped with its scheduled send time as ``occurred_at`` (open loop: no coordinated omission); the
+   consumer reports, per event, the time from ``occurred_at`` to the commit of its batch. Reports
+   p50/p95/p99/max, and p99.9 from a log-bucketed histogram (``ms``).
 
 The campaigns and everything decided are deleted at the end (``--keep`` keeps them).
 """
@@ -33,6 +39,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from bench.harness import Histogram
 
 TRIGGER_MIX = [
     ("page_viewed", 0.35),
@@ -140,12 +148,17 @@ def campaigns_create(prefix: str) -> list[Any]:
 
 
 def event_body(
-    rng: random.Random, *, users: int, now: str | None = None, user_prefix: str = "bench-u-"
+    rng: random.Random,
+    *,
+    users: int,
+    now: str | None = None,
+    user_prefix: str = "bench-u-",
+    kind: str | None = None,
 ) -> tuple[str, bytes, bytes]:
-    """(contract topic name, key, value) of one realistic event."""
+    """(contract topic name, key, value) of one realistic event (of ``kind``, or drawn from the mix)."""
     user_id = f"{user_prefix}{rng.randrange(users)}"
     now = now or datetime.now(UTC).isoformat()
-    kind = rng.choices([k for k, _ in TRIGGER_MIX], weights=[w for _, w in TRIGGER_MIX])[0]
+    kind = kind or rng.choices([k for k, _ in TRIGGER_MIX], weights=[w for _, w in TRIGGER_MIX])[0]
     key = user_id.encode()
     if kind == "invalid":
         return "cart-events-enriched", key, b'{"event_type": "cart_item_added", "user_id": 42}'
@@ -195,7 +208,7 @@ def event_body(
     return "cart-events-enriched", key, json.dumps(body).encode()
 
 
-def publish(topics: dict[str, str], count: int, users: int, seed: int = 7) -> None:
+def publish(topics: dict[str, str], count: int, users: int, seed: int = 7, kind: str | None = None) -> None:
     from confluent_kafka import Producer
 
     from messaging.kafka import producer_config
@@ -203,7 +216,7 @@ def publish(topics: dict[str, str], count: int, users: int, seed: int = 7) -> No
     producer = Producer(producer_config(**{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}))
     rng = random.Random(seed)
     for _ in range(count):
-        name, key, value = event_body(rng, users=users)
+        name, key, value = event_body(rng, users=users, kind=kind)
         while True:
             try:
                 producer.produce(topics[name], key=key, value=value)
@@ -229,6 +242,7 @@ def steady_publisher(env_topics: dict[str, str], rate: int, seconds: float, user
     producer.flush(10)
     rng = random.Random(11)
     start = time.monotonic()
+    wall_start = time.time()
     sent = 0
     while True:
         elapsed = time.monotonic() - start
@@ -236,7 +250,10 @@ def steady_publisher(env_topics: dict[str, str], rate: int, seconds: float, user
             break
         due = int(elapsed * rate)
         while sent < due:
-            name, key, value = event_body(rng, users=users)
+            # Stamped with its scheduled send time (open loop): a publisher held up charges the delay to
+            # the events it held, as a shop's traffic would not have waited.
+            scheduled = datetime.fromtimestamp(wall_start + sent / rate, UTC).isoformat()
+            name, key, value = event_body(rng, users=users, now=scheduled)
             producer.produce(env_topics[name], key=key, value=value)
             sent += 1
         producer.poll(0)
@@ -351,6 +368,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(json.dumps(result["throughput"]), file=sys.stderr)
 
+    # --- 1b. the raw floors under it: the same messages, the same rows --------------------------------
+    result["floors"] = {
+        "bare_consumer": bare_consume(
+            [settings.KAFKA_TOPICS[name] for name in EVENT_TOPICS], count=handled, group=f"{prefix}bare"
+        ),
+        "bare_copy": bare_copy(prefix=prefix, campaigns=campaigns, events=handled),
+    }
+    print(json.dumps(result["floors"]), file=sys.stderr)
+
+    # --- 1c. events that match no campaign (validation and the profile update only) --------------------
+    if args.no_match:
+        publish(settings.KAFKA_TOPICS, args.no_match, args.users, seed=13, kind=NO_MATCH_KIND)
+        result["no_match"] = drain(consumer, count=args.no_match)
+        print(json.dumps(result["no_match"]), file=sys.stderr)
+
     # --- 2. latency at a steady rate ------------------------------------------------------------------
     from delivery import services
 
@@ -395,6 +427,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     consumer.teardown()
     services._observe = original
     if latencies:
+        histogram = Histogram()
+        histogram.record_many(1000 * latency for latency in latencies)
         result["latency"] = {
             "rate": args.rate,
             "events": len(latencies),
@@ -402,6 +436,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
             "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
             "max_ms": round(1000 * max(latencies), 1),
+            "ms": histogram.summary(),
             "in_engine_p50_ms": round(1000 * statistics.median(engine), 1) if engine else None,
             "in_engine_p99_ms": round(1000 * percentile(engine, 0.99), 1) if engine else None,
         }
@@ -410,6 +445,110 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep:
         cleanup(prefix)
     return result
+
+
+# The topics the events of this benchmark are published to, and an event type no campaign of it listens to.
+EVENT_TOPICS = ("cart-events-enriched", "prediction-results")
+NO_MATCH_KIND = "cart_item_removed"
+
+
+def drain(consumer: Any, *, count: int) -> dict[str, Any]:
+    """Times ``consumer`` (joined, idle) deciding the next ``count`` events: wall and CPU."""
+    handled = 0
+    started: float | None = None
+    cpu_started = time.process_time()
+    deadline = time.monotonic() + 300
+    while handled < count and time.monotonic() < deadline:
+        batch = consumer.next_batch()
+        if not batch:
+            continue
+        if started is None:
+            started, cpu_started = time.perf_counter(), time.process_time()
+        outcome = consumer.process(batch)
+        if outcome is not None:
+            handled += outcome.valid + outcome.dead
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu_started
+    return {
+        "events": handled,
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(handled / elapsed) if elapsed else None,
+        "events_per_cpu_second": round(handled / cpu) if cpu else None,
+    }
+
+
+def bare_consume(topics: list[str], *, count: int, group: str) -> dict[str, Any]:
+    """The floor under the consumer: a bare confluent-kafka consumer (the engine's settings, batches of
+    500) reading the same ``count`` messages from the start, doing nothing with them."""
+    from confluent_kafka import Consumer
+
+    from messaging.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(group_id=group))
+    consumer.subscribe(topics)
+    read = 0
+    started: float | None = None
+    cpu_started = time.process_time()
+    deadline = time.monotonic() + 120
+    while read < count and time.monotonic() < deadline:
+        messages = consumer.consume(500, 0.05)
+        if messages and started is None:
+            started, cpu_started = time.perf_counter(), time.process_time()
+        read += sum(1 for message in messages if message.error() is None)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu_started
+    consumer.close()
+    return {
+        "events": read,
+        "seconds": round(elapsed, 3),
+        "events_per_second": round(read / elapsed) if elapsed else None,
+        "events_per_cpu_second": round(read / cpu) if cpu else None,
+    }
+
+
+def bare_copy(*, prefix: str, campaigns: list[Any], events: int) -> dict[str, Any]:
+    """The floor under the writes: the rows the throughput phase wrote (interventions, deliveries, outbox
+    messages) copied out, then ``COPY``-ed in one transaction into tables made ``LIKE`` theirs (indexes
+    and defaults included, logged as theirs are), dropped afterwards."""
+    from django.db import connection, transaction
+
+    from interventions.models import Delivery, Intervention
+    from messaging.models import OutboxMessage
+
+    ids = [campaign.pk for campaign in campaigns]
+    sources = {
+        Intervention._meta.db_table: ("campaign_id = ANY(%s)", ids),
+        Delivery._meta.db_table: (
+            f"intervention_id IN (SELECT id FROM {Intervention._meta.db_table} WHERE campaign_id = ANY(%s))",  # noqa: S608
+            ids,
+        ),
+        OutboxMessage._meta.db_table: ("topic LIKE %s", f"{prefix}%"),
+    }
+    rows: dict[str, int] = {}
+    data: dict[str, bytes] = {}
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        for table, (where, value) in sources.items():
+            query = raw.mogrify(f"SELECT * FROM {table} WHERE {where}", [value])  # noqa: S608
+            with raw.copy(f"COPY ({query}) TO STDOUT") as copy:
+                data[table] = b"".join(bytes(chunk) for chunk in copy)
+            rows[table] = data[table].count(b"\n")
+            cursor.execute(f"CREATE TABLE bench_copy_{table} (LIKE {table} INCLUDING ALL)")
+        try:
+            started = time.perf_counter()
+            with transaction.atomic():
+                for table, payload in data.items():
+                    with raw.copy(f"COPY bench_copy_{table} FROM STDIN") as copy:
+                        copy.write(payload)
+            elapsed = time.perf_counter() - started
+        finally:
+            for table in data:
+                cursor.execute(f"DROP TABLE IF EXISTS bench_copy_{table}")
+    return {
+        "rows": rows,
+        "seconds": round(elapsed, 3),
+        "events_per_second": round(events / elapsed) if elapsed else None,
+    }
 
 
 def server_pids(kafka_bootstrap: str) -> dict[str, int]:
@@ -480,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gc-default", action="store_true", help="Python's default collector instead of the command's"
+    )
+    parser.add_argument(
+        "--no-match", type=int, default=10000, help="events no campaign matches, timed after the mix; 0: none"
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", default="", help="write a cProfile of the throughput phase here")

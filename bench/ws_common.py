@@ -41,7 +41,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def daphne_process(*, extra_env: dict[str, str] | None = None, log_path: Path | None = None) -> Any:
+def daphne_process(
+    *,
+    extra_env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    application: str = "intervention_engine.asgi:application",
+) -> Any:
     """Yields (port, Popen). Logging is kept at warning level so the log does not skew the numbers."""
     port = free_port()
     env = {
@@ -67,7 +72,7 @@ def daphne_process(*, extra_env: dict[str, str] | None = None, log_path: Path | 
             "127.0.0.1",
             "-p",
             str(port),
-            "intervention_engine.asgi:application",
+            application,
         ],
         cwd=ROOT,
         env=env,

@@ -4,11 +4,12 @@
 
 The whole path, each part a real process: a ``prediction-results`` message is produced to Kafka →
 ``consume_events`` validates it, runs the decision path (campaign match, eligibility, channel selection
-with presence, rendering) and commits the intervention → after commit ``intervention_push`` group-sends
+with presence, rendering) and commits the intervention → after commit ``onsite_rows_push`` group-sends
 it → daphne writes the frame to the shopper's socket, read here. Each of the ``--sockets`` shoppers gets
-exactly one prediction, so the latency of each frame is its receive time minus its produce time (one
-clock: this process). Uses the "Cart rescue" demo campaign made always-on for the run (no holdout, cap
-or cooldown; on-site only; put back as it was afterwards) on private topics and consumer group.
+exactly one prediction, sent open-loop at ``--rate``, so the latency of each frame is its receive time
+minus its scheduled send time (one clock: this process). Uses the "Cart rescue" demo campaign made
+always-on for the run (no holdout, cap or cooldown; on-site only; put back as it was afterwards) on
+private topics and consumer group.
 Target (issue 5): p50 ≤ 10 ms, p99 ≤ 50 ms.
 """
 
@@ -27,6 +28,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.harness import Histogram, aschedule
 from bench.ws_common import (
     ROOT,
     close_sockets,
@@ -104,7 +106,8 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
     producer = Producer(producer_config(**{"linger.ms": 0}))
     topic = settings.KAFKA_TOPICS["prediction-results"]
 
-    def produce(user_id: str) -> None:
+    def produce(user_id: str, due: float | None = None) -> None:
+        """``due``: its scheduled send time (open loop), from which its latency counts."""
         now = datetime.now(UTC).isoformat()
         message = {
             "prediction_id": str(uuid.uuid4()),
@@ -116,7 +119,7 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
             "predicted_at": now,
         }
         producer.produce(topic, key=user_id.encode(), value=json.dumps(message).encode())
-        produced[user_id] = time.time()
+        produced[user_id] = time.time() if due is None else due
         producer.poll(0)
 
     try:
@@ -137,12 +140,10 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
             cpu_before = processes_cpu(watched)
             client_before = time.process_time()
             started = time.monotonic()
-            for n, user_id in enumerate(users):
-                # Pace to --rate events per second on an absolute schedule (no drift).
-                delay = started + n / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                produce(user_id)
+            # Open loop: --rate events per second on a schedule fixed in advance, each frame's latency
+            # counted from its event's scheduled time (a late send is charged to the path, not hidden).
+            async for n, due in aschedule(rate=rate, count=len(users)):
+                produce(users[n], due)
             producer.flush(10)
             deadline = time.monotonic() + 30
             while len(arrived) < len(users) + 1 and time.monotonic() < deadline:
@@ -165,6 +166,8 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
         )
     }
     shutil.rmtree(metrics_dir, ignore_errors=True)
+    histogram = Histogram()
+    histogram.record_many(latencies)
     return {
         "sockets": sockets,
         "events": len(users),
@@ -175,6 +178,7 @@ async def run(*, sockets: int, rate: int) -> dict[str, Any]:
         "p90_ms": round(percentile(latencies, 90), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1) if latencies else float("nan"),
+        "ms": histogram.summary(),
         # The consumer's own view (its histograms; the warm-up included): Kafka timestamp → batch start,
         # the batch (validation to commit), commit → frames handed to the channel layer.
         "stages": stages,

@@ -11,9 +11,10 @@ Target (issue 5): ≥ 5,000 frames/s per process, 0 lost.
 
     python -m bench.ws_push --sockets 2000 --frames 5000 --rate 500
 
-With ``--rate``, frames are instead sent open-loop at that pace, each stamped with its send time, and the
-result is the gateway's share of the event-to-frame latency (service call → channel layer → daphne →
-socket), without Kafka and the decision path (bench/ws_latency.py measures the whole path).
+With ``--rate``, frames are instead sent open-loop at that pace, each stamped with its scheduled send time
+(no coordinated omission), and the result is the gateway's share of the event-to-frame latency (service
+call → channel layer → daphne → socket), without Kafka and the decision path (bench/ws_latency.py
+measures the whole path).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import json
 import random
 import time
 import uuid
+from typing import Any
 
+from bench.harness import Histogram, aschedule
 from bench.ws_common import (
     close_sockets,
     cpu_seconds,
@@ -36,7 +39,7 @@ from bench.ws_common import (
 )
 
 
-async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]:
+async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, Any]:
     from gateway.realtime import asend_to_user
 
     raise_open_files(sockets * 2 + 1000)
@@ -50,13 +53,10 @@ async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]
     with daphne_process() as (port, _process):
         session, opened, readers = await open_sockets(port=port, user_ids=users, on_frame=on_frame)
         rng = random.Random(7)
-        started = time.monotonic()
         pending: set[asyncio.Task[None]] = set()
-        for n in range(frames):
-            delay = started + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            frame = {"type": "bench", "n": n, "sent_at": time.time(), "body": "x" * 300}
+        # Open loop: each frame stamped with its scheduled send time, from which its latency counts.
+        async for n, due in aschedule(rate=rate, count=frames):
+            frame = {"type": "bench", "n": n, "sent_at": due, "body": "x" * 300}
             task = asyncio.create_task(asend_to_user(users[rng.randrange(sockets)], frame))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -64,6 +64,8 @@ async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]
         while len(latencies) < frames and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await close_sockets(session, opened, readers)
+    histogram = Histogram()
+    histogram.record_many(latencies)
     return {
         "sockets": sockets,
         "rate_per_second": rate,
@@ -73,6 +75,7 @@ async def run_paced(*, sockets: int, frames: int, rate: int) -> dict[str, float]
         "p90_ms": round(percentile(latencies, 90), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies), 2) if latencies else float("nan"),
+        "ms": histogram.summary(),
     }
 
 

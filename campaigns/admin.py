@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -61,7 +61,7 @@ from campaigns.services import (
     template_update,
     template_validate,
 )
-from core.admin import ReadOnlyModelAdmin, status_badge
+from core.admin import ReadOnlyModelAdmin, admin_permission_required, status_badge
 from core.errors import ApplicationError
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, sample_context
@@ -548,6 +548,13 @@ _TRANSITIONS = {
 }
 
 
+def _status_action_permissions(request: HttpRequest, *, action: str, **url_kwargs: Any) -> Sequence[str]:
+    """Model-level, not per campaign: a completed campaign is read-only yet may still be archived."""
+    if action == "duplicate":
+        return ("campaigns.add_campaign",)
+    return ("campaigns.change_campaign",)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(ServiceBackedAdmin):
     form = CampaignAdminForm
@@ -690,11 +697,9 @@ class CampaignAdmin(ServiceBackedAdmin):
         return updated
 
     def _may_run(self, request: HttpRequest, action: str) -> bool:
-        # Model-level permission: a completed campaign is read-only yet may still be archived.
-        if action == "duplicate":
-            return self.has_add_permission(request)
-        return super().has_change_permission(request)
+        return request.user.has_perms(_status_action_permissions(request, action=action))
 
+    @admin_permission_required(_status_action_permissions)
     def status_action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
@@ -703,8 +708,6 @@ class CampaignAdmin(ServiceBackedAdmin):
         campaign = self.get_object(request, object_id)
         if campaign is None:
             raise Http404("No such campaign")
-        if not self._may_run(request, action):
-            raise PermissionDenied
         result = self._run(request, campaign, action)
         target = result if action == "duplicate" and result is not None else campaign
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[target.pk]))

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from campaigns import services
 from campaigns.models import Campaign, Template
-from personalization.models import Segment
+from personalization.selectors import segment_named_exists
 
 ACTOR = "demo data"
 CAMPAIGN_NAME = "Cart rescue"
@@ -231,7 +231,7 @@ def demo_load() -> dict[str, Any]:
                 created["templates"].append(name)
         variants.append({"name": variant_name, "weight": 1, "is_control": False, **templates})
 
-    if not Segment.objects.filter(name=SEGMENT_NAME).exists():
+    if not segment_named_exists(name=SEGMENT_NAME):
         services.segment_create(
             name=SEGMENT_NAME,
             rules=SEGMENT_RULES,

@@ -16,6 +16,8 @@ from personalization import selectors as personalization_selectors
 from personalization.models import Segment
 
 _TEMPLATE_SLOTS = ("onsite_template", "email_template", "sms_template", "push_template")
+# The table's name, for the attribution query that joins it in raw SQL (reads only).
+CAMPAIGN_TABLE = Campaign._meta.db_table
 
 
 def _variants_prefetch() -> Prefetch[Any]:

@@ -18,11 +18,11 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Model, ProtectedError
 from redis import RedisError
 
@@ -31,10 +31,13 @@ from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalizatio
 from campaigns.signals import campaign_changed
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.observability import get_logger
+from core.persistence import row_lock, row_save_named
 from core.redis import redis_sync
+from personalization import services as personalization_services
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, render_fields, validate_fields
 from personalization.rules import RuleError, validate_rule
+from personalization.selectors import segment_get
 
 logger = get_logger(__name__)
 
@@ -192,29 +195,6 @@ def _notify_changed(campaign_ids: Iterable[int]) -> None:
     transaction.on_commit(send)
 
 
-_M = TypeVar("_M", Template, Segment, Campaign)
-
-
-def _locked(model: type[_M], pk: Any) -> _M:
-    """The row, fresh and locked for the rest of the transaction, so concurrent edits apply one by one."""
-    instance = model._default_manager.select_for_update().filter(pk=pk).first()
-    if instance is None:
-        raise NotFoundError(f"{model._meta.verbose_name} {pk} does not exist")
-    return instance
-
-
-def _save_named(obj: Template | Segment | Campaign, *, what: str) -> None:
-    """Save ``obj``; a unique-name clash or another database rule becomes a 409 with a clear message."""
-    try:
-        with transaction.atomic():
-            obj.save()
-    except IntegrityError as error:
-        if type(obj)._default_manager.filter(name=obj.name).exclude(pk=obj.pk).exists():
-            raise ConflictError(f"a {what} named {obj.name!r} already exists") from None
-        constraint = (
-            getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) or "a constraint"
-        )
-        raise ConflictError(f"the {what} breaks a database rule ({constraint})") from None
 
 
 # --- Templates ---------------------------------------------------------------------------------------
@@ -337,7 +317,7 @@ def template_create(
     _template_check_fields(template)
     items = list(localizations)
     template_validate(template=template, localizations=items)
-    _save_named(template, what="template")
+    row_save_named(template, what="template")
     _localizations_save(template, items)
     audit_record(
         actor=actor,
@@ -361,7 +341,7 @@ def template_update(
     actor: Actor = None,
 ) -> Template:
     """Change the fields ``data`` names and, when given, replace the localizations (matched by locale)."""
-    template = _locked(Template, template.pk)
+    template = row_lock(Template, template.pk)
     before = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
     used_by = selectors.campaigns_using_template(template=template)
     if "channel" in data and data["channel"] != template.channel and used_by:
@@ -372,7 +352,7 @@ def template_update(
     _template_check_fields(template)
     items = list(localizations) if localizations is not None else list(_localizations_as_dicts(template))
     template_validate(template=template, localizations=items)
-    _save_named(template, what="template")
+    row_save_named(template, what="template")
     if localizations is not None:
         _localizations_save(template, items)
     after = {**_snapshot(template, TEMPLATE_FIELDS), "localizations": _localizations_snapshot(template)}
@@ -403,7 +383,7 @@ def segment_create(
 ) -> Segment:
     validate_rule(rules, for_segment=True)
     segment = Segment(name=name, rules=rules, description=description)
-    _save_named(segment, what="segment")
+    personalization_services.segment_save(segment=segment)
     audit_record(
         actor=actor,
         actor_label=actor_label,
@@ -425,7 +405,7 @@ def segment_update(
     actor: Actor = None,
 ) -> Segment:
     """Change what is given (None leaves a field as it is)."""
-    segment = _locked(Segment, segment.pk)
+    segment = personalization_services.segment_lock(segment_id=segment.pk)
     before = _snapshot(segment, SEGMENT_FIELDS)
     if rules is not None:
         validate_rule(rules, for_segment=True)
@@ -434,7 +414,7 @@ def segment_update(
         segment.name = name
     if description is not None:
         segment.description = description
-    _save_named(segment, what="segment")
+    personalization_services.segment_save(segment=segment)
     changes = audit_diff(before, _snapshot(segment, SEGMENT_FIELDS))
     audit_record(actor=actor, actor_label=actor_label, action="segment.updated", obj=segment, changes=changes)
     if "rules" in changes:
@@ -450,7 +430,7 @@ def _resolve_segment(value: Any) -> Segment | None:
         return None
     if isinstance(value, Segment):
         return value
-    segment = Segment.objects.filter(pk=value).first()
+    segment = segment_get(segment_id=value)
     if segment is None:
         raise ApplicationError(f"segment {value!r} does not exist", details={"segment": ["not found"]})
     return segment
@@ -628,7 +608,7 @@ def campaign_create(
     _campaign_apply(campaign, data)
     _campaign_check(campaign)
     _variants_check(variants)
-    _save_named(campaign, what="campaign")
+    row_save_named(campaign, what="campaign")
     _variants_save(campaign, variants)
     audit_record(
         actor=actor,
@@ -658,7 +638,7 @@ def campaign_update(
 
     A ``status`` in ``data`` is applied last through ``campaign_transition``. Completed and archived
     campaigns are read-only; an active campaign must stay runnable after the edit."""
-    campaign = _locked(Campaign, campaign.pk)
+    campaign = row_lock(Campaign, campaign.pk)
     if campaign.status in READ_ONLY_STATUSES:
         raise ConflictError(f"a {campaign.status} campaign cannot be edited; duplicate it instead")
     before = _campaign_snapshot(campaign)
@@ -669,7 +649,7 @@ def campaign_update(
         raise ConflictError(f"a {campaign.status} triggered campaign needs a trigger")
     if variants is not None:
         _variants_check(variants)
-    _save_named(campaign, what="campaign")
+    row_save_named(campaign, what="campaign")
     if variants is not None:
         _variants_save(campaign, variants)
     if campaign.status == Campaign.Status.ACTIVE:
@@ -694,7 +674,7 @@ def campaign_transition(
 ) -> Campaign:
     """Move a campaign to ``to_status`` if ALLOWED_TRANSITIONS permits it (activation also requires a
     runnable campaign); raises CampaignTransitionError with the reason otherwise."""
-    campaign = _locked(Campaign, campaign.pk)
+    campaign = row_lock(Campaign, campaign.pk)
     from_status = campaign.status
     if to_status not in Campaign.Status.values:
         raise CampaignTransitionError(f"unknown status {to_status!r}")
@@ -739,7 +719,7 @@ def campaign_archive(*, campaign: Campaign, actor_label: str, actor: Actor = Non
 @transaction.atomic
 def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = None) -> Campaign:
     """A draft copy named "<name> (copy)" (then "(copy 2)"…), with the same variants and templates."""
-    source = _locked(Campaign, campaign.pk)
+    source = row_lock(Campaign, campaign.pk)
     base = f"{source.name} (copy)"
     name, number = base, 1
     while Campaign.objects.filter(name=name).exists():
@@ -769,3 +749,37 @@ def campaign_duplicate(*, campaign: Campaign, actor_label: str, actor: Actor = N
         changes={"duplicated_from": [None, source.pk]},
     )
     return copy
+
+
+# --- The built-in direct-send campaign ----------------------------------------------------------------
+
+DIRECT_CAMPAIGN_NAME = "Direct API sends"
+DIRECT_TRIGGER = "api.direct"
+DIRECT_VARIANT_NAME = "Direct send"
+
+
+def campaign_direct_get_or_create() -> tuple[Campaign, Variant]:
+    """The built-in campaign direct sends (``POST /interventions`` with a template) are recorded under, and
+    its one variant, created on first use.
+
+    Not through ``campaign_create``: that service validates what a marketer authors (a real trigger,
+    variants with templates), and this campaign is neither — its variant has no template (each call names
+    its own), and its trigger ``api.direct`` is never an event a consumer sees, so the decision path never
+    matches it. The variant exists because reports count exposures per variant: direct sends show up there
+    as "Direct send".
+    """
+    campaign, _ = Campaign.objects.get_or_create(
+        name=DIRECT_CAMPAIGN_NAME,
+        defaults={
+            "description": "Built in: one template on one channel sent through POST /api/v1/interventions. "
+            "Consent and quiet hours apply; no conditions, caps or holdout.",
+            "kind": Campaign.Kind.TRIGGERED,
+            "status": Campaign.Status.ACTIVE,
+            "trigger": DIRECT_TRIGGER,
+            "channels": ["onsite", "email", "sms", "push"],
+            "channel_strategy": Campaign.ChannelStrategy.FIXED,
+            "exit_events": [],
+        },
+    )
+    variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
+    return campaign, variant

@@ -11,21 +11,24 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
-from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from core.admin import admin_permission_required
 from delivery.event_handlers import DeadLetterRecord, dlq_read, dlq_replay, dlq_topic
 from messaging.kafka import producer_config
 
 # Who may look: whoever may look at the Kafka outbox (the same plumbing, the same personal data).
 VIEW_PERMISSION = "messaging.view_outboxmessage"
+# Who may replay: replaying publishes into the production input topics, an operator's decision.
+REPLAY_PERMISSION = "messaging.replay_dead_letters"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 2000
 # Reading the topic waits at most this long for the broker, so a broker outage shows as an error message
@@ -35,6 +38,13 @@ READ_TIMEOUT_SECONDS = 5.0
 
 def dead_letters_allowed(request: HttpRequest) -> bool:
     return bool(request.user.is_active and request.user.has_perm(VIEW_PERMISSION))
+
+
+def dead_letters_permissions(request: HttpRequest, **url_kwargs: Any) -> Sequence[str]:
+    """Looking needs the view permission; a POST (a replay) needs the replay permission too."""
+    if request.method == "POST":
+        return (VIEW_PERMISSION, REPLAY_PERMISSION)
+    return (VIEW_PERMISSION,)
 
 
 def _limit(request: HttpRequest) -> int:
@@ -70,9 +80,8 @@ def _replayable(record: DeadLetterRecord) -> bool:
 
 
 @require_http_methods(["GET", "POST"])
-def dead_letters_view(request: HttpRequest, *, each_context: dict[str, Any]) -> HttpResponse:
-    if not dead_letters_allowed(request):
-        raise PermissionDenied
+@admin_permission_required(dead_letters_permissions)
+def dead_letters_view(request: HttpRequest, *, admin_site: admin.AdminSite) -> HttpResponse:
     if request.method == "POST":
         return _replay(request)
     reason = request.GET.get("reason", "")
@@ -86,7 +95,7 @@ def dead_letters_view(request: HttpRequest, *, each_context: dict[str, Any]) -> 
     reasons = Counter(str(r.payload.get("reason", "")) for r in records)
     shown = [r for r in records if not reason or r.payload.get("reason") == reason]
     context = {
-        **each_context,
+        **admin_site.each_context(request),
         "title": "Dead letters",
         "topic": dlq_topic(),
         "error": error,
@@ -95,7 +104,7 @@ def dead_letters_view(request: HttpRequest, *, each_context: dict[str, Any]) -> 
         "reasons": sorted(reasons.items()),
         "total": len(records),
         "rows": [_row(r) for r in reversed(shown)],  # newest first
-        "can_replay": request.user.is_superuser,
+        "can_replay": request.user.has_perm(REPLAY_PERMISSION),
     }
     return TemplateResponse(request, "admin/delivery/dead_letters.html", context)
 
@@ -104,10 +113,6 @@ def _replay(request: HttpRequest) -> HttpResponse:
     """Replay the selected messages; refuse with a reason for anything that cannot be replayed."""
     query = request.GET.urlencode()
     back = HttpResponseRedirect(reverse("admin:dead_letters") + (f"?{query}" if query else ""))
-    if not request.user.is_superuser:
-        # Replaying publishes into the production input topics: an operator's decision.
-        messages.error(request, "Only an operator (superuser) may replay dead letters.")
-        return back
     positions = request.POST.getlist("position")
     if not positions:
         messages.warning(request, "Select the messages to replay.")

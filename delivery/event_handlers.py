@@ -22,6 +22,7 @@ from django.utils import timezone
 from core.observability import get_logger
 from delivery import metrics
 from delivery.events import InboundEvent, InvalidEvent, parse_cart_event, parse_prediction
+from delivery.handoff import Handoff
 from delivery.services import BatchOutcome, decisions_process_batch
 from messaging.kafka import topic
 
@@ -82,8 +83,12 @@ class BatchResult:
 class EventBatchHandler:
     """Validation, dead-lettering and the decision path for one batch of Kafka messages."""
 
-    def __init__(self, *, producer: Producer, dlq_flush_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, producer: Producer, handoff: Handoff | None = None, dlq_flush_timeout: float = 10.0
+    ) -> None:
         self.producer = producer
+        # The consumer's threaded hand-off; None: each batch hands off in the caller after its commit.
+        self.handoff = handoff
         self.dlq_flush_timeout = dlq_flush_timeout
         self._parsers = parsers()
 
@@ -182,7 +187,7 @@ class EventBatchHandler:
         # The broker acknowledges the dead letters while the batch is decided; both must be done before
         # the caller stores the offsets (a failure of either rewinds the batch; a replay changes nothing).
         failures = self.dead_letter_send(dead)
-        outcome = decisions_process_batch(events=events) if events else None
+        outcome = decisions_process_batch(events=events, handoff=self.handoff) if events else None
         self.dead_letter_confirm(dead, failures)
         return BatchResult(valid=len(events), dead=len(dead), outcome=outcome)
 
@@ -195,7 +200,7 @@ class EventBatchHandler:
         valid = 0
         for event in events:
             try:
-                decisions_process_batch(events=[event])
+                decisions_process_batch(events=[event], handoff=self.handoff)
                 valid += 1
             except Exception as exc:
                 logger.exception("event_processing_failed", topic=event.topic, offset=event.offset)

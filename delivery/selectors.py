@@ -1,4 +1,4 @@
-"""Reads of the decision path: the in-memory set of active triggered campaigns, and pending work.
+"""Reads of the decision path: the in-memory set of active triggered campaigns, and one intervention's detail.
 
 The decision path never queries campaigns per event. :class:`CampaignCache` holds the active triggered
 campaigns with their variants, templates and compiled rules, and reloads them only when the campaign
@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 
 from campaigns.models import Campaign, Variant
 from campaigns.selectors import campaigns_active_triggered
 from campaigns.services import campaigns_version
 from core.observability import get_logger
-from interventions.models import Delivery, Intervention
+from interventions.models import Intervention
+from interventions.selectors import interventions_list
 from personalization.rules import Rule, RuleError, compile_rule
-from tracking.models import TrackingEvent
+from tracking.selectors import tracking_events_in_order
 
 logger = get_logger(__name__)
 
@@ -129,59 +130,15 @@ def _version() -> str:
 campaign_cache = CampaignCache()
 
 
-def interventions_open_for_exit(*, pairs: set[tuple[str, int]]) -> QuerySet[Intervention]:
-    """Pending or scheduled interventions of these (user_id, campaign_id) pairs, locked for update."""
-    users = {user_id for user_id, _ in pairs}
-    campaigns = {campaign_id for _, campaign_id in pairs}
-    return (
-        Intervention.objects.select_for_update(of=("self",))
-        .filter(
-            user_id__in=users,
-            campaign_id__in=campaigns,
-            status__in=[Intervention.Status.PENDING, Intervention.Status.SCHEDULED],
-        )
-        .order_by("pk")
-    )
-
-
-# --- Interventions as the REST API shows them (``GET /interventions``, appended by the interventions API) ---
-
-
-def interventions_list(
-    *,
-    user_id: str | None = None,
-    campaign_id: int | None = None,
-    status: str | None = None,
-    since: datetime | None = None,
-) -> QuerySet[Intervention]:
-    """Interventions newest first, with campaign, variant and deliveries loaded: two queries a page."""
-    queryset = (
-        Intervention.objects.select_related("campaign", "variant")
-        .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.order_by("queued_at", "id")))
-        .order_by("-created_at", "-id")
-    )
-    if user_id is not None:
-        queryset = queryset.filter(user_id=user_id)
-    if campaign_id is not None:
-        queryset = queryset.filter(campaign_id=campaign_id)
-    if status is not None:
-        queryset = queryset.filter(status=status)
-    if since is not None:
-        queryset = queryset.filter(created_at__gte=since)
-    return queryset
+# --- An intervention as the REST API shows it (``GET /interventions/{id}``) ---------------------------------
 
 
 def intervention_detail(*, intervention_id: Any) -> Intervention | None:
     """One intervention with its deliveries and tracking events (oldest first): three queries."""
-    events = TrackingEvent.objects.order_by("occurred_at", "id")
+    events = tracking_events_in_order()
     return (
         interventions_list()
         .prefetch_related(Prefetch("tracking_events", queryset=events))
         .filter(pk=intervention_id)
         .first()
     )
-
-
-def intervention_for_trigger(*, campaign_id: int, trigger_event_id: str) -> Intervention | None:
-    """The decision already taken for (campaign, trigger event), if any: they are unique together."""
-    return interventions_list().filter(campaign_id=campaign_id, trigger_event_id=trigger_event_id).first()

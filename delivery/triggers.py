@@ -7,8 +7,9 @@ Two kinds of call:
   a campaign set holding only that campaign — conditions and segment on the given context, consent, caps,
   cooldown, daily budget, quiet hours, holdout, variant, channel, content, persistence and hand-off;
 - **direct** (:func:`intervention_send_direct`): one template on one channel, with no campaign rules but
-  consent, quiet hours and a reachable contact point. The decision is recorded under a built-in campaign,
-  :data:`DIRECT_CAMPAIGN_NAME`, so reports and the unique (campaign, trigger event) still apply.
+  consent, quiet hours and a reachable contact point. The decision is recorded under a built-in campaign
+  (``campaigns.services.campaign_direct_get_or_create``), so reports and the unique (campaign, trigger
+  event) still apply.
 
 Either way the call is idempotent on its ``event_id``: a second call with the same id returns the decision
 taken the first time and changes nothing.
@@ -16,32 +17,31 @@ taken the first time and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Template, Variant
 from campaigns.selectors import campaign_get, template_get
-from campaigns.services import template_render
-from core.bulk import rows_insert
+from campaigns.services import DIRECT_TRIGGER, campaign_direct_get_or_create, template_render
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.observability import get_logger
 from delivery import metrics
 from delivery.eligibility import in_quiet_hours
 from delivery.events import InboundEvent
-from delivery.selectors import CampaignSet, intervention_for_trigger
+from delivery.handoff import Handoff
+from delivery.selectors import CampaignSet
 from delivery.services import decisions_process_batch
-from gateway.realtime import intervention_push
-from interventions.lifecycle import intervention_events_enqueue
 from interventions.models import Delivery, Intervention
+from interventions.selectors import intervention_for_trigger
+from interventions.services import LifecycleEvent, intervention_insert
 from notifications.channels import channel_reachable
-from notifications.services import deliveries_enqueue
 from personalization.models import Channel, Profile
 from personalization.rendering import TemplateRenderError
 from personalization.services import (
@@ -52,10 +52,6 @@ from personalization.services import (
 )
 
 logger = get_logger(__name__)
-
-DIRECT_CAMPAIGN_NAME = "Direct API sends"
-DIRECT_TRIGGER = "api.direct"
-DIRECT_VARIANT_NAME = "Direct send"
 
 
 @dataclass(frozen=True)
@@ -174,32 +170,6 @@ def _inbound_event(
 # --- Direct sends: one template, one channel ---------------------------------------------------------------
 
 
-def direct_campaign_get_or_create() -> tuple[Campaign, Variant]:
-    """The built-in campaign direct sends are recorded under, and its one variant, created on first use.
-
-    Written here rather than through ``campaigns.services.campaign_create``: that service validates what a
-    marketer authors (a real trigger, variants with templates), and this campaign is neither — its variant
-    has no template (each call names its own), and its trigger ``api.direct`` is never an event a consumer
-    sees, so the decision path never matches it. The variant exists because reports count exposures per
-    variant: direct sends show up there as "Direct send".
-    """
-    campaign, _ = Campaign.objects.get_or_create(
-        name=DIRECT_CAMPAIGN_NAME,
-        defaults={
-            "description": "Built in: one template on one channel sent through POST /api/v1/interventions. "
-            "Consent and quiet hours apply; no conditions, caps or holdout.",
-            "kind": Campaign.Kind.TRIGGERED,
-            "status": Campaign.Status.ACTIVE,
-            "trigger": DIRECT_TRIGGER,
-            "channels": ["onsite", "email", "sms", "push"],
-            "channel_strategy": Campaign.ChannelStrategy.FIXED,
-            "exit_events": [],
-        },
-    )
-    variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
-    return campaign, variant
-
-
 def intervention_send_direct(
     *,
     user_id: str,
@@ -224,7 +194,7 @@ def intervention_send_direct(
             code="channel_mismatch",
             details={"channel": [f"the template's channel is {template.channel}"]},
         )
-    campaign, variant = direct_campaign_get_or_create()
+    campaign, variant = campaign_direct_get_or_create()
     triggered = _send_direct(
         campaign=campaign,
         variant=variant,
@@ -318,25 +288,24 @@ def _send_direct(
             id=uuid.uuid4(), intervention=intervention, channel=channel, queued_at=now, updated_at=now
         )
 
-    written = rows_insert(Intervention, [intervention], ignore_conflicts=True)
-    if not written:
+    events: list[LifecycleEvent]
+    if delivery is None:
+        events = [(intervention, "intervention.suppressed", {"reason": reason})]
+    else:
+        events = [
+            (intervention, "intervention.created", {}),
+            (intervention, "delivery.queued", {"extra": {"delivery_id": str(delivery.pk)}}),
+        ]
+    if not intervention_insert(intervention=intervention, delivery=delivery, events=events):
         # Another process decided this event id between our check and our insert.
         winner = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
         assert winner is not None
         return _earlier(winner, user_id=user_id)
-    if delivery is None:
-        intervention_events_enqueue(events=[(intervention, "intervention.suppressed", {"reason": reason})])
-    else:
-        rows_insert(Delivery, [delivery])
-        intervention_events_enqueue(
-            events=[
-                (intervention, "intervention.created", {}),
-                (intervention, "delivery.queued", {"extra": {"delivery_id": str(delivery.pk)}}),
-            ]
-        )
-        onsite_ids: list[UUID] = [intervention.pk] if channel == Channel.ONSITE else []
-        delivery_ids: list[UUID] = [] if channel == Channel.ONSITE else [delivery.pk]
-        transaction.on_commit(lambda: _hand_off(onsite_ids=onsite_ids, delivery_ids=delivery_ids))
+    if delivery is not None:
+        # After commit: push on-site, queue the rest (the hand-off logs a failure, never raises it).
+        onsite = [(user_id, intervention)] if channel == Channel.ONSITE else []
+        queued = [] if channel == Channel.ONSITE else [delivery.pk]
+        transaction.on_commit(functools.partial(Handoff().committed, onsite_rows=onsite, delivery_ids=queued))
     fresh = intervention_for_trigger(campaign_id=campaign.pk, trigger_event_id=event_id)
     assert fresh is not None
     return Triggered(intervention=fresh, created=True)
@@ -369,15 +338,3 @@ def _render_context(
         "campaign": {"name": campaign.name},
         "variant": {"name": variant.name},
     }
-
-
-def _hand_off(*, onsite_ids: list[UUID], delivery_ids: list[UUID]) -> None:
-    """After commit: push on-site, queue the rest. A failure is logged, not raised: the rows are committed,
-    the browser's ``resume`` replays on-site messages and beat re-queues stale deliveries."""
-    try:
-        if onsite_ids:
-            intervention_push(intervention_ids=onsite_ids)
-        if delivery_ids:
-            deliveries_enqueue(delivery_ids=delivery_ids)
-    except Exception:
-        logger.exception("direct_send_hand_off_failed", onsite=len(onsite_ids), deliveries=len(delivery_ids))

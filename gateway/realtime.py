@@ -27,12 +27,16 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, NotFoundError
 from core.observability import get_logger
 from interventions.models import Intervention
+from interventions.selectors import (
+    interventions_onsite_of_user,
+    interventions_onsite_pending,
+    interventions_onsite_replay,
+)
 
 logger = get_logger(__name__)
 
@@ -136,17 +140,6 @@ class FrameFacts(Protocol):
     def expires_at(self) -> datetime | None: ...
 
 
-def _deliverable(*, user_id: str | None = None) -> QuerySet[Intervention]:
-    """Pending, unexpired on-site interventions that have a seq (the replay log)."""
-    now = timezone.now()
-    queryset = Intervention.objects.filter(
-        channel="onsite", status=Intervention.Status.PENDING, seq__isnull=False
-    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-    if user_id is not None:
-        queryset = queryset.filter(user_id=user_id)
-    return queryset
-
-
 def intervention_frame(intervention: FrameFacts) -> dict[str, Any]:
     """The SPEC §3.6 ``intervention`` frame. Content was rendered when the intervention was decided."""
     content = intervention.content or {}
@@ -172,8 +165,8 @@ def intervention_frame(intervention: FrameFacts) -> dict[str, Any]:
 def onsite_replay(*, user_id: str, last_seq: int, limit: int = 100) -> list[dict[str, Any]]:
     """Frames for every pending, unexpired on-site intervention of ``user_id`` after ``last_seq``, in seq
     order. One query; the (user_id, seq) index serves it."""
-    queryset = _deliverable(user_id=user_id).filter(seq__gt=last_seq).order_by("seq")[:limit]
-    return [intervention_frame(intervention) for intervention in queryset]
+    interventions = interventions_onsite_replay(user_id=user_id, after_seq=last_seq, limit=limit)
+    return [intervention_frame(intervention) for intervention in interventions]
 
 
 async def aintervention_push(*, intervention_ids: Iterable[uuid.UUID | str]) -> int:
@@ -186,7 +179,7 @@ async def aintervention_push(*, intervention_ids: Iterable[uuid.UUID | str]) -> 
 
 
 def _push_frames(intervention_ids: list[uuid.UUID | str]) -> list[tuple[str, dict[str, Any]]]:
-    interventions = _deliverable().filter(id__in=intervention_ids).order_by("user_id", "seq")
+    interventions = interventions_onsite_pending(intervention_ids=intervention_ids)
     return [(intervention.user_id, intervention_frame(intervention)) for intervention in interventions]
 
 
@@ -285,7 +278,7 @@ def _owned_onsite(*, user_id: str, intervention_ids: list[str]) -> list[Interven
             valid.append(uuid.UUID(str(raw)))
         except ValueError:
             raise NotFoundError("No such intervention", code="unknown_intervention") from None
-    found = list(Intervention.objects.filter(id__in=valid, user_id=user_id, channel="onsite"))
+    found = interventions_onsite_of_user(user_id=user_id, intervention_ids=valid)
     if len(found) != len(set(valid)):
         # Someone else's intervention looks exactly like a missing one: no oracle for ids.
         raise NotFoundError("No such intervention", code="unknown_intervention")

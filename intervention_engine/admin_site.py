@@ -6,6 +6,7 @@ Installed as the default site by ``InterventionEngineAdminConfig`` (in INSTALLED
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
 from django.utils import timezone
@@ -108,14 +109,19 @@ class InterventionEngineAdminSite(admin.AdminSite):
         return super().index(request, extra_context=context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        dead_letters = path("dead-letters/", self.admin_view(self.dead_letters_view), name="dead_letters")
-        return [dead_letters, *super().get_urls()]
-
-    def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
+        # Every app is loaded by the time the URLs are built (not when this module is).
         from delivery.admin import dead_letters_view
 
-        return dead_letters_view(request, each_context=self.each_context(request))
+        dead_letters = path(
+            "dead-letters/", self.admin_view(dead_letters_view), {"admin_site": self}, name="dead_letters"
+        )
+        return [dead_letters, *super().get_urls()]
 
 
 class InterventionEngineAdminConfig(AdminConfig):
     default_site = "intervention_engine.admin_site.InterventionEngineAdminSite"
+
+    def ready(self) -> None:
+        super().ready()  # registers every app's admin
+        # Then replaces Celery beat's, whose list actions declare no permission.
+        importlib.import_module("intervention_engine.periodic_tasks_admin")

@@ -8,6 +8,7 @@ what the environment says. ``ENVIRONMENT=production`` turns on the production sa
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -109,6 +110,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_structlog",
     # Bottom layer first; see docs/architecture.md for the import direction.
+    "core",
     "messaging",
     "api",
     "personalization",
@@ -453,13 +455,16 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
 
 # --- Observability ------------------------------------------------------------------------------------
 
+from core.observability import configure_logging, default_log_format  # noqa: E402
+
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT: str = env.str("LOG_FORMAT", default="json")  # json | console
-
-from core.observability import configure_logging  # noqa: E402  (needs the values above)
-
+# console | json; readable lines in development, JSON in test and production.
+LOG_FORMAT: str = env.str("LOG_FORMAT", default=default_log_format(environment=ENVIRONMENT))
 LOGGING = configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# One line per request: request_finished (core.observability adds method, path and duration); the start is
+# DEBUG.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
 
 HEALTH_CHECK_TIMEOUT_SECONDS: float = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
 # A bearer token a scraper sends for /metrics, /ws/stats and readiness details (besides an API key with the

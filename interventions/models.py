@@ -120,6 +120,8 @@ class Delivery(models.Model):
     class Meta:
         db_table = "campaigns_delivery"
         verbose_name_plural = "deliveries"
+        # Sending again reaches the shopper again: granted on its own, not with "change delivery".
+        permissions = [("retry_delivery", "Can retry a failed or unknown delivery (sends it again)")]
         constraints = [
             models.UniqueConstraint(fields=["intervention", "channel"], name="delivery_once_per_channel"),
         ]

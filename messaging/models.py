@@ -24,6 +24,10 @@ class OutboxMessage(models.Model):
                 fields=["id"], name="outbox_unpublished_idx", condition=models.Q(published_at__isnull=True)
             ),
         ]
+        # The dead-letter topic has no table of its own; it is the same Kafka plumbing, so its permission
+        # lives here (viewing the outbox already opens the dead-letter page). Replaying publishes into the
+        # production input topics: an operator's decision.
+        permissions = [("replay_dead_letters", "Can replay dead letters to their source topics")]
 
     def __str__(self) -> str:
         return f"{self.topic} #{self.pk}"

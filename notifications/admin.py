@@ -13,12 +13,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from core.admin import admin_permission_required
 from core.errors import ApplicationError
 from interventions.models import Delivery
 from interventions.selectors import delivery_list
 from interventions.services import delivery_resolve
 from notifications import selectors, services
 from notifications.models import ProviderAttempt
+
+# The health page sums up the provider attempts, error strings included: whoever may read those.
+PROVIDER_HEALTH_PERMISSION = "notifications.view_providerattempt"
 
 
 class NeedsAttentionFilter(admin.SimpleListFilter):
@@ -86,11 +90,18 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, delivery: Delivery) -> str:
         return delivery.last_error[:80]
 
-    @admin.action(description="Retry (failed or unknown → queued)")
+    # Retrying sends the message to the shopper again (an `unknown` one may already have arrived): an
+    # operator's decision, granted on its own (interventions.retry_delivery), never with "change".
+    @admin.action(description="Retry (failed or unknown → queued)", permissions=["retry_delivery"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         self._each(request, queryset, services.delivery_retry, "queued again")
 
-    @admin.action(description="Mark resolved")
+    def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("interventions.retry_delivery")
+
+    # Resolving only records that someone looked at the failure; every field of a delivery is read-only
+    # here, so "change delivery" means exactly this.
+    @admin.action(description="Mark resolved", permissions=["change"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         self._each(request, queryset, delivery_resolve, "resolved")
 
@@ -118,12 +129,14 @@ class DeliveryAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        allowed = request.user.has_perm(PROVIDER_HEALTH_PERMISSION)
         extra_context = {
             **(extra_context or {}),
-            "provider_health_url": reverse("admin:notifications_provider_health"),
+            "provider_health_url": reverse("admin:notifications_provider_health") if allowed else None,
         }
         return super().changelist_view(request, extra_context)
 
+    @admin_permission_required([PROVIDER_HEALTH_PERMISSION])
     def provider_health_view(self, request: HttpRequest) -> HttpResponse:
         hours = int(request.GET.get("hours", "24") or 24)
         since = timezone.now() - timedelta(hours=max(1, min(hours, 24 * 30)))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from core.observability import get_logger, housekeeping_log
 from notifications import services, sweeps
+
+logger = get_logger(__name__)
 
 
 @shared_task(name="notifications.delivery_send_email", queue="email")
@@ -35,9 +38,13 @@ def deliveries_send(delivery_ids: list[str]) -> dict[str, int]:
 
 @shared_task(name="notifications.deliveries_requeue_due")
 def deliveries_requeue_due() -> int:
-    return sweeps.deliveries_requeue_due()
+    requeued = sweeps.deliveries_requeue_due()
+    housekeeping_log(logger=logger, event="deliveries_requeued", requeued=requeued)
+    return requeued
 
 
 @shared_task(name="notifications.deliveries_settle_stuck")
 def deliveries_settle_stuck() -> dict[str, int]:
-    return sweeps.deliveries_settle_stuck()
+    settled = sweeps.deliveries_settle_stuck()
+    housekeeping_log(logger=logger, event="deliveries_settled", **settled)
+    return settled

@@ -74,3 +74,7 @@ def push_tokens_active(*, profile_ids: Iterable[int]) -> dict[int, list[str]]:
     for profile_id, token in active.values_list("profile_id", "token"):
         tokens.setdefault(profile_id, []).append(token)
     return tokens
+
+
+def segment_named_exists(*, name: str) -> bool:
+    return Segment.objects.filter(name=name).exists()

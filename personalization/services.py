@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from core.bulk import rows_json
 from core.errors import ApplicationError, NotFoundError
-from personalization.models import Profile, PushToken
+from core.persistence import row_lock, row_save_named
+from personalization.models import Profile, PushToken, Segment
 from personalization.signals import profile_erasing, profile_exporting
 
 # --- Batched writes for the Kafka decision path and tracking ingest (appended by the decision path) ---
@@ -421,3 +422,17 @@ def profile_email_unsubscribe(*, profile_id: int) -> Profile:
 def profile_email_complaint_record(*, profile_id: int) -> None:
     """A spam complaint: never email this shopper again (consent off, address suppressed)."""
     Profile.objects.filter(pk=profile_id).update(consent_email=False, email_suppressed_at=timezone.now())
+
+
+# --- Segments: written for campaigns' services, which validate the rules and keep the audit trail ---------
+
+
+def segment_lock(*, segment_id: Any) -> Segment:
+    """The segment, fresh and locked for the rest of the caller's transaction."""
+    return row_lock(Segment, segment_id)
+
+
+def segment_save(*, segment: Segment) -> Segment:
+    """Write the segment; a name another segment has is a 409."""
+    row_save_named(segment, what="segment")
+    return segment

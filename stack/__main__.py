@@ -118,7 +118,10 @@ def programs(*, port: int, host: str) -> list[Program]:
     daphne = str(BIN_DIR / "daphne")
     celery = (str(BIN_DIR / "celery"), "-A", "intervention_engine")
     return [
-        Program("web", (daphne, "-b", host, "-p", str(port), "intervention_engine.asgi:application")),
+        # -v 0: no access log of daphne's own; the app logs one line per request (core/observability.py).
+        Program(
+            "web", (daphne, "-v", "0", "-b", host, "-p", str(port), "intervention_engine.asgi:application")
+        ),
         Program("worker", (*celery, "worker", "-l", "info", "--concurrency", "2", "-Q", CELERY_QUEUES)),
         Program("beat", (*celery, "beat", "-l", "info", "--scheduler", CELERY_BEAT_SCHEDULER)),
         Program("consumer", (sys.executable, MANAGE_PY, "consume_events")),

@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from core.admin import admin_permission_required
 from core.errors import ApplicationError, NotFoundError
 from tracking import exports
 from tracking.reports import CampaignReport, ReportPeriod, campaign_report, report_period_parse
@@ -209,13 +209,8 @@ def headline(report: CampaignReport) -> dict[str, Any] | None:
     }
 
 
-def _require_view(request: HttpRequest) -> None:
-    if not request.user.has_perm(VIEW_PERMISSION):
-        raise PermissionDenied
-
-
+@admin_permission_required([VIEW_PERMISSION])
 def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    _require_view(request)
     start, end = request.GET.get("from", ""), request.GET.get("to", "")
     error = ""
     try:
@@ -250,9 +245,9 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     return TemplateResponse(request, "admin/tracking/report.html", context)
 
 
+@admin_permission_required([VIEW_PERMISSION])
 def reports_export_view(request: HttpRequest, file_format: str) -> HttpResponseBase:
     """CSV or XLSX of one campaign (``?campaign=``) or all, for the period in ``from``/``to``."""
-    _require_view(request)
     try:
         period = report_period_parse(start=request.GET.get("from"), end=request.GET.get("to"))
     except ApplicationError as exc:

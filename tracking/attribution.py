@@ -23,9 +23,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.selectors import CAMPAIGN_TABLE
 from core.bulk import rows_insert
 from interventions.models import Intervention
+from interventions.selectors import INTERVENTION_TABLE
 from messaging.services import outbox_enqueue_bulk
 from tracking.models import Conversion
 
@@ -120,7 +121,7 @@ def _touches(*, orders: Sequence[OrderPlaced]) -> dict[str, list[dict[str, Any]]
     """
     earliest = min(order.occurred_at for order in orders)
     latest = max(order.occurred_at for order in orders)
-    intervention, campaign = Intervention._meta.db_table, Campaign._meta.db_table
+    intervention, campaign = INTERVENTION_TABLE, CAMPAIGN_TABLE
     sql = (
         "WITH mine AS MATERIALIZED ("  # noqa: S608  (identifiers from the models, values bound)
         "SELECT id, user_id, campaign_id, variant_id, channel, is_holdout, created_at, status, "

@@ -1,16 +1,12 @@
-"""Reads for tracking ingest."""
+"""Reads over tracking events, for the apps above."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from uuid import UUID
+from django.db.models import QuerySet
 
-from interventions.models import Intervention
+from tracking.models import TrackingEvent
 
 
-def interventions_existing(*, intervention_ids: Iterable[UUID]) -> set[UUID]:
-    """Which of these intervention ids exist, in one query (to refuse a batch naming unknown ones)."""
-    wanted = set(intervention_ids)
-    if not wanted:
-        return set()
-    return set(Intervention.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+def tracking_events_in_order() -> QuerySet[TrackingEvent]:
+    """Tracking events oldest first (ties by id), e.g. to prefetch an intervention's history."""
+    return TrackingEvent.objects.order_by("occurred_at", "id")

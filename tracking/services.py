@@ -16,7 +16,8 @@ from django.utils import timezone
 from core.errors import ApplicationError, NotFoundError
 from core.observability import get_logger
 from interventions.lifecycle import intervention_events_enqueue
-from interventions.models import Delivery, Intervention
+from interventions.models import Intervention
+from interventions.services import interventions_lock_for_engagement, interventions_mark_delivered
 from personalization.services import profile_engagement_record_many
 from tracking.models import TrackingEvent
 
@@ -26,7 +27,6 @@ TYPES = frozenset(TrackingEvent.Type.values)
 SOURCES = frozenset(TrackingEvent.Source.values)
 # A display, open or click proves the message arrived even when no delivery receipt came first.
 _IMPLIES_DELIVERY = frozenset({"delivered", "displayed", "opened", "clicked", "dismissed"})
-_OPEN_DELIVERY_STATUSES = ("queued", "sending", "sent", "unknown")
 
 
 def tracking_event_record(
@@ -82,10 +82,7 @@ def _record(*, events: Sequence[Mapping[str, Any]], missing_is_error: bool) -> l
         if event.get("source") not in SOURCES:
             raise ApplicationError(f"Unknown tracking source {event.get('source')!r}.", code="invalid_source")
     ids = {_as_uuid(event["intervention_id"]) for event in events}
-    interventions = {
-        i.pk: i
-        for i in Intervention.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk")
-    }
+    interventions = interventions_lock_for_engagement(intervention_ids=ids)
     missing = ids - interventions.keys()
     if missing and missing_is_error:
         raise NotFoundError("Intervention not found.", details={"intervention_id": str(next(iter(missing)))})
@@ -117,7 +114,7 @@ def _record(*, events: Sequence[Mapping[str, Any]], missing_is_error: bool) -> l
     if not fresh:
         return []
 
-    delivered_now: dict[UUID, TrackingEvent] = {}
+    delivered_now: dict[UUID, tuple[Intervention, datetime, str]] = {}
     engagement: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     lifecycle: list[tuple[Intervention, str, dict[str, Any]]] = []
     for row in fresh:
@@ -137,39 +134,14 @@ def _record(*, events: Sequence[Mapping[str, Any]], missing_is_error: bool) -> l
             )
         )
         if row.type in _IMPLIES_DELIVERY and intervention.delivered_at is None:
-            delivered_now.setdefault(intervention.pk, row)
+            delivered_now.setdefault(
+                intervention.pk, (intervention, row.occurred_at, row.channel or intervention.channel)
+            )
 
-    if delivered_now:
-        _mark_delivered(interventions=interventions, events=delivered_now)
+    interventions_mark_delivered(marks=list(delivered_now.values()))
     profile_engagement_record_many(increments=engagement)
     intervention_events_enqueue(events=lifecycle)
     return fresh
-
-
-def _mark_delivered(
-    *, interventions: Mapping[UUID, Intervention], events: Mapping[UUID, TrackingEvent]
-) -> None:
-    updated: list[Intervention] = []
-    for intervention_id, event in events.items():
-        intervention = interventions[intervention_id]
-        intervention.delivered_at = event.occurred_at
-        if intervention.status in (Intervention.Status.PENDING, Intervention.Status.SCHEDULED):
-            intervention.status = Intervention.Status.DELIVERED
-        intervention.updated_at = timezone.now()
-        updated.append(intervention)
-    Intervention.objects.bulk_update(updated, ["delivered_at", "status", "updated_at"])
-    for intervention_id, event in events.items():
-        channel = event.channel or interventions[intervention_id].channel
-        Delivery.objects.filter(
-            intervention_id=intervention_id,
-            channel=channel,
-            status__in=[
-                Delivery.Status.QUEUED,
-                Delivery.Status.SENDING,
-                Delivery.Status.SENT,
-                Delivery.Status.UNKNOWN,
-            ],
-        ).update(status=Delivery.Status.DELIVERED, delivered_at=event.occurred_at, updated_at=timezone.now())
 
 
 def _insert_new(events: list[TrackingEvent], *, now: datetime) -> list[TrackingEvent]:

@@ -1,7 +1,7 @@
 """``POST /interventions`` (trigger one), ``GET /interventions`` and ``GET /interventions/{id}``; scope
 ``interventions``.
 
-Thin: the serializers check shape, :mod:`delivery.triggers` decides, :mod:`delivery.selectors` reads.
+Thin: the serializers check shape, :mod:`delivery.triggers` decides, :mod:`interventions.selectors` reads.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from api.pagination import ApiPagination, PageSerializer
 from api.serializers import StrictSerializer
 from core.errors import NotFoundError
 from delivery.events import MAX_ID_LENGTH
-from delivery.selectors import intervention_detail, interventions_list
+from delivery.selectors import intervention_detail
 from delivery.triggers import intervention_send_direct, intervention_trigger
 from interventions.models import Delivery, Intervention
+from interventions.selectors import interventions_list
 from personalization.api.serializers import TimeZoneNameField
 from personalization.models import Channel
 from tracking.models import TrackingEvent

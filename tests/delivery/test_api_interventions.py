@@ -9,7 +9,7 @@ import pytest
 
 from api.models import Scope
 from campaigns.models import Campaign
-from delivery.triggers import DIRECT_CAMPAIGN_NAME
+from campaigns.services import DIRECT_CAMPAIGN_NAME
 from gateway.realtime import onsite_replay
 from interventions.models import Intervention
 from messaging.models import OutboxMessage

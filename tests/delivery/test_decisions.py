@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import time
 
 import pytest
@@ -10,8 +9,8 @@ from django.db import transaction
 
 from campaigns.models import Campaign
 from core.redis import redis_sync
-from delivery import services
 from delivery.events import InboundEvent, parse_cart_event, parse_prediction
+from delivery.handoff import Handoff
 from delivery.services import decisions_process_batch
 from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
@@ -225,15 +224,12 @@ def test_it_lets_the_highest_priority_campaign_win_and_suppresses_the_others():
 
 @pytest.mark.parametrize("consumer", [False, True], ids=["in-line", "as-the-consumer"])
 def test_it_applies_the_frequency_cap_and_the_daily_budget(
-    settings, django_capture_on_commit_callbacks, monkeypatch, consumer
+    settings, django_capture_on_commit_callbacks, consumer
 ):
     # given a campaign capped at one per day, and a daily budget of two messages across campaigns;
     # decided in line (the API) or as the consumer does, whose sends are written to Redis by the next
     # batch's caps read
-    if consumer:
-        executor = ThreadPoolExecutor(max_workers=1, initializer=services.handoff_thread_start)
-        monkeypatch.setattr(services, "handoff_executor", executor)
-        monkeypatch.setattr(services, "_unrecorded", [])
+    handoff = Handoff(threaded=consumer)
     settings.SHOPPER_DAILY_MESSAGE_BUDGET = 2
     capped = f.campaign(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
     other = f.campaign(channels=["email"], trigger="cart_abandoned", conditions="")
@@ -242,7 +238,7 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(
 
     def decide(events: list[InboundEvent]) -> None:
         with django_capture_on_commit_callbacks(execute=True):
-            decisions_process_batch(events=events, campaigns=campaigns)
+            decisions_process_batch(events=events, campaigns=campaigns, handoff=handoff)
 
     # when the shopper triggers the capped campaign twice and the other campaign twice (each batch
     # committed, so the sends are counted in Redis after commit)
@@ -259,9 +255,8 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(
     assert statuses(capped) == [("pending", ""), ("suppressed", "frequency_cap")]
     assert statuses(other) == [("pending", ""), ("suppressed", "daily_budget")]
     # and, once the consumer idles, both sends are counted in the shopper's day
-    services.caps_record_pending()
-    if consumer:
-        executor.shutdown(wait=True)
+    handoff.caps_record_pending()
+    handoff.close()
     budget = list(redis_sync().scan_iter(f"ie:budget:{user_id}:*"))
     assert [int(redis_sync().get(key) or 0) for key in budget] == [2]
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from delivery.services import decisions_process_batch, interventions_expire, interventions_release_due
+from delivery.services import decisions_process_batch, decisions_release_due
 from interventions.models import Delivery, Intervention
+from interventions.services import interventions_expire
 from messaging.models import OutboxMessage
 from tests.delivery import factories as f
 
@@ -30,8 +31,8 @@ def test_it_releases_a_due_intervention_with_its_delivery_and_sequence_number():
     assert intervention.status == Intervention.Status.SCHEDULED
 
     # when beat runs before and after its time
-    early = interventions_release_due()
-    late = interventions_release_due(now=timezone.now() + timedelta(minutes=11))
+    early = decisions_release_due()
+    late = decisions_release_due(now=timezone.now() + timedelta(minutes=11))
 
     # then it is released once, pending with a queued delivery and the shopper's next seq
     intervention.refresh_from_db()
@@ -52,7 +53,7 @@ def test_it_cancels_a_due_intervention_when_the_cart_was_checked_out():
     Intervention.objects.filter(pk=intervention.pk).update(status=Intervention.Status.SCHEDULED)
 
     # when beat releases due interventions
-    outcome = interventions_release_due(now=timezone.now() + timedelta(minutes=11))
+    outcome = decisions_release_due(now=timezone.now() + timedelta(minutes=11))
 
     # then it is cancelled, not sent
     intervention.refresh_from_db()
@@ -64,7 +65,7 @@ def test_it_cancels_a_due_intervention_when_the_cart_was_checked_out():
 def test_it_expires_pending_interventions_never_handed_to_a_provider():
     # given a released on-site intervention whose expiry has passed
     _, intervention = decide_delayed(require_open_cart=False)
-    interventions_release_due(now=timezone.now() + timedelta(minutes=11))
+    decisions_release_due(now=timezone.now() + timedelta(minutes=11))
 
     # when beat expires stale interventions
     expired = interventions_expire(now=timezone.now() + timedelta(hours=2))

@@ -20,9 +20,9 @@ from api.idempotency import idempotent
 from api.models import Scope
 from api.serializers import StrictSerializer
 from core.errors import ApplicationError
+from interventions.selectors import interventions_existing
 from personalization.models import Channel
 from tracking.models import TrackingEvent
-from tracking.selectors import interventions_existing
 from tracking.services import tracking_events_record
 
 MAX_BATCH_SIZE = 1000

@@ -3,7 +3,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
@@ -12,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
 from core.observability import get_logger
-from delivery import metrics, services
+from delivery import metrics
 from delivery.event_handlers import BatchResult, EventBatchHandler
+from delivery.handoff import Handoff
 from messaging.kafka import consumer_config, producer_config, topic
 from messaging.workers import Worker
 
@@ -52,18 +52,15 @@ class EventConsumer(Worker):
         self.producer: Producer | None = None
         self.handler: EventBatchHandler | None = None
         self._failures = 0
-        self.executor: ThreadPoolExecutor | None = None
+        self.handoff: Handoff | None = None
 
     def setup(self) -> None:
         # Push and queue each batch's deliveries on one side thread, in commit order, while the next
         # batch is decided; teardown waits for it, so a stop loses nothing already committed.
-        self.executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="handoff", initializer=services.handoff_thread_start
-        )
-        services.handoff_executor = self.executor
+        self.handoff = Handoff(threaded=True)
         self.consumer = Consumer(consumer_config(group_id=self.group_id))
         self.producer = Producer(producer_config())
-        self.handler = EventBatchHandler(producer=self.producer)
+        self.handler = EventBatchHandler(producer=self.producer, handoff=self.handoff)
         self.consumer.subscribe([topic("cart-events-enriched"), topic("prediction-results")])
         if self.collector is not None:
             self.collector.start()
@@ -79,11 +76,12 @@ class EventConsumer(Worker):
         waiting for a full batch or a timeout; a backlog still drains in full batches, because while one
         batch is decided the client keeps fetching the next."""
         assert self.consumer is not None
+        assert self.handoff is not None
         # Sends of the last batch wait for the next batch's caps read; with nothing to read now, they
         # are written before the wait.
-        first = self.consumer.poll(0) if services.caps_waiting() else None
+        first = self.consumer.poll(0) if self.handoff.caps_waiting() else None
         if first is None:
-            services.caps_record_pending()
+            self.handoff.caps_record_pending()
             first = self.consumer.poll(self.poll_timeout)
         if first is None:
             return []
@@ -160,11 +158,8 @@ class EventConsumer(Worker):
     def teardown(self) -> None:
         if self.collector is not None:
             self.collector.stop()
-        services.caps_record_pending()
-        if self.executor is not None:
-            self.executor.submit(services.handoff_thread_stop)
-            self.executor.shutdown(wait=True)
-            services.handoff_executor = None
+        if self.handoff is not None:
+            self.handoff.close()
         if self.producer is not None:
             self.producer.flush(10)
         if self.consumer is not None:
