@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.plumbing import build_bearer_security_scheme_object, force_instance
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer
 from rest_framework.fields import CharField
 
 from api import idempotency
@@ -15,6 +16,25 @@ from api.serializers import ErrorSerializer, StrictFieldsMixin
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 NO_NULL_CHARACTERS = "^[^\\u0000]*$"
+
+
+def _whitespace() -> str:
+    """What ``str.strip()`` removes (DRF trims with it), spelled out: a pattern's ``\\s`` differs by dialect
+    (ECMA's leaves out U+001C-U+001F and U+0085). Every such character is in the Basic Multilingual Plane."""
+    codes = [code for code in range(0x10000) if chr(code).isspace()]
+    spans: list[list[int]] = []
+    for code in codes:
+        if spans and spans[-1][1] == code - 1:
+            spans[-1][1] = code
+        else:
+            spans.append([code, code])
+    return "".join(
+        f"\\u{first:04x}" if first == last else f"\\u{first:04x}-\\u{last:04x}" for first, last in spans
+    )
+
+
+# A field that trims whitespace and refuses blanks refuses "  " too: something else must be in it.
+NOT_ONLY_WHITESPACE = f"^[^\\u0000]*[^\\u0000{_whitespace()}][^\\u0000]*$"
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -63,8 +83,17 @@ class ApiAutoSchema(AutoSchema):
 
     def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
         mapped = super()._map_serializer_field(field, direction, bypass_extensions)  # type: ignore[no-untyped-call]
-        if direction == "request" and isinstance(field, CharField) and "pattern" not in mapped:
-            mapped["pattern"] = NO_NULL_CHARACTERS  # DRF refuses "\x00" in every string field
+        if (
+            direction == "request"
+            and isinstance(field, CharField)
+            and mapped.get("type") == "string"
+            and "pattern" not in mapped
+            # A RegexField's own pattern (inserted after this) says more, and excludes NUL already.
+            and not any(isinstance(v, RegexValidator) for v in field.validators)
+        ):
+            # DRF refuses "\x00" in every string field, and a stripped blank where blanks are not allowed.
+            blank_refused = not field.allow_blank and field.trim_whitespace
+            mapped["pattern"] = NOT_ONLY_WHITESPACE if blank_refused else NO_NULL_CHARACTERS
         if mapped.get("type") == "array":
             # drf-spectacular leaves out allow_empty=False and a ListSerializer's max_length.
             if getattr(field, "allow_empty", True) is False:
@@ -73,14 +102,22 @@ class ApiAutoSchema(AutoSchema):
                 mapped["maxItems"] = max_length
         return mapped
 
+    def _get_request_for_media_type(self, serializer: Any, direction: Any = "request") -> Any:
+        schema, required = super()._get_request_for_media_type(serializer, direction)  # type: ignore[no-untyped-call]
+        if isinstance(serializer, PolymorphicProxySerializer) and isinstance(serializer.serializers, list):
+            # drf-spectacular leaves a one-of body optional; required when each shape has a required field.
+            shapes = [force_instance(shape) for shape in serializer.serializers]  # type: ignore[no-untyped-call]
+            required = all(any(field.required for field in shape.fields.values()) for shape in shapes)
+        return schema, required
+
     def _get_response_bodies(self, direction: Any = "response") -> Any:
         responses = dict(super()._get_response_bodies(direction))
         # Every operation validates something (a body, or its query parameters: filters, dates, limits).
         codes = ["400", "401", "403", "429"]
         if self.method in WRITE_METHODS:
-            codes.append("409")
-            if getattr(self._handler(), "idempotent", False):
-                codes.append("422")  # idempotency_key_reused: the same key with another request
+            # 422: well-formed but refused for what it says (core.errors.UnprocessableError: a rule across
+            # fields, a rule or template that does not compile) or idempotency_key_reused.
+            codes += ["409", "422"]
         if "{" in self.path or self.method in WRITE_METHODS:
             codes.append("404")  # the object named in the path, or one a body refers to
         for code in codes:

@@ -7,9 +7,11 @@ and ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
@@ -72,6 +74,20 @@ class ErrorInfoSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable, e.g. invalid_rule")
     message = serializers.CharField(help_text="For people; may change")
     details = serializers.DictField(help_text="Field errors, positions, missing scopes…")
+
+
+LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": LOCAL_TIME_PATTERN})
+class LocalTimeField(serializers.TimeField):
+    """A time of day with no UTC offset, ``HH:MM[:SS[.ffffff]]`` (OpenAPI's ``format: time`` would demand an
+    offset and seconds); nothing else is read as a time."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(LOCAL_TIME_PATTERN, value):
+            self.fail("invalid", format="hh:mm[:ss[.ffffff]]")
+        return super().to_internal_value(value)
 
 
 class ErrorSerializer(serializers.Serializer):

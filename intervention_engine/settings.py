@@ -450,6 +450,9 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "ENUM_NAME_OVERRIDES": {
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "DeliveryStatusEnum": "interventions.models.Delivery.Status",
+        "ChannelEnum": "personalization.models.Channel",
+        "OnsiteChannelEnum": "campaigns.api.serializers.ONSITE_CHANNEL",
+        "MessageChannelEnum": "campaigns.api.serializers.MESSAGE_CHANNELS",
     },
 }
 

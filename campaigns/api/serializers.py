@@ -11,19 +11,13 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictSerializer
+from api.serializers import LocalTimeField, StrictSerializer
 from campaigns.models import Campaign, Template
-from campaigns.services import EVENT_TYPES
+from campaigns.services import EVENT_TYPES, PREDICTION_TRIGGER_PATTERN
 from personalization.models import CHANNELS, Channel
-
-
-@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$"})
-class LocalTimeField(serializers.TimeField):
-    """A time of day with no UTC offset (OpenAPI's ``format: time`` would demand one)."""
-
 
 PERCENT_PATTERN = r"^(100(\.0{1,2})?|\d{1,2}(\.\d{1,2})?)$"
 
@@ -43,6 +37,8 @@ class PercentField(serializers.DecimalField):
 
 
 INT_MAX = 2**31 - 1
+# What campaigns.services accepts as a trigger, unpadded: an event type or prediction.<model>.
+TRIGGER_PATTERN = "^(" + "|".join([*map(re.escape, EVENT_TYPES), PREDICTION_TRIGGER_PATTERN]) + ")$"
 
 
 def _seconds(**kwargs: object) -> serializers.IntegerField:
@@ -72,6 +68,33 @@ class TemplateSerializer(StrictSerializer):
     localizations = TemplateLocalizationSerializer(many=True, allow_empty=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+
+# Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: the schema's enums of the two template shapes.
+ONSITE_CHANNEL = [Channel.ONSITE.value]
+MESSAGE_CHANNELS = [channel for channel in CHANNELS if channel != Channel.ONSITE]
+
+
+class _OnsiteTemplateSerializer(TemplateSerializer):
+    """Schema only: an on-site template names its kind."""
+
+    channel = serializers.ChoiceField(choices=ONSITE_CHANNEL)
+    onsite_kind = serializers.ChoiceField(choices=Template.OnsiteKind.choices)
+
+
+class _MessageTemplateSerializer(TemplateSerializer):
+    """Schema only: an email, SMS or push template (an on-site kind sent with it is ignored)."""
+
+    channel = serializers.ChoiceField(choices=MESSAGE_CHANNELS)
+
+
+# What campaigns.services checks of a whole template, said in the schema: one shape per channel
+# (PATCH keeps TemplateSerializer: whether its kind is needed depends on the stored channel).
+TEMPLATE_WRITE_REQUEST = PolymorphicProxySerializer(
+    component_name="TemplateWrite",
+    serializers=[_OnsiteTemplateSerializer, _MessageTemplateSerializer],
+    resource_type_field_name=None,
+)
 
 
 class SegmentSerializer(StrictSerializer):
@@ -118,7 +141,9 @@ class CampaignSerializer(StrictSerializer):
         required=False,
         help_text="On create: draft (default) or active. On update: a transition, applied after the edit.",
     )
-    trigger = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    trigger = serializers.RegexField(
+        TRIGGER_PATTERN, max_length=200, allow_blank=True, required=False, trim_whitespace=False
+    )
     conditions = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
     segment = serializers.IntegerField(source="segment_id", allow_null=True, required=False, min_value=1)
     delay_seconds = _seconds()
@@ -150,3 +175,11 @@ class CampaignSerializer(StrictSerializer):
     variants = VariantSerializer(many=True, required=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+
+class CampaignCreateSerializer(CampaignSerializer):
+    """Schema only: what campaigns.services accepts on create, a draft or an active campaign."""
+
+    status = serializers.ChoiceField(
+        choices=[Campaign.Status.DRAFT, Campaign.Status.ACTIVE], required=False, help_text="draft by default"
+    )

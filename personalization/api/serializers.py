@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictSerializer
+from api.serializers import LocalTimeField, StrictSerializer
 from personalization.models import Profile
 
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -21,8 +21,8 @@ class ConsentSerializer(StrictSerializer):
 
 
 class QuietHoursSerializer(StrictSerializer):
-    start = serializers.TimeField(help_text="In the shopper's time zone, e.g. 22:00")
-    end = serializers.TimeField(help_text="May be earlier than start: the window wraps midnight")
+    start = LocalTimeField(help_text="In the shopper's time zone, e.g. 22:00")
+    end = LocalTimeField(help_text="May be earlier than start: the window wraps midnight")
 
 
 # The names the server accepts (zoneinfo), so a client knows a time zone from a typo before it sends it.
@@ -44,7 +44,9 @@ class PreferencesSerializer(StrictSerializer):
     consent = ConsentSerializer(required=False)
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
     timezone = TimeZoneNameField(help_text="IANA name")
-    locale = serializers.RegexField(LOCALE, required=False, allow_blank=True, max_length=16)
+    locale = serializers.RegexField(
+        LOCALE, required=False, allow_blank=True, max_length=16, trim_whitespace=False
+    )
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         profile: Profile = instance

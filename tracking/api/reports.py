@@ -12,7 +12,7 @@ from typing import Any
 
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.models import Scope
+from api.serializers import ErrorSerializer
 from core.errors import ApplicationError
 from tracking import exports
 from tracking.analytics import Interval, SampleRatioCheck
@@ -43,6 +44,8 @@ PERIOD_PARAMETERS = [
         "to", PERIOD_BOUND, description="Exposures until this date (inclusive) or datetime (exclusive)"
     ),
 ]
+# Both bounds well-formed, but 'to' not after 'from': refused for what it means.
+PERIOD_REFUSED = OpenApiResponse(ErrorSerializer, description="`invalid_period`: 'to' is not after 'from'")
 # Campaign ids are bigints written in at most 18 digits (as the report's route says).
 MAX_CAMPAIGN_ID = 10**18 - 1
 XLSX = exports.XLSX
@@ -139,7 +142,7 @@ class CampaignReportView(APIView):
 
     @extend_schema(
         parameters=PERIOD_PARAMETERS,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 422: PERIOD_REFUSED},
         summary="A campaign's funnel, variants and statistics",
         operation_id="campaign_report",
     )
@@ -160,7 +163,11 @@ class CampaignsExportView(APIView):
                 description="Only this campaign",
             ),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, XLSX): OpenApiTypes.BINARY,
+            422: PERIOD_REFUSED,
+        },
         summary="Every campaign's report rows (one per variant and holdout) as CSV or XLSX",
         operation_id="campaigns_report_export",
     )
