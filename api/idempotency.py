@@ -18,11 +18,14 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import quote
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -109,6 +112,31 @@ def idempotency_claim(
 def idempotency_records_purge(*, older_than: timedelta = RECORD_TTL) -> int:
     """Delete expired records; returns how many. Safe to run at any time (expired keys are reusable)."""
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def idempotency_records_erase(*, identifiers: Sequence[str]) -> int:
+    """Delete the stored answers that name a shopper (an erasure): a request under their
+    ``/users/{user_id}`` path, or an answer holding one of ``identifiers`` as a JSON string (the user id,
+    an address, a number; an intervention's answer carries its ``user_id`` beside its rendered content).
+    Returns how many. Their keys then act as new: a retry does the work again, which every write allows.
+
+    The erase request's own record is among them, so no answer of it is stored either."""
+    match = Q()
+    for identifier in identifiers:
+        match |= Q(response_body_text__contains=json.dumps(identifier, ensure_ascii=False))
+        for form in {identifier, quote(identifier, safe="")}:
+            segment = f"/users/{form}"
+            match |= (
+                Q(path__endswith=segment) | Q(path__contains=f"{segment}/") | Q(path__contains=f"{segment}?")
+            )
+    if not identifiers:
+        return 0
+    deleted, _ = (
+        IdempotencyRecord.objects.annotate(response_body_text=Cast("response_body", TextField()))
+        .filter(match)
+        .delete()
+    )
     return deleted
 
 

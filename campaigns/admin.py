@@ -601,7 +601,10 @@ class CampaignAdmin(ServiceBackedAdmin):
         ),
         (
             "Scheduled sends",
-            {"fields": (("send_at", "send_local_time"), "recurrence"), "classes": ("collapse",)},
+            {
+                "fields": (("send_at", "send_local_time"), ("cron", "schedule_timezone")),
+                "classes": ("collapse",),
+            },
         ),
         (
             "How it reaches the shopper",

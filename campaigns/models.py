@@ -113,10 +113,23 @@ class Campaign(models.Model):
     conversion_goal = models.CharField(max_length=64, default="checkout_completed")
     attribution_window_seconds = models.PositiveIntegerField(default=86400)
 
-    # Scheduled campaigns: when to send, in each shopper's own time zone when local_time is set.
-    send_at = models.DateTimeField(null=True, blank=True)
-    send_local_time = models.TimeField(null=True, blank=True)
-    recurrence = models.CharField(max_length=100, blank=True, help_text="cron expression, empty for one-off")
+    # Scheduled campaigns (docs/campaigns.md): a one-off run at ``send_at``, or a run at every tick of
+    # ``cron`` (read in ``schedule_timezone``); beat holds the schedule (django-celery-beat rows kept in
+    # step by campaigns.services). With ``send_local_time`` each run rolls across the shoppers' zones: a
+    # shopper is sent the message at the first ``send_local_time`` of their own clock after the run starts.
+    send_at = models.DateTimeField(null=True, blank=True, help_text="One-off: when the run starts")
+    send_local_time = models.TimeField(
+        null=True, blank=True, help_text="Each shopper's wall-clock time; empty sends at the run's start"
+    )
+    cron = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text='Recurring: "minute hour day-of-month month day-of-week", e.g. "0 9 * * 1" (Mondays '
+        "09:00); empty for a one-off",
+    )
+    schedule_timezone = models.CharField(
+        max_length=64, default="UTC", help_text="The time zone the cron expression is read in"
+    )
 
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)

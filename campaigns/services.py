@@ -15,6 +15,7 @@ The admin and the API both call these functions, so the rules live here once:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -24,10 +25,18 @@ from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Model, ProtectedError
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from redis import RedisError
 
 from campaigns import selectors
 from campaigns.models import AuditEntry, Campaign, Template, TemplateLocalization, Variant
+from campaigns.schedules import (
+    RUN_START_TASK,
+    campaign_schedule_errors,
+    campaign_schedule_shape_errors,
+    cron_parse,
+)
 from campaigns.signals import campaign_changed
 from core.errors import ApplicationError, ConflictError, NotFoundError, UnprocessableError
 from core.observability import get_logger
@@ -87,7 +96,8 @@ CAMPAIGN_FIELDS = (
     "attribution_window_seconds",
     "send_at",
     "send_local_time",
-    "recurrence",
+    "cron",
+    "schedule_timezone",
     "starts_at",
     "ends_at",
 )
@@ -496,6 +506,7 @@ def _campaign_check(campaign: Campaign) -> None:
             errors["holdout_percent"] = ["between 0 and 100"]
     except InvalidOperation:
         errors["holdout_percent"] = ["a number between 0 and 100"]
+    errors.update(campaign_schedule_shape_errors(campaign=campaign))
     if errors:
         field, messages = next(iter(errors.items()))
         raise ApplicationError(f"{field}: {messages[0]}", details=errors)
@@ -529,28 +540,82 @@ def _variants_check(variants: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _campaign_check_runnable(campaign: Campaign) -> None:
-    """What activation requires: the campaign can decide and deliver something."""
+    """What activation requires: the campaign can decide and deliver something. The details name each
+    problem under ``problems`` and, for those of one field, under that field too (the admin shows them
+    beside it)."""
     problems: list[str] = []
+    fields: dict[str, list[str]] = {}
+
+    def refuse(field: str, problem: str) -> None:
+        problems.append(problem)
+        fields.setdefault(field, []).append(problem)
+
     if campaign.kind == Campaign.Kind.TRIGGERED and not campaign.trigger.strip():
-        problems.append("a triggered campaign needs a trigger (e.g. prediction.cart_abandonment)")
+        refuse("trigger", "a triggered campaign needs a trigger (e.g. prediction.cart_abandonment)")
     if campaign.kind == Campaign.Kind.SCHEDULED and campaign.segment_id is None:
-        problems.append("a scheduled campaign needs a segment to send to")
+        refuse("segment", "a scheduled campaign needs a segment to send to")
+    for field, reasons in campaign_schedule_errors(campaign=campaign, now=timezone.now()).items():
+        for reason in reasons:
+            refuse(field, f"{field}: {reason}")
     if not campaign.channels:
-        problems.append("choose at least one channel")
+        refuse("channels", "choose at least one channel")
     variants = list(campaign.variants.select_related(*(f"{c}_template" for c in CHANNELS)))
     treatments = [v for v in variants if not v.is_control]
     if not treatments:
-        problems.append("add at least one variant that is not the control")
+        refuse("variants", "add at least one variant that is not the control")
     if sum(v.weight for v in variants) <= 0:
-        problems.append("variant weights must add up to more than 0")
+        refuse("variants", "variant weights must add up to more than 0")
     for variant in treatments:
         missing = [c for c in campaign.channels if variant.template_for(c) is None]
         if missing:
-            problems.append(f"variant {variant.name!r} has no template for {', '.join(missing)}")
+            refuse("variants", f"variant {variant.name!r} has no template for {', '.join(missing)}")
     if problems:
         raise CampaignTransitionError(
-            "the campaign cannot run yet: " + "; ".join(problems), details={"problems": problems}
+            "the campaign cannot run yet: " + "; ".join(problems), details={"problems": problems, **fields}
         )
+
+
+def _schedule_task_name(campaign: Campaign) -> str:
+    return f"campaign-{campaign.pk}-send-run"
+
+
+def _campaign_schedule_sync(campaign: Campaign) -> None:
+    """Keep the campaign's beat entry in step with it: one PeriodicTask per scheduled campaign, on a
+    ClockedSchedule (one-off) or a CrontabSchedule (recurring), enabled only while the campaign is active.
+    Runs in the caller's transaction, so beat never sees a schedule the campaign did not commit."""
+    name = _schedule_task_name(campaign)
+    if campaign.kind != Campaign.Kind.SCHEDULED or (not campaign.cron and campaign.send_at is None):
+        PeriodicTask.objects.filter(name=name).update(enabled=False)
+        return
+    clocked: ClockedSchedule | None = None
+    cron_schedule: CrontabSchedule | None = None
+    if campaign.cron:
+        cron = cron_parse(campaign.cron)
+        cron_schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=cron.minute,
+            hour=cron.hour,
+            day_of_month=cron.day_of_month,
+            month_of_year=cron.month_of_year,
+            day_of_week=cron.day_of_week,
+            timezone=campaign.schedule_timezone,
+        )
+    else:
+        assert campaign.send_at is not None
+        clocked, _ = ClockedSchedule.objects.get_or_create(clocked_time=campaign.send_at)
+    PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "task": RUN_START_TASK,
+            "kwargs": json.dumps({"campaign_id": campaign.pk}),
+            "crontab": cron_schedule,
+            "clocked": clocked,
+            "interval": None,
+            "solar": None,
+            "one_off": clocked is not None,
+            "enabled": campaign.status == Campaign.Status.ACTIVE,
+            "description": f"Send runs of campaign {campaign.name!r}",
+        },
+    )
 
 
 def _variant_snapshot(campaign: Campaign) -> dict[str, dict[str, Any]]:
@@ -655,6 +720,7 @@ def campaign_update(
         _variants_save(campaign, variants)
     if campaign.status == Campaign.Status.ACTIVE:
         _campaign_check_runnable(campaign)
+    _campaign_schedule_sync(campaign)
     changes = audit_diff(before, _campaign_snapshot(campaign))
     if changes:
         audit_record(
@@ -690,6 +756,7 @@ def campaign_transition(
         _campaign_check_runnable(campaign)
     campaign.status = to_status
     campaign.save(update_fields=["status", "updated_at"])
+    _campaign_schedule_sync(campaign)
     audit_record(
         actor=actor,
         actor_label=actor_label,
@@ -784,3 +851,22 @@ def campaign_direct_get_or_create() -> tuple[Campaign, Variant]:
     )
     variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
     return campaign, variant
+
+
+# --- Shoppers' contact points: audited here, on personalization's signals ------------------------------
+
+
+def profile_contact_change_audit(
+    *, profile: Model, changes: dict[str, Any], actor_label: str, **kwargs: Any
+) -> None:
+    """Receiver of ``personalization.signals.contact_changed``: one audit entry, in the change's
+    transaction (the old and new address or number: the audit must say what changed)."""
+    audit_record(actor=None, actor_label=actor_label, action="contact_changed", obj=profile, changes=changes)
+
+
+def profile_audit_erase(*, profile: Model, **kwargs: Any) -> None:
+    """Receiver of ``personalization.signals.profile_erasing``: audit entries about the shopper hold
+    their contact points, so they go with the rest (docs/privacy.md)."""
+    AuditEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(profile), object_id=str(profile.pk)
+    ).delete()

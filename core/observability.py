@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +21,28 @@ from prometheus_client import CollectorRegistry, multiprocess
 if TYPE_CHECKING:  # settings import this module: no Django import at runtime
     from django.http import HttpRequest, HttpResponse
 
+_SHOPPER_IN_PATH = re.compile(r"(/users/|[?&]user_id=)[^/?&#\s]+")
+
+
+def redact_shopper_ids(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Logs name no shopper: a ``user_id`` field, a ``/users/{id}`` path and a ``user_id=`` query
+    parameter (the request log's ``request`` field) are written as ``…``, so erasing a shopper leaves
+    nothing of theirs in the logs (docs/privacy.md). Request, intervention and delivery ids still tie a
+    log line to the records."""
+    if isinstance(event.get("user_id"), str):
+        event["user_id"] = "…"
+    for name in ("request", "path"):
+        value = event.get(name)
+        if isinstance(value, str):
+            event[name] = _SHOPPER_IN_PATH.sub(r"\1…", value)
+    return event
+
 
 def configure_logging(*, level: str, fmt: str) -> dict[str, Any]:
     """Route stdlib and structlog records through one renderer; returns Django's LOGGING dict.
 
     JSON (``fmt="json"``) so logs can be shipped and queried by field (request_id, intervention_id,
-    user_id…); a readable console renderer for ``fmt="console"``.
+    delivery_id…; shopper ids are redacted); a readable console renderer for ``fmt="console"``.
     """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -33,6 +50,7 @@ def configure_logging(*, level: str, fmt: str) -> dict[str, Any]:
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        redact_shopper_ids,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)

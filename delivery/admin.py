@@ -16,13 +16,19 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
-from core.admin import admin_permission_required
+from core.admin import ReadOnlyModelAdmin, admin_permission_required, status_badge
+from core.errors import ApplicationError
 from delivery.event_handlers import DeadLetterRecord, dlq_read, dlq_replay, dlq_topic
+from delivery.models import SendRun
+from delivery.runs import send_run_move
+from delivery.selectors import send_run_progress
 from messaging.kafka import producer_config
 
 # Who may look: whoever may look at the Kafka outbox (the same plumbing, the same personal data).
@@ -141,3 +147,90 @@ def _replay(request: HttpRequest) -> HttpResponse:
         return back
     messages.success(request, f"Replayed {count} message(s) to their source topics.")
     return back
+
+
+# --- Send runs of scheduled campaigns ------------------------------------------------------------------
+
+
+@admin.register(SendRun)
+class SendRunAdmin(ReadOnlyModelAdmin):
+    """Runs with their progress (counts, rate, ETA); pause, resume and cancel as actions that need the
+    ``delivery.control_sendrun`` permission. The run's books are written by delivery.runs only."""
+
+    list_display = ("id", "campaign", "tick", "state_badge", "progress_bar", "books", "rate_eta")
+    list_filter = ("state",)
+    search_fields = ("campaign__name",)
+    list_select_related = ("campaign",)
+    ordering = ("-tick", "-id")
+    actions = ["pause_selected", "resume_selected", "cancel_selected"]
+    readonly_fields = (
+        "campaign",
+        "tick",
+        "state_badge",
+        "progress_bar",
+        "books",
+        "deliveries",
+        "rate_eta",
+        "error",
+        "started_at",
+        "finished_at",
+    )
+    fields = readonly_fields
+
+    def has_control_sendrun_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("delivery.control_sendrun"))
+
+    @admin.display(description="state")
+    def state_badge(self, run: SendRun) -> str:
+        return status_badge(run.state, run.get_state_display())
+
+    @admin.display(description="progress")
+    def progress_bar(self, run: SendRun) -> str:
+        progress = send_run_progress(run=run, deliveries=False)
+        return format_html(
+            '<progress max="1" value="{}"></progress> {} / {}',
+            f"{progress.progress:.4f}",
+            progress.walked,
+            run.audience_size if run.audience_size is not None else "…",
+        )
+
+    @admin.display(description="decided · queued · suppressed · skipped · failed")
+    def books(self, run: SendRun) -> str:
+        return (
+            f"{run.decided} · {run.queued} · {sum(run.suppressed.values())} {run.suppressed or ''} · "
+            f"{sum(run.skipped.values())} {run.skipped or ''} · {run.failed}"
+        )
+
+    @admin.display(description="deliveries by status")
+    def deliveries(self, run: SendRun) -> str:
+        return str(send_run_progress(run=run).deliveries or "—")
+
+    @admin.display(description="rate · ETA")
+    def rate_eta(self, run: SendRun) -> str:
+        progress = send_run_progress(run=run, deliveries=False)
+        rate = f"{progress.rate:.0f}/s" if progress.rate else "—"
+        eta = f"{progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else "—"
+        return f"{rate} · {eta}"
+
+    def _move(self, request: HttpRequest, queryset: QuerySet[SendRun], move: str) -> None:
+        done = 0
+        for run in queryset:
+            try:
+                send_run_move(run_id=run.pk, move=move)
+                done += 1
+            except ApplicationError as error:
+                self.message_user(request, f"Run {run.pk}: {error.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{move}: {done} run(s)", messages.SUCCESS)
+
+    @admin.action(description="Pause the selected runs", permissions=["control_sendrun"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
+        self._move(request, queryset, "pause")
+
+    @admin.action(description="Resume the selected runs", permissions=["control_sendrun"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
+        self._move(request, queryset, "resume")
+
+    @admin.action(description="Cancel the selected runs", permissions=["control_sendrun"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
+        self._move(request, queryset, "cancel")

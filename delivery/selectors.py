@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 
 from campaigns.models import Campaign, Variant
 from campaigns.selectors import campaigns_active_triggered
 from campaigns.services import campaigns_version
 from core.observability import get_logger
+from delivery.models import SendRun, SendRunMember
 from interventions.models import Intervention
 from interventions.selectors import interventions_list
 from personalization.rules import Rule, RuleError, compile_rule
@@ -141,4 +142,64 @@ def intervention_detail(*, intervention_id: Any) -> Intervention | None:
         .prefetch_related(Prefetch("tracking_events", queryset=events))
         .filter(pk=intervention_id)
         .first()
+    )
+
+
+# --- Send runs of scheduled campaigns (delivery/runs.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A run's books as the API, the admin and ``campaign_status`` show them."""
+
+    run: SendRun
+    walked: int
+    progress: float  # 0..1 of the audience walked
+    rate: float | None  # members walked per second since the start
+    eta_seconds: float | None
+    deliveries: dict[str, int]  # the run's deliveries by status (sent, delivered, failed, …)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.deliveries.get(s, 0) for s in ("sent", "delivered"))
+
+    @property
+    def failed_deliveries(self) -> int:
+        return self.deliveries.get("failed", 0)
+
+
+def send_runs_of_campaign(*, campaign_id: int) -> QuerySet[SendRun]:
+    return SendRun.objects.filter(campaign_id=campaign_id).order_by("-tick", "-id")
+
+
+def send_run_get(*, run_id: int) -> SendRun | None:
+    return SendRun.objects.filter(pk=run_id).first()
+
+
+def send_run_progress(*, run: SendRun, now: datetime | None = None, deliveries: bool = True) -> RunProgress:
+    """Counts, rate and ETA of one run; ``deliveries`` adds the deliveries by status (one grouped query
+    over the run's decided members)."""
+    from django.utils import timezone
+
+    from interventions.selectors import deliveries_count_by_status
+
+    now = now or timezone.now()
+    walked = run.decided + sum(run.skipped.values()) + run.failed
+    size = run.audience_size or 0
+    progress = walked / size if size else (1.0 if run.state == SendRun.State.FINISHED else 0.0)
+    rate: float | None = None
+    eta: float | None = None
+    if run.started_at is not None and walked:
+        elapsed = ((run.finished_at or now) - run.started_at).total_seconds()
+        rate = walked / elapsed if elapsed > 0 else None
+        if rate and run.state == SendRun.State.RUNNING:
+            eta = (size - walked) / rate
+    by_status: dict[str, int] = {}
+    if deliveries and run.decided:
+        decided = SendRunMember.objects.filter(run_id=run.pk, intervention_id__isnull=False).values(
+            "intervention_id"
+        )
+        by_status = deliveries_count_by_status(intervention_ids=decided)
+    return RunProgress(
+        run=run, walked=walked, progress=progress, rate=rate, eta_seconds=eta, deliveries=by_status
     )

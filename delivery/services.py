@@ -50,6 +50,7 @@ from interventions.services import (
     interventions_release_due,
 )
 from personalization.models import Channel, Profile
+from personalization.selectors import profiles_erased
 from personalization.services import (
     PROFILE_CHANGE_FIELDS,
     ProfileChange,
@@ -122,6 +123,8 @@ def decisions_process_batch(
 
 
 _ONCE_PER_EVENT = "intervention_once_per_event"
+# The kind of the events a send run of a scheduled campaign makes, one per audience member (delivery.runs).
+SEND_RUN_EVENT_KIND = "send_run"
 
 
 def _constraint(exc: IntegrityError) -> str | None:
@@ -154,6 +157,10 @@ def _process(
         pairs={(p.id, event.event_id) for _, event, plans in candidates for p in plans}
     )
     profiles, probed = profiles_lock_reading(user_ids=[event.user_id for event in events], query=probe)
+    erased = profiles_erased(profiles=profiles)
+    if erased:  # an erased shopper's events decide and record nothing until a new consent
+        events = [event for event in events if event.user_id not in erased]
+        candidates = candidates_find(events=events, campaign_set=campaign_set, now=now)
     decided = {(int(campaign_id), str(event_id)) for campaign_id, event_id in probed}
 
     # Orders first: the touch that earned an order must still be pending when we look for it, and the
@@ -171,7 +178,8 @@ def _process(
         changes.append(
             ProfileChange(
                 user_id=event.user_id,
-                seen_at=event.occurred_at,
+                # A send run's member event says nothing about the shopper being around.
+                seen_at=None if event.kind == SEND_RUN_EVENT_KIND else event.occurred_at,
                 user=event.user,
                 cart=event.cart,
                 order_revenue=revenue,

@@ -1,17 +1,27 @@
-"""Beat tasks of the decision path: release delayed interventions, expire stale ones.
+"""Beat tasks of the decision path: release delayed interventions, expire stale ones; and the send runs
+of scheduled campaigns (delivery/runs.py).
 
-Both claim their rows with SKIP LOCKED inside the service, so overlapping runs never act twice.
+Release and expiry claim their rows with SKIP LOCKED inside the service, so overlapping runs never act
+twice. A send run's step locks the run row and moves its cursor in the batch's transaction, so a step
+run twice (a redelivered task, reconcile beside the chain) walks each member once.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from django.utils import timezone
 
 from core.observability import get_logger, housekeeping_log
+from delivery import runs
 from delivery.services import decisions_release_due
 from interventions.services import interventions_expire
 
 logger = get_logger(__name__)
+# A rollout waiting for the next shopper's local time polls at most this often (a countdown longer than
+# the broker's visibility timeout would be redelivered; reconcile also picks up a run left waiting).
+_WAIT_MAX_SECONDS = 30.0
 
 
 @shared_task(name="delivery.tasks.interventions_release_due_task", ignore_result=True)
@@ -31,3 +41,46 @@ def interventions_expire_task() -> int:
     expired = interventions_expire()
     housekeeping_log(logger=logger, event="interventions_expired", expired=expired)
     return expired
+
+
+@shared_task(name=runs.START_TASK, ignore_result=True)
+def send_run_start_task(campaign_id: int) -> int | None:
+    """Beat, at a tick of a scheduled campaign: make the tick's run, snapshot its audience, walk it."""
+    run = runs.send_run_create(campaign_id=campaign_id)
+    if run is None:
+        return None
+    runs.send_run_snapshot(run_id=run.pk)
+    send_run_step_task.delay(run_id=run.pk)
+    return run.pk
+
+
+@shared_task(name=runs.STEP_TASK, ignore_result=True, bind=True, max_retries=5)
+def send_run_step_task(self: Any, run_id: int) -> int:
+    """One batch of a run; queues the next one until the run is done, paused or cancelled."""
+    try:
+        result = runs.send_run_step(run_id=run_id)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            runs.send_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+    if result.more:
+        send_run_step_task.delay(run_id=run_id)
+    elif result.next_due is not None:
+        wait = (result.next_due - timezone.now()).total_seconds()
+        send_run_step_task.apply_async(
+            kwargs={"run_id": run_id}, countdown=min(max(wait, 1.0), _WAIT_MAX_SECONDS)
+        )
+    return result.walked
+
+
+@shared_task(name="delivery.tasks.send_runs_reconcile_task", ignore_result=True)
+def send_runs_reconcile_task() -> int:
+    """Beat: snapshot runs left scheduled, step runs whose chain stopped, report unbalanced books."""
+    outcome = runs.send_runs_reconcile()
+    for run_id in outcome.snapshotted:
+        runs.send_run_snapshot(run_id=run_id)
+        send_run_step_task.delay(run_id=run_id)
+    for run_id in outcome.stepped:
+        send_run_step_task.delay(run_id=run_id)
+    return len(outcome.unbalanced)

@@ -25,6 +25,7 @@ MARKETER_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("campaigns", "auditentry"): VIEW,
     ("tracking", "trackingevent"): VIEW,
     ("tracking", "conversion"): VIEW,
+    ("delivery", "sendrun"): ("view", "control"),
 }
 
 

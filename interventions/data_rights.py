@@ -1,22 +1,22 @@
-"""campaigns' part in a shopper's data rights (GDPR), connected to personalization's signals in ready().
+"""interventions' part in a shopper's data rights (GDPR), connected to personalization's signals in ready().
 
-Interventions stay (campaign results and holdout comparisons need them), keyed by the pseudonymous
-``user_id``; what could identify the shopper goes: the rendered content (names, addresses), the trigger
-context (cart, event fields) and the providers' raw answers (which echo addresses and numbers).
+Interventions stay (campaign results and holdout comparisons need them), re-keyed by the shopper's
+tombstone id (``profile.user_id`` once erased); what could identify the shopper goes: the rendered
+content (names, addresses), the trigger context (cart, event fields), the session and cart ids, and the
+providers' raw answers and errors (which echo addresses and numbers). See docs/privacy.md.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from interventions.models import Delivery, Intervention
+from interventions.models import Intervention
+from interventions.services import interventions_erase_shopper
 from personalization.models import Profile
 
 
-def interventions_anonymise(sender: type[Profile], profile: Profile, **kwargs: Any) -> None:
-    interventions = Intervention.objects.filter(profile=profile)
-    Delivery.objects.filter(intervention__in=interventions).update(provider_response={}, last_error="")
-    interventions.update(content={}, context={}, session_id="", cart_id="")
+def interventions_anonymise(sender: type[Profile], profile: Profile, user_id: str, **kwargs: Any) -> None:
+    interventions_erase_shopper(profile_id=profile.pk, user_id=user_id, erased_id=profile.user_id)
 
 
 def interventions_export(sender: type[Profile], profile: Profile, **kwargs: Any) -> dict[str, Any]:

@@ -7,13 +7,14 @@ Other apps read these tables only through here (or, for raw SQL reports, through
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from interventions.models import Delivery, Intervention
@@ -218,3 +219,58 @@ def interventions_list(
 def intervention_for_trigger(*, campaign_id: int, trigger_event_id: str) -> Intervention | None:
     """The decision already taken for (campaign, trigger event), if any: they are unique together."""
     return interventions_list().filter(campaign_id=campaign_id, trigger_event_id=trigger_event_id).first()
+
+
+# --- Send runs of scheduled campaigns (delivery/runs.py) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionTaken:
+    id: UUID
+    status: str
+    suppression_reason: str
+
+
+def decisions_for_triggers(*, campaign_id: int, trigger_event_ids: Iterable[str]) -> dict[str, DecisionTaken]:
+    """The decisions taken for these trigger events of one campaign, by trigger event id: one query on the
+    (campaign, trigger event) key."""
+    rows = Intervention.objects.filter(
+        campaign_id=campaign_id, trigger_event_id__in=list(trigger_event_ids)
+    ).values_list("trigger_event_id", "id", "status", "suppression_reason")
+    return {event_id: DecisionTaken(pk, status, reason) for event_id, pk, status, reason in rows}
+
+
+def deliveries_count_by_status(*, intervention_ids: QuerySet[Any] | Sequence[UUID]) -> dict[str, int]:
+    """How many deliveries of these interventions (a list or a subquery of ids) are in each status."""
+    rows = (
+        Delivery.objects.filter(intervention_id__in=intervention_ids)
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return dict(rows)
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+
+
+def delivery_ids_of_profile(*, profile_id: int) -> list[UUID]:
+    """The ids of every delivery of a shopper's interventions (for the apps that log sends by id)."""
+    return list(Delivery.objects.filter(intervention__profile_id=profile_id).values_list("id", flat=True))
+
+
+# --- Opt-outs: what a shopper's opt-out of a channel answers ---------------------------------------
+
+
+def delivery_latest_sent(*, profile_id: int, channel: str) -> Delivery | None:
+    """The shopper's last delivery on ``channel`` that left (sent or delivered), with its intervention."""
+    return (
+        Delivery.objects.filter(
+            intervention__profile_id=profile_id,
+            channel=channel,
+            sent_at__isnull=False,
+        )
+        .select_related("intervention")
+        .order_by("-sent_at")
+        .first()
+    )

@@ -24,9 +24,10 @@ from django.utils import timezone
 
 from core.bulk import dicts_insert, rows_insert
 from core.errors import ConflictError
-from interventions.lifecycle import InterventionFacts, intervention_events_enqueue
+from interventions.lifecycle import TOPIC, InterventionFacts, intervention_events_enqueue
 from interventions.models import Delivery, Intervention
 from interventions.selectors import interventions_open_for_exit
+from messaging.services import outbox_messages_rekey
 from personalization.models import Channel
 from personalization.services import profile_onsite_seq_allocate, profiles_lock
 
@@ -615,3 +616,29 @@ def interventions_expire(*, limit: int = 1000, now: datetime | None = None) -> i
         )
         intervention_events_enqueue(events=[(i, "intervention.expired", {}) for i in stale])
     return len(stale)
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+#
+# Called by ``interventions.data_rights`` inside personalization's erase transaction. Interventions and
+# deliveries stay, for campaign results (exposures, holdouts, conversions per variant), re-keyed by the
+# shopper's tombstone id; what could identify the shopper goes. Running it twice changes nothing more.
+
+
+def interventions_erase_shopper(*, profile_id: int, user_id: str, erased_id: str) -> int:
+    """Re-key the shopper's interventions (``user_id`` → ``erased_id``) and drop their rendered content,
+    trigger context, session and cart ids and on-site sequence numbers; drop their deliveries' provider
+    errors, answers and message ids (which echo addresses and numbers, and name the message at the
+    provider). Their ``intervention-events`` outbox rows are re-keyed the same way and lose ``reason``
+    (a failure's reason is the provider's text). Returns how many interventions."""
+    interventions = Intervention.objects.filter(Q(profile_id=profile_id) | Q(user_id=user_id))
+    Delivery.objects.filter(intervention__in=interventions).update(
+        provider_response={}, last_error="", provider_message_id="", updated_at=Now()
+    )
+    count = interventions.update(
+        user_id=erased_id, content={}, context={}, session_id="", cart_id="", seq=None, updated_at=Now()
+    )
+    outbox_messages_rekey(
+        topic=TOPIC, key=user_id, new_key=erased_id, fields={"user_id": erased_id}, drop=("reason",)
+    )
+    return count

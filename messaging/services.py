@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from core.bulk import rows_json
@@ -99,3 +100,25 @@ def outbox_publish_batch(*, producer: Producer, limit: int = 500, flush_timeout:
         metrics.OUTBOX_FAILED.inc(len(failed))
         logger.warning("outbox_publish_failed", count=len(failed), error=failed[0].last_error)
     return len(published)
+
+
+def outbox_messages_rekey(
+    *,
+    topic: str,
+    key: str,
+    new_key: str,
+    fields: dict[str, Any],
+    drop: Sequence[str] = (),
+    matching: dict[str, Any] | None = None,
+) -> int:
+    """Re-key a shopper's messages of ``topic`` (contract name), published or not, for an erasure: the
+    key becomes ``new_key``, the payload takes ``fields`` over its own and loses ``drop``; ``matching``
+    narrows to the messages whose payload holds those values. Returns how many. Unpublished rows are
+    still published, in order, but only in their redacted form; what was published already lives on in
+    Kafka until the topic's retention (docs/privacy.md)."""
+    messages = OutboxMessage.objects.filter(topic=topic_name(topic), key=key)
+    if matching:
+        messages = messages.filter(payload__contains=matching)
+    return messages.update(
+        key=new_key, payload=RawSQL("(payload - %s::text[]) || %s::jsonb", [list(drop), json.dumps(fields)])
+    )

@@ -316,3 +316,12 @@ def delivery_failure_report(
     if permanent:
         contact_suppress(delivery=delivery, subject="phone" if delivery.channel == "sms" else "address")
     return True
+
+
+# --- Data rights: a shopper's erasure ---------------------------------------------------------------
+
+
+def provider_attempts_erase(*, delivery_ids: Sequence[Any]) -> int:
+    """Blank the error text of the attempts made for ``delivery_ids`` (a provider's error often quotes
+    the address or number); the attempts stay, they are the providers' health figures. Returns how many."""
+    return ProviderAttempt.objects.filter(delivery_id__in=delivery_ids).exclude(error="").update(error="")

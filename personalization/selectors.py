@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import DataError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -76,5 +81,56 @@ def push_tokens_active(*, profile_ids: Iterable[int]) -> dict[int, list[str]]:
     return tokens
 
 
+def push_subscription_keys(*, tokens: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The encryption keys of web tokens (PushSubscription endpoints) that are active, by token."""
+    rows = PushToken.objects.filter(
+        token__in=list(tokens), platform=PushToken.Platform.WEB, is_active=True
+    ).values_list("token", "keys")
+    return {token: dict(keys) for token, keys in rows if keys}
+
+
+def push_token_is_web(token: str) -> bool:
+    """A web token is its subscription's endpoint URL; FCM and APNs tokens never hold "://"."""
+    return "://" in token
+
+
 def segment_named_exists(*, name: str) -> bool:
     return Segment.objects.filter(name=name).exists()
+
+
+# --- Send runs of scheduled campaigns (used by delivery) -----------------------------------------------
+
+
+def profiles_ordered_since(*, user_ids: Iterable[str], since: datetime) -> set[str]:
+    """Which of these shoppers placed an order after ``since`` (one query on the user_id key)."""
+    return set(
+        Profile.objects.filter(user_id__in=list(user_ids), last_order_at__gt=since).values_list(
+            "user_id", flat=True
+        )
+    )
+
+
+# --- Erasure: the tombstone that keeps an erased shopper erased -------------------------------------
+
+ERASED_PREFIX = "erased:"
+
+
+@functools.cache
+def _erasure_key() -> bytes:
+    return hashlib.sha256(b"personalization.erasure:" + settings.SECRET_KEY.encode()).digest()
+
+
+def shopper_erased_id(*, user_id: str) -> str:
+    """The one-way id an erased shopper's rows are keyed by instead of ``user_id``: ``erased:`` and a
+    keyed hash (HMAC-SHA256 under a key derived from ``SECRET_KEY``). Keyed, because shop user ids are
+    often short or sequential and a plain hash of them is reversed by trying them all; the same id for
+    the same shopper, so campaign results still count one shopper once. Rotating ``SECRET_KEY`` forgets
+    every erasure's link to later events (docs/privacy.md)."""
+    digest = hmac.new(_erasure_key(), user_id.encode(), hashlib.sha256).hexdigest()
+    return f"{ERASED_PREFIX}{digest}"
+
+
+def profiles_erased(*, profiles: Mapping[str, Profile]) -> set[str]:
+    """The user ids, among locked ``profiles`` (as ``profiles_lock`` returns them), of erased shoppers:
+    their events must decide and record nothing until a new consent (docs/privacy.md)."""
+    return {user_id for user_id, profile in profiles.items() if profile.erased_at is not None}

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ApplicationError, NotFoundError
@@ -18,8 +19,11 @@ from core.observability import get_logger
 from interventions.lifecycle import intervention_events_enqueue
 from interventions.models import Intervention
 from interventions.services import interventions_lock_for_engagement, interventions_mark_delivered
+from messaging.services import outbox_messages_rekey
+from personalization.selectors import ERASED_PREFIX, shopper_erased_id
 from personalization.services import profile_engagement_record_many
-from tracking.models import TrackingEvent
+from tracking.attribution import TOPIC as CONVERSION_TOPIC
+from tracking.models import Conversion, TrackingEvent
 
 logger = get_logger(__name__)
 
@@ -209,3 +213,34 @@ def _as_uuid(value: Any) -> UUID:
         return UUID(str(value))
     except ValueError as exc:
         raise ApplicationError("intervention_id is not a UUID.", code="invalid_intervention_id") from exc
+
+
+# --- Data rights: a shopper's erasure --------------------------------------------------------------
+#
+# Called by ``tracking.data_rights`` inside personalization's erase transaction. Tracking events and
+# conversions stay, for campaign results (engagement, revenue per variant), re-keyed by the shopper's
+# tombstone id; their free-form properties and the shop's order ids go. Running it twice changes nothing.
+
+
+def tracking_erase_shopper(*, profile_id: int, user_id: str, erased_id: str) -> None:
+    """Re-key the shopper's tracking events (dropping their ``properties``: free-form, from the shop or
+    the provider) and conversions (the order id becomes a one-way id too, still unique per order), and
+    their ``conversion-events`` outbox rows the same way."""
+    TrackingEvent.objects.filter(
+        Q(user_id=user_id) | Q(user_id=erased_id) | Q(intervention__profile_id=profile_id)
+    ).update(user_id=erased_id, properties={})
+    for conversion in Conversion.objects.filter(user_id__in=[user_id, erased_id]).exclude(
+        order_id__startswith=ERASED_PREFIX
+    ):
+        order_id = shopper_erased_id(user_id=f"order:{conversion.order_id}")
+        outbox_messages_rekey(
+            topic=CONVERSION_TOPIC,
+            key=user_id,
+            new_key=erased_id,
+            fields={"user_id": erased_id, "order_id": order_id},
+            matching={"order_id": conversion.order_id},
+        )
+        conversion.order_id = order_id
+        conversion.user_id = erased_id
+        conversion.save(update_fields=["order_id", "user_id"])
+    Conversion.objects.filter(user_id=user_id).update(user_id=erased_id)

@@ -169,7 +169,16 @@ class CampaignSerializer(StrictSerializer):
     send_local_time = LocalTimeField(
         allow_null=True, required=False, help_text="The shopper's wall-clock time, in their own time zone"
     )
-    recurrence = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    cron = serializers.CharField(
+        max_length=100,
+        allow_blank=True,
+        required=False,
+        help_text='Recurring runs: "minute hour day-of-month month day-of-week" (e.g. "0 9 * * 1"), read in '
+        "schedule_timezone; empty for a one-off run at send_at",
+    )
+    schedule_timezone = serializers.CharField(
+        max_length=64, required=False, help_text="IANA time zone of the cron expression (default UTC)"
+    )
     starts_at = serializers.DateTimeField(allow_null=True, required=False)
     ends_at = serializers.DateTimeField(allow_null=True, required=False)
     variants = VariantSerializer(many=True, required=False)

@@ -24,6 +24,9 @@
   // A refused handshake (bad ticket or Origin) reaches a browser as a plain 1006 close, so every close
   // is retried, with a fresh ticket, no faster than this backoff allows.
   var BACKOFF_MAX_MS = 30000;
+  // How long a frame after a hole in the sequence waits for the replay to fill it. A hole that stays
+  // (acked in another tab, expired) is given up after this, and the held frames are shown.
+  var HOLD_MS = 3000;
 
   function storageGet(key, fallback) {
     try {
@@ -75,6 +78,8 @@
     this.pingTimer = null;
     this.retryTimer = null;
     this.queue = [];
+    this.held = [];
+    this.holdTimer = null;
     this.showing = null;
     this.status = "idle";
     this.open();
@@ -104,6 +109,8 @@
       self.attempt = 0;
       self.setStatus("open");
       self.send({ type: "resume", last_seq: self.lastSeq });
+      // Frames held for a hole wait for this resume's replay (the timer stopped with the old socket).
+      if (self.held.length) self.holdFor();
       self.pingTimer = global.setInterval(function () {
         self.send({ type: "ping" });
       }, PING_MS);
@@ -119,6 +126,7 @@
     };
     socket.onclose = function () {
       global.clearInterval(self.pingTimer);
+      global.clearTimeout(self.holdTimer);
       if (self.socket === socket) self.socket = null;
       self.setStatus("closed");
       if (!self.closed) self.scheduleReconnect();
@@ -165,10 +173,46 @@
     this.send({ type: "ack", intervention_id: id });
     if (this.seen.indexOf(id) !== -1) return;
     if (frame.expires_at && Date.parse(frame.expires_at) <= Date.now()) return;
-    // A hole in the sequence means a push was lost in transit: ask for it before moving on.
+    // A hole in the sequence means a push was lost in transit: ask for it, and hold this frame until
+    // the replay has filled the hole, so that the shopper sees them in seq order.
     if (typeof frame.seq === "number" && frame.seq > this.lastSeq + 1) {
-      this.send({ type: "resume", last_seq: this.lastSeq });
+      for (var i = 0; i < this.held.length; i++) if (this.held[i].intervention_id === id) return;
+      if (!this.held.length) {
+        this.send({ type: "resume", last_seq: this.lastSeq });
+        this.holdFor();
+      }
+      this.held.push(frame);
+      return;
     }
+    this.accept(frame);
+    this.releaseHeld(false);
+  };
+
+  Connection.prototype.holdFor = function () {
+    var self = this;
+    global.clearTimeout(this.holdTimer);
+    this.holdTimer = global.setTimeout(function () {
+      self.releaseHeld(true);
+    }, HOLD_MS);
+  };
+
+  // Show the held frames the sequence has caught up with (all of them once the wait is over).
+  Connection.prototype.releaseHeld = function (all) {
+    this.held.sort(function (a, b) {
+      return a.seq - b.seq;
+    });
+    while (this.held.length && (all || this.held[0].seq <= this.lastSeq + 1)) {
+      var next = this.held.shift();
+      if (this.seen.indexOf(next.intervention_id) === -1) this.accept(next);
+    }
+    if (!this.held.length) {
+      global.clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
+  };
+
+  Connection.prototype.accept = function (frame) {
+    var id = frame.intervention_id;
     this.seen.push(id);
     if (this.seen.length > 200) this.seen.shift();
     storageSet(this.seenKey, this.seen);
@@ -338,9 +382,67 @@
     })();
   };
 
+  function base64UrlBytes(text) {
+    var padded = (text + "===".slice((text.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    var raw = global.atob(padded);
+    var bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  /*
+   * Web Push: register the service worker, ask the shopper, subscribe with the engine's VAPID public key,
+   * and hand the subscription to the shop's backend (which registers it with an API key:
+   * POST /api/v1/users/{id}/push-tokens {"platform": "web", "subscription": …}).
+   *   InterventionEngine.subscribePush({
+   *     applicationServerKey: "<base64url>", serviceWorker: "/push-sw.js",
+   *     register: (subscription) => fetch("/my-backend/push-subscription", {method: "POST", body: …}),
+   *   })  // → the PushSubscription JSON; rejects when the browser or the shopper says no
+   * unsubscribePush({serviceWorker, unregister}) does the reverse (unregister gets the endpoint), for a
+   * shopper who turns notifications off.
+   */
+  async function pushRegistration(options) {
+    if (!("serviceWorker" in global.navigator) || !("PushManager" in global)) {
+      throw new Error("This browser has no Web Push");
+    }
+    return global.navigator.serviceWorker.register(options.serviceWorker, options.scope ? { scope: options.scope } : undefined)
+      .then(function () { return global.navigator.serviceWorker.ready; });
+  }
+
+  async function subscribePush(options) {
+    if (!options || !options.applicationServerKey || typeof options.register !== "function") {
+      throw new Error("subscribePush needs applicationServerKey, serviceWorker and register");
+    }
+    var registration = await pushRegistration(options);
+    var permission = await global.Notification.requestPermission();
+    if (permission !== "granted") throw new Error("Notifications were not allowed (" + permission + ")");
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) {
+      subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true,
+        applicationServerKey: base64UrlBytes(options.applicationServerKey),
+      });
+    }
+    var json = subscription.toJSON();
+    await options.register(json);
+    return json;
+  }
+
+  async function unsubscribePush(options) {
+    var registration = await pushRegistration(options);
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) return false;
+    var endpoint = subscription.endpoint;
+    await subscription.unsubscribe();
+    if (typeof options.unregister === "function") await options.unregister(endpoint);
+    return true;
+  }
+
   global.InterventionEngine = {
     connect: function (options) {
       return new Connection(options);
     },
+    subscribePush: subscribePush,
+    unsubscribePush: unsubscribePush,
   };
 })(window);

@@ -1,0 +1,81 @@
+"""Send runs of scheduled campaigns: one row per run, one per audience member (delivery/runs.py)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from campaigns.models import Campaign
+
+
+class SendRun(models.Model):
+    """One run of a scheduled campaign: the audience it owes a decision to, and its books."""
+
+    class State(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        FINISHED = "finished", "Finished"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="+")
+    # The schedule tick this run serves (the one-off time or the cron tick): one run per tick.
+    tick = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SCHEDULED)
+    audience_size = models.PositiveIntegerField(null=True, blank=True)
+    # Books, kept in the transaction of each batch: planned = decided + skipped + failed + still planned.
+    decided = models.PositiveIntegerField(default=0, help_text="Members with an intervention")
+    queued = models.PositiveIntegerField(default=0, help_text="Decided and handed to a channel")
+    suppressed = models.JSONField(default=dict, blank=True, help_text="Decided but not sent, by reason")
+    skipped = models.JSONField(default=dict, blank=True, help_text="No decision owed any more, by reason")
+    failed = models.PositiveIntegerField(default=0)
+    # The last member position walked (keyset pagination over SendRunMember.position).
+    cursor = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the audience was snapshotted")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "tick"], name="send_run_once_per_tick"),
+        ]
+        indexes = [models.Index(fields=["state", "updated_at"], name="send_run_state_idx")]
+        permissions = [("control_sendrun", "Can pause, resume and cancel send runs")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of campaign {self.campaign_id} ({self.state})"
+
+
+class SendRunMember(models.Model):
+    """One shopper a run owes a decision to; ``position`` orders the walk by due time."""
+
+    class State(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        DECIDED = "decided", "Decided"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(SendRun, on_delete=models.CASCADE, related_name="members")
+    position = models.PositiveIntegerField()
+    profile_id = models.BigIntegerField()
+    user_id = models.CharField(max_length=128)
+    due_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PLANNED)
+    reason = models.CharField(max_length=64, blank=True)
+    intervention_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="send_run_member_position"),
+            models.UniqueConstraint(fields=["run", "user_id"], name="send_run_member_once"),
+            models.CheckConstraint(
+                condition=Q(state="planned") | ~Q(state="decided") | Q(intervention_id__isnull=False),
+                name="send_run_member_decided_has_intervention",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in run {self.run_id}"

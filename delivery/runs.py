@@ -1,0 +1,408 @@
+"""Send runs of scheduled campaigns: from a tick of the campaign's schedule to a decision per member.
+
+1. ``send_run_create`` — beat sends ``send_run_start_task`` at every tick; the run is keyed by
+   (campaign, tick), so a tick delivered twice (beat restarted, a task redelivered) makes one run.
+2. ``send_run_snapshot`` (one transaction) evaluates the campaign's segment IN SQL and snapshots it
+   into ``SendRunMember`` with ONE ``INSERT … SELECT``: each member gets a due time — the run's start, or
+   with ``send_local_time`` the first such time on the shopper's own clock (zone from the profile, the
+   campaign's schedule zone when unknown) — and a position numbered by (due time, user id).
+3. ``send_run_step`` (one transaction per batch) locks the run row, checks it is still running (so pause
+   and cancel act between two batches), takes the next members after the cursor whose time has come
+   (keyset pagination on position: memory bounded by the batch, never by the audience), skips those who
+   left through an exit event after the snapshot, and hands the rest to the decision path
+   (``decisions_process_batch``) as one event each with the id ``run:<run>:<user>`` — the same rules
+   as a triggered campaign: conditions and segment again, consent, caps, the daily budget, quiet hours,
+   holdout, variant, channel, rendering. It then reads back the decision each member got, adds the batch
+   to the run's books and moves the cursor, in the same transaction.
+   A crash anywhere rolls the whole batch back and the next step takes it again; a decision committed
+   by an earlier attempt is found by the (campaign, trigger event) key and never taken twice.
+4. ``send_runs_reconcile`` (beat) starts the snapshot of runs left scheduled, steps runs left running
+   whose chain of tasks stopped (a worker killed), and reports any run whose books do not balance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from campaigns.schedules import RUN_START_TASK, cron_last_tick, cron_parse, zone_get
+from campaigns.selectors import campaign_get
+from core.bulk import rows_json
+from core.errors import ConflictError, NotFoundError
+from core.observability import get_logger
+from delivery.events import InboundEvent
+from delivery.models import SendRun, SendRunMember
+from delivery.selectors import CampaignPlan, CampaignSet
+from delivery.services import SEND_RUN_EVENT_KIND, decisions_process_batch
+from interventions.models import Intervention
+from interventions.selectors import decisions_for_triggers
+from personalization.rules import compile_rule
+from personalization.selectors import profiles_ordered_since, segment_members
+
+logger = get_logger(__name__)
+
+SEND_RUN_TRIGGER = "send_run"
+START_TASK = RUN_START_TASK
+STEP_TASK = "delivery.tasks.send_run_step_task"
+BATCH_SIZE = 500
+# A running run whose row has not moved for this long has lost its chain of tasks: reconcile steps it.
+STALLED_AFTER = timedelta(minutes=2)
+FINAL_STATES = frozenset({SendRun.State.FINISHED, SendRun.State.CANCELLED, SendRun.State.FAILED})
+# Exit events a profile remembers the time of: a member who did this after the snapshot is skipped.
+_EXIT_SEEN_ON_PROFILE = "checkout_completed"
+
+
+class SendRunStateError(ConflictError):
+    code = "invalid_run_state"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    state: str
+    walked: int = 0
+    # When the next member is due, if none is due yet (a time-zone rollout).
+    next_due: datetime | None = None
+
+    @property
+    def more(self) -> bool:
+        return self.state == SendRun.State.RUNNING and self.walked > 0
+
+
+def member_event_id(*, run_id: int, user_id: str) -> str:
+    """The trigger event id of a member's decision: fixed by (run, shopper), within the column's 128."""
+    event_id = f"run:{run_id}:{user_id}"
+    if len(event_id) <= 128:
+        return event_id
+    return f"run:{run_id}:sha256:{hashlib.sha256(user_id.encode()).hexdigest()}"
+
+
+# --- Start: a run per tick, its audience snapshotted ---------------------------------------------------
+
+
+def send_run_create(*, campaign_id: int, now: datetime | None = None) -> SendRun | None:
+    """The run of the campaign's current tick (created once); None when the campaign is not an active
+    scheduled one or has no tick now."""
+    now = now or timezone.now()
+    campaign = campaign_get(campaign_id=campaign_id)
+    if campaign is None or campaign.kind != Campaign.Kind.SCHEDULED:
+        logger.warning("send_run_not_scheduled", campaign_id=campaign_id)
+        return None
+    if campaign.status != Campaign.Status.ACTIVE:
+        logger.info("send_run_campaign_not_active", campaign_id=campaign_id, status=campaign.status)
+        return None
+    tick: datetime | None
+    if campaign.cron:
+        zone = zone_get(campaign.schedule_timezone)
+        tick = cron_last_tick(cron=cron_parse(campaign.cron), zone=zone, at=now) if zone else None
+    else:
+        tick = campaign.send_at
+    if tick is None or tick > now:
+        logger.warning("send_run_no_tick", campaign_id=campaign_id)
+        return None
+    run, created = SendRun.objects.get_or_create(campaign=campaign, tick=tick)
+    if created:
+        logger.info("send_run_created", run_id=run.pk, campaign_id=campaign_id, tick=tick.isoformat())
+    return run
+
+
+@transaction.atomic
+def send_run_snapshot(*, run_id: int, now: datetime | None = None) -> SendRun:
+    """Snapshot the audience of a scheduled run and set it running; a run past that is left as it is."""
+    now = now or timezone.now()
+    run = SendRun.objects.select_for_update().get(pk=run_id)
+    if run.state != SendRun.State.SCHEDULED:
+        return run
+    campaign = campaign_get(campaign_id=run.campaign_id)
+    assert campaign is not None
+    if campaign.segment is None:
+        run.state, run.error, run.finished_at = SendRun.State.FAILED, "the campaign has no segment", now
+        run.save()
+        return run
+    audience_sql, audience_params = (
+        segment_members(segment=campaign.segment)
+        .values_list("id", "user_id", "timezone")
+        .query.sql_with_params()
+    )
+    zone = campaign.schedule_timezone if zone_get(campaign.schedule_timezone) else "UTC"
+    if campaign.send_local_time is not None:
+        # The first send_local_time on the shopper's clock at or after the start; a zone PostgreSQL does
+        # not know (a typo in a profile) falls back to the campaign's.
+        local = "(((p.start AT TIME ZONE z.zone)::date + {days} + p.local) AT TIME ZONE z.zone)"
+        due = (
+            f"CASE WHEN {local.format(days=0)} >= p.start THEN {local.format(days=0)} "
+            f"ELSE {local.format(days=1)} END"
+        )
+    else:
+        due = "p.start"
+    members = SendRunMember._meta.db_table
+    sql = (
+        "WITH p AS (SELECT %s::timestamptz AS start, %s::time AS local, %s::text AS zone, "  # noqa: S608
+        "%s::bigint AS run), "  # (the audience is Django's SQL, values bound; identifiers from models)
+        f"audience(id, user_id, tz) AS ({audience_sql}), "
+        "zones AS (SELECT name FROM pg_timezone_names) "
+        f'INSERT INTO "{members}" (run_id, position, profile_id, user_id, due_at, state, reason) '
+        "SELECT p.run, row_number() OVER (ORDER BY d.due, a.user_id), a.id, a.user_id, d.due, 'planned', '' "
+        "FROM audience a CROSS JOIN p "
+        "CROSS JOIN LATERAL (SELECT COALESCE((SELECT name FROM zones WHERE name = a.tz), p.zone) AS zone) z "
+        f"CROSS JOIN LATERAL (SELECT {due} AS due) d"
+    )
+    params = [now, campaign.send_local_time, zone, run.pk, *audience_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        size = cursor.rowcount
+    run.audience_size = size
+    run.state = SendRun.State.RUNNING
+    run.started_at = now
+    run.save()
+    logger.info("send_run_snapshotted", run_id=run.pk, campaign_id=run.campaign_id, audience=size)
+    return run
+
+
+# --- The walk: one batch per step -----------------------------------------------------------------------
+
+
+def _plan(campaign: Campaign) -> CampaignSet:
+    """The campaign as the decision path sees it, keyed by the send runs' trigger."""
+    assert campaign.segment is not None
+    plan = CampaignPlan(
+        campaign=campaign,
+        variants=tuple(campaign.variants.all()),
+        condition=compile_rule(campaign.conditions or ""),
+        segment=compile_rule(campaign.segment.rules),
+        exit_events=frozenset(e for e in (campaign.exit_events or []) if isinstance(e, str)),
+    )
+    return CampaignSet(
+        version=f"send-run:{campaign.pk}",
+        plans=(plan,),
+        by_trigger={SEND_RUN_TRIGGER: [plan]},
+        by_exit_event={},
+    )
+
+
+def send_run_step(
+    *, run_id: int, now: datetime | None = None, batch_size: int = BATCH_SIZE, after_commit: bool = True
+) -> StepResult:
+    """Decide the next batch of due members; see the module docstring (step 3)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        run = SendRun.objects.select_for_update().get(pk=run_id)
+        if run.state != SendRun.State.RUNNING:
+            return StepResult(state=run.state)
+        batch = list(
+            SendRunMember.objects.filter(run_id=run.pk, position__gt=run.cursor)
+            .order_by("position")
+            .values_list("position", "user_id", "due_at")[:batch_size]
+        )
+        due = [m for m in batch if m[2] <= now]
+        if not due:
+            if batch:
+                return StepResult(state=run.state, next_due=batch[0][2])
+            _finish(run, now=now)
+            return StepResult(state=run.state)
+        campaign = campaign_get(campaign_id=run.campaign_id)
+        assert campaign is not None
+        assert run.started_at is not None
+        exited: set[str] = set()
+        if _EXIT_SEEN_ON_PROFILE in (campaign.exit_events or []):
+            exited = profiles_ordered_since(user_ids=[m[1] for m in due], since=run.started_at)
+        events = [
+            InboundEvent(
+                kind=SEND_RUN_EVENT_KIND,
+                event_id=member_event_id(run_id=run.pk, user_id=user_id),
+                trigger=SEND_RUN_TRIGGER,
+                user_id=user_id,
+                occurred_at=due_at,
+                payload={"event_type": SEND_RUN_TRIGGER, "run_id": run.pk},
+            )
+            for _, user_id, due_at in due
+            if user_id not in exited
+        ]
+        if events:
+            decisions_process_batch(events=events, campaigns=_plan(campaign), after_commit=after_commit)
+        taken = decisions_for_triggers(
+            campaign_id=campaign.pk, trigger_event_ids=[event.event_id for event in events]
+        )
+        rows = []
+        suppressed: Counter[str] = Counter(run.suppressed)
+        skipped: Counter[str] = Counter(run.skipped)
+        for position, user_id, _ in due:
+            decision = taken.get(member_event_id(run_id=run.pk, user_id=user_id))
+            if user_id in exited:
+                state, reason, intervention_id = (
+                    SendRunMember.State.SKIPPED,
+                    f"exit:{_EXIT_SEEN_ON_PROFILE}",
+                    None,
+                )
+                skipped[reason] += 1
+            elif decision is None:
+                # The decision path took nothing: the conditions or segment no longer hold, or the
+                # campaign ended.
+                state, reason, intervention_id = SendRunMember.State.SKIPPED, "no_longer_matches", None
+                skipped[reason] += 1
+            else:
+                state, intervention_id = SendRunMember.State.DECIDED, str(decision.id)
+                reason = decision.suppression_reason
+                run.decided += 1
+                if decision.status == Intervention.Status.SUPPRESSED:
+                    suppressed[reason] += 1
+                else:
+                    run.queued += 1
+            rows.append(
+                {"position": position, "state": state, "reason": reason, "intervention_id": intervention_id}
+            )
+        _members_settle(run_id=run.pk, rows=rows)
+        run.suppressed, run.skipped = dict(suppressed), dict(skipped)
+        run.cursor = due[-1][0]
+        run.save()
+    return StepResult(state=run.state, walked=len(due))
+
+
+def _members_settle(*, run_id: int, rows: list[dict[str, object]]) -> None:
+    """Write the batch's member outcomes with ONE UPDATE (the rows as one JSON parameter)."""
+    table = SendRunMember._meta.db_table
+    sql = (
+        f'UPDATE "{table}" AS m SET state = v.state, reason = v.reason, '  # noqa: S608  (fixed identifier)
+        "intervention_id = v.intervention_id::uuid "
+        "FROM jsonb_to_recordset(%s::jsonb) "
+        "AS v(position integer, state text, reason text, intervention_id text) "
+        "WHERE m.run_id = %s AND m.position = v.position AND m.state = 'planned'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [rows_json(rows), run_id])
+
+
+def _finish(run: SendRun, *, now: datetime) -> None:
+    """A run is finished only when no member is left planned (checked, not assumed from the cursor)."""
+    if SendRunMember.objects.filter(run_id=run.pk, state=SendRunMember.State.PLANNED).exists():
+        return
+    run.state, run.finished_at = SendRun.State.FINISHED, now
+    run.save()
+    logger.info("send_run_finished", run_id=run.pk, decided=run.decided, queued=run.queued)
+
+
+def send_run_fail(*, run_id: int, error: str) -> None:
+    SendRun.objects.filter(pk=run_id, state=SendRun.State.RUNNING).update(
+        state=SendRun.State.FAILED, error=error[:2000], updated_at=timezone.now()
+    )
+
+
+# --- Pause, resume, cancel --------------------------------------------------------------------------------
+
+_MOVES: dict[str, tuple[frozenset[str], str]] = {
+    "pause": (frozenset({SendRun.State.SCHEDULED, SendRun.State.RUNNING}), SendRun.State.PAUSED),
+    "resume": (frozenset({SendRun.State.PAUSED, SendRun.State.FAILED}), SendRun.State.RUNNING),
+    "cancel": (
+        frozenset(
+            {SendRun.State.SCHEDULED, SendRun.State.RUNNING, SendRun.State.PAUSED, SendRun.State.FAILED}
+        ),
+        SendRun.State.CANCELLED,
+    ),
+}
+
+
+@transaction.atomic
+def send_run_move(*, run_id: int, move: str) -> SendRun:
+    """Pause, resume or cancel a run. The row lock waits for a batch in progress, so the move takes
+    effect before the next batch; a cancelled run leaves its undecided members planned (no decision was
+    taken for them; already-decided ones keep their interventions)."""
+    run = SendRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:
+        raise NotFoundError(f"run {run_id} does not exist")
+    allowed, to_state = _MOVES[move]
+    if run.state not in allowed:
+        raise SendRunStateError(
+            f"a {run.state} run cannot be {'cancelled' if move == 'cancel' else move + 'd'}",
+            details={"state": [run.state]},
+        )
+    if move == "resume" and run.started_at is None:
+        to_state = SendRun.State.SCHEDULED
+    run.state = to_state
+    run.error = "" if move == "resume" else run.error
+    if to_state == SendRun.State.CANCELLED:
+        run.finished_at = timezone.now()
+    run.save()
+    if move == "resume" and to_state == SendRun.State.RUNNING:
+        transaction.on_commit(lambda: current_app.send_task(STEP_TASK, kwargs={"run_id": run_id}))
+    logger.info("send_run_moved", run_id=run.pk, move=move, state=run.state)
+    return run
+
+
+# --- Reconciliation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Books:
+    run_id: int
+    audience: int
+    decided: int
+    skipped: int
+    failed: int
+    planned: int
+    counted_decided: int
+    counted_skipped: int
+
+    @property
+    def balanced(self) -> bool:
+        walked = self.decided + self.skipped + self.failed
+        return (
+            self.audience == walked + self.planned
+            and self.decided == self.counted_decided
+            and self.skipped == self.counted_skipped
+        )
+
+
+def send_run_books(*, run: SendRun) -> Books:
+    """The run's counters against its members' states (one grouped query)."""
+    by_state = dict(
+        SendRunMember.objects.filter(run_id=run.pk)
+        .values("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return Books(
+        run_id=run.pk,
+        audience=run.audience_size or 0,
+        decided=by_state.get(SendRunMember.State.DECIDED, 0),
+        skipped=by_state.get(SendRunMember.State.SKIPPED, 0),
+        failed=by_state.get(SendRunMember.State.FAILED, 0),
+        planned=by_state.get(SendRunMember.State.PLANNED, 0),
+        counted_decided=run.decided,
+        counted_skipped=sum(run.skipped.values()),
+    )
+
+
+@dataclass
+class Reconciled:
+    snapshotted: list[int]
+    stepped: list[int]
+    unbalanced: list[Books]
+
+
+def send_runs_reconcile(*, now: datetime | None = None) -> Reconciled:
+    """Restart what stopped and report what does not add up; see the module docstring (step 4)."""
+    now = now or timezone.now()
+    stale = now - STALLED_AFTER
+    scheduled = list(
+        SendRun.objects.filter(state=SendRun.State.SCHEDULED, updated_at__lt=stale).values_list(
+            "pk", flat=True
+        )
+    )
+    stalled = list(
+        SendRun.objects.filter(state=SendRun.State.RUNNING, updated_at__lt=stale).values_list("pk", flat=True)
+    )
+    unbalanced = []
+    recent = SendRun.objects.filter(Q(finished_at__isnull=True) | Q(finished_at__gte=now - timedelta(days=1)))
+    for run in recent.exclude(state=SendRun.State.SCHEDULED):
+        books = send_run_books(run=run)
+        if not books.balanced:
+            unbalanced.append(books)
+            logger.error("send_run_books_unbalanced", **books.__dict__)
+    return Reconciled(snapshotted=scheduled, stepped=stalled, unbalanced=unbalanced)
