@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object, force_instance
@@ -35,6 +35,10 @@ def _whitespace() -> str:
 
 # A field that trims whitespace and refuses blanks refuses "  " too: something else must be in it.
 NOT_ONLY_WHITESPACE = f"^[^\\u0000]*[^\\u0000{_whitespace()}][^\\u0000]*$"
+# Django's URLValidator, narrowed to what a pattern states plainly (``format: uri`` admits "x:"): http or
+# https, a DNS name with a top-level domain and within 253 characters, an optional port, then anything but
+# spaces; at most URLValidator.max_length characters in all.
+HTTP_URL = r"^https?://([a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?\.){1,3}[a-z]{2,63}(:[0-9]{1,5})?([/?#][!-~]*)?$"
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -83,6 +87,10 @@ class ApiAutoSchema(AutoSchema):
 
     def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
         mapped = super()._map_serializer_field(field, direction, bypass_extensions)  # type: ignore[no-untyped-call]
+        for validator in field.validators if direction == "request" else []:
+            if isinstance(validator, URLValidator):
+                mapped["pattern"] = HTTP_URL
+                mapped["maxLength"] = min(mapped.get("maxLength", validator.max_length), validator.max_length)
         if (
             direction == "request"
             and isinstance(field, CharField)
@@ -104,9 +112,11 @@ class ApiAutoSchema(AutoSchema):
 
     def _get_request_for_media_type(self, serializer: Any, direction: Any = "request") -> Any:
         schema, required = super()._get_request_for_media_type(serializer, direction)  # type: ignore[no-untyped-call]
-        if isinstance(serializer, PolymorphicProxySerializer) and isinstance(serializer.serializers, list):
+        if isinstance(serializer, PolymorphicProxySerializer):
             # drf-spectacular leaves a one-of body optional; required when each shape has a required field.
-            shapes = [force_instance(shape) for shape in serializer.serializers]  # type: ignore[no-untyped-call]
+            named = serializer.serializers
+            listed = named.values() if isinstance(named, dict) else named
+            shapes = [force_instance(shape) for shape in listed]  # type: ignore[no-untyped-call]
             required = all(any(field.required for field in shape.fields.values()) for shape in shapes)
         return schema, required
 

@@ -506,10 +506,13 @@ def _campaign_check(campaign: Campaign) -> None:
             errors["holdout_percent"] = ["between 0 and 100"]
     except InvalidOperation:
         errors["holdout_percent"] = ["a number between 0 and 100"]
-    errors.update(campaign_schedule_shape_errors(campaign=campaign))
     if errors:
         field, messages = next(iter(errors.items()))
         raise ApplicationError(f"{field}: {messages[0]}", details=errors)
+    # A cron expression's grammar and the server's time-zone database are beyond what a schema states.
+    if schedule_errors := campaign_schedule_shape_errors(campaign=campaign):
+        field, messages = next(iter(schedule_errors.items()))
+        raise UnprocessableError(f"{field}: {messages[0]}", details=schedule_errors)
     if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
         raise UnprocessableError(
             "ends_at: must be after starts_at", details={"ends_at": ["must be after starts_at"]}

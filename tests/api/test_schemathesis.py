@@ -7,6 +7,9 @@ an API key holding every scope; examples are bounded and derandomized so a run i
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 import hypothesis
 import pytest
 import schemathesis
@@ -14,6 +17,7 @@ from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck
 from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.generation.meta import CoveragePhaseData, CoverageScenario
 
 from intervention_engine.wsgi import application
 
@@ -44,6 +48,29 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application, config=CONF
 load_all_checks()
 EVERY_CHECK = CHECKS.get_all()
 
+# The coverage phase sends one valid body per value of every enum: some 600 time-zone names for each body
+# with a time zone (preferences, a shopper's profile), minutes of requests that show nothing the first few do
+# not. Each operation sends the first TIME_ZONES_SENT names it meets; the fuzzing phase draws from them all.
+TIME_ZONES_SENT = 25
+_time_zones_sent: defaultdict[str, set[str]] = defaultdict(set)
+
+
+def _one_time_zone_too_many(case: Any) -> bool:
+    data = case.meta.phase.data if case.meta is not None else None
+    if not isinstance(data, CoveragePhaseData) or data.scenario != CoverageScenario.VALID_OBJECT:
+        return False
+    body = case.body if isinstance(case.body, dict) else {}
+    user = body.get("user")
+    user = user if isinstance(user, dict) else {}
+    zone = body.get("timezone", user.get("timezone"))
+    sent = _time_zones_sent[case.operation.label]
+    if not isinstance(zone, str) or zone in sent:
+        return False
+    if len(sent) >= TIME_ZONES_SENT:
+        return True
+    sent.add(zone)
+    return False
+
 
 @pytest.fixture
 def auth_headers(db):
@@ -62,5 +89,7 @@ def auth_headers(db):
 @schema.parametrize()
 @hypothesis.settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 def test_it_answers_every_operation_as_its_schema_says(case, auth_headers) -> None:
+    if _one_time_zone_too_many(case):
+        return
     # when a generated request (valid or not, as the case says) is sent; then every check holds
     case.call_and_validate(headers=auth_headers, checks=EVERY_CHECK)
