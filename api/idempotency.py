@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 200
+# Visible ASCII without spaces: what a header carries unchanged, so the key stored is the key sent.
+KEY_PATTERN = rf"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"
 RECORD_TTL = timedelta(hours=24)
 # A record still without an answer after this long belongs to a process that died mid-request.
 IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
@@ -157,10 +160,10 @@ def idempotent(handler: Handler) -> Handler:
         api_key = request.auth
         if key is None or not isinstance(api_key, ApiKey):
             return handler(view, request, *args, **kwargs)
-        key = key.strip()
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not re.fullmatch(KEY_PATTERN, key):
             raise ApplicationError(
-                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", code="invalid_idempotency_key"
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters without spaces.",
+                code="invalid_idempotency_key",
             )
         request_hash = request_fingerprint(request)
         record = idempotency_claim(

@@ -38,7 +38,7 @@ from campaigns.schedules import (
     cron_parse,
 )
 from campaigns.signals import campaign_changed
-from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.errors import ApplicationError, ConflictError, NotFoundError, UnprocessableError
 from core.observability import get_logger
 from core.persistence import row_lock, row_save_named
 from core.redis import redis_sync
@@ -124,7 +124,8 @@ EVENT_TYPES = (
     "checkout_completed",
     "cart_abandoned",
 )
-_PREDICTION_TRIGGER = re.compile(r"^prediction\.[A-Za-z0-9_.-]{1,100}$")
+PREDICTION_TRIGGER_PATTERN = r"prediction\.[A-Za-z0-9_.-]{1,100}"
+_PREDICTION_TRIGGER = re.compile(rf"^{PREDICTION_TRIGGER_PATTERN}$")
 
 
 class CampaignTransitionError(ConflictError):
@@ -442,7 +443,7 @@ def _resolve_segment(value: Any) -> Segment | None:
         return value
     segment = segment_get(segment_id=value)
     if segment is None:
-        raise ApplicationError(f"segment {value!r} does not exist", details={"segment": ["not found"]})
+        raise NotFoundError(f"segment {value!r} does not exist", details={"segment": ["not found"]})
     return segment
 
 
@@ -451,11 +452,11 @@ def _resolve_template(value: Any, *, channel: str) -> Template | None:
         return None
     template = value if isinstance(value, Template) else Template.objects.filter(pk=value).first()
     if template is None:
-        raise ApplicationError(
+        raise NotFoundError(
             f"template {value!r} does not exist", details={f"{channel}_template": ["not found"]}
         )
     if template.channel != channel:
-        raise ApplicationError(
+        raise UnprocessableError(
             f"template {template.name!r} is for {template.channel}, not {channel}",
             details={f"{channel}_template": [f"must be a {channel} template"]},
         )
@@ -507,12 +508,17 @@ def _campaign_check(campaign: Campaign) -> None:
             errors["holdout_percent"] = ["between 0 and 100"]
     except InvalidOperation:
         errors["holdout_percent"] = ["a number between 0 and 100"]
-    if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
-        errors["ends_at"] = ["must be after starts_at"]
-    errors.update(campaign_schedule_shape_errors(campaign=campaign))
     if errors:
         field, messages = next(iter(errors.items()))
         raise ApplicationError(f"{field}: {messages[0]}", details=errors)
+    # A cron expression's grammar and the server's time-zone database are beyond what a schema states.
+    if schedule_errors := campaign_schedule_shape_errors(campaign=campaign):
+        field, messages = next(iter(schedule_errors.items()))
+        raise UnprocessableError(f"{field}: {messages[0]}", details=schedule_errors)
+    if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
+        raise UnprocessableError(
+            "ends_at: must be after starts_at", details={"ends_at": ["must be after starts_at"]}
+        )
     try:
         validate_rule(campaign.conditions or "", for_segment=False)
     except RuleError as error:
@@ -524,9 +530,9 @@ def _variants_check(variants: Sequence[Mapping[str, Any]]) -> None:
     if any(not name for name in names):
         raise ApplicationError("every variant needs a name", details={"variants": ["name required"]})
     if len(set(names)) != len(names):
-        raise ApplicationError("variant names must be unique", details={"variants": ["duplicate name"]})
+        raise UnprocessableError("variant names must be unique", details={"variants": ["duplicate name"]})
     if sum(1 for v in variants if v.get("is_control")) > 1:
-        raise ApplicationError(
+        raise UnprocessableError(
             "a campaign has at most one control variant", details={"variants": ["one control"]}
         )
     for variant in variants:

@@ -39,3 +39,12 @@ class NotFoundError(ApplicationError):
 class ConflictError(ApplicationError):
     code = "conflict"
     status_code = 409
+
+
+class UnprocessableError(ApplicationError):
+    """A well-formed request refused for what it says: a rule across fields or items (an end before its
+    start, two control variants), an object it names of the wrong kind, or a rule or template text that
+    does not compile. The OpenAPI schema states shapes, and a request it forbids gets 400; these it cannot
+    state, so they answer 422."""
+
+    status_code = 422

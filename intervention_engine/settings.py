@@ -467,6 +467,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "DeliveryStatusEnum": "interventions.models.Delivery.Status",
         "ChannelEnum": "personalization.models.Channel",
+        "OnsiteChannelEnum": "campaigns.api.serializers.ONSITE_CHANNEL",
+        "MessageChannelEnum": "campaigns.api.serializers.MESSAGE_CHANNELS",
         "OptOutChannelEnum": "personalization.api.serializers.OPT_OUT_CHANNELS",
         "PlatformEnum": "personalization.models.PushToken.Platform",
         "NativePlatformEnum": "personalization.api.serializers.NATIVE_PLATFORMS",

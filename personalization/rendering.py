@@ -39,7 +39,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.tests import TESTS
 
-from core.errors import ApplicationError
+from core.errors import UnprocessableError
 
 MAX_TEMPLATE_CHARS = 20_000
 MAX_OUTPUT_CHARS = 100_000
@@ -104,7 +104,7 @@ _NODE_NAMES: dict[type[nodes.Node], str] = {
 _CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF", "CAD": "CA$", "AUD": "A$"}
 
 
-class TemplateRenderError(ApplicationError):
+class TemplateRenderError(UnprocessableError):
     code = "template_error"
 
     def __init__(self, message: str, *, field: str, line: int | None = None) -> None:

@@ -43,7 +43,7 @@ from django.db.models.lookups import (
     LessThanOrEqual,
 )
 
-from core.errors import ApplicationError
+from core.errors import UnprocessableError
 
 if TYPE_CHECKING:
     from personalization.models import Profile
@@ -124,7 +124,7 @@ _DESCRIPTIONS: dict[type[ast.AST], str] = {
 }
 
 
-class RuleError(ApplicationError):
+class RuleError(UnprocessableError):
     code = "invalid_rule"
 
 

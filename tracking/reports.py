@@ -34,7 +34,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from campaigns import selectors as campaign_selectors
 from campaigns.models import Campaign
-from core.errors import ApplicationError, NotFoundError
+from core.errors import ApplicationError, NotFoundError, UnprocessableError
 from interventions.models import Intervention
 from interventions.selectors import INTERVENTION_TABLE
 from tracking import analytics
@@ -58,11 +58,12 @@ class ReportPeriod:
 
 def report_period_parse(*, start: str | None, end: str | None) -> ReportPeriod:
     """Parse ``from``/``to`` query values: a date (``2026-11-01``, a whole day, ``to`` inclusive) or an
-    ISO-8601 datetime (naive ones are in UTC). Raises ``ApplicationError`` (400) on anything else."""
+    ISO-8601 datetime (naive ones are in UTC). Raises ``ApplicationError`` (400) on anything else, and
+    ``UnprocessableError`` (422) when ``to`` is not after ``from``."""
     parsed_start = _parse_bound(start, name="from", end_of_day=False)
     parsed_end = _parse_bound(end, name="to", end_of_day=True)
     if parsed_start and parsed_end and parsed_end <= parsed_start:
-        raise ApplicationError(
+        raise UnprocessableError(
             "'to' must be after 'from'.",
             code="invalid_period",
             details={"from": start, "to": end},
@@ -71,7 +72,7 @@ def report_period_parse(*, start: str | None, end: str | None) -> ReportPeriod:
 
 
 def _parse_bound(value: str | None, *, name: str, end_of_day: bool) -> datetime | None:
-    if value is None or value.strip() == "":
+    if value is None:
         return None
     text = value.strip()
     if "T" in text and " " in text:

@@ -7,22 +7,38 @@ A GET body can be edited and sent back with PUT: read-only fields (id, timestamp
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictSerializer
+from api.serializers import LocalTimeField, StrictSerializer
 from campaigns.models import Campaign, Template
+from campaigns.services import EVENT_TYPES, PREDICTION_TRIGGER_PATTERN
 from personalization.models import CHANNELS, Channel
 
+PERCENT_PATTERN = r"^(100(\.0{1,2})?|\d{1,2}(\.\d{1,2})?)$"
 
-@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$"})
-class LocalTimeField(serializers.TimeField):
-    """A time of day with no UTC offset (OpenAPI's ``format: time`` would demand one)."""
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": PERCENT_PATTERN})
+class PercentField(serializers.DecimalField):
+    """A percentage from "0" to "100" with at most two decimals, written as a string as the API answers it
+    (DRF's own field would also take numbers, blanks and padding that its schema pattern does not allow)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=5, decimal_places=2, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or not re.fullmatch(PERCENT_PATTERN, data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 INT_MAX = 2**31 - 1
+# What campaigns.services accepts as a trigger, unpadded: an event type or prediction.<model>.
+TRIGGER_PATTERN = "^(" + "|".join([*map(re.escape, EVENT_TYPES), PREDICTION_TRIGGER_PATTERN]) + ")$"
 
 
 def _seconds(**kwargs: object) -> serializers.IntegerField:
@@ -49,9 +65,36 @@ class TemplateSerializer(StrictSerializer):
     )
     default_locale = serializers.CharField(max_length=16, required=False)
     description = serializers.CharField(allow_blank=True, required=False)
-    localizations = TemplateLocalizationSerializer(many=True)
+    localizations = TemplateLocalizationSerializer(many=True, allow_empty=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+
+# Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: the schema's enums of the two template shapes.
+ONSITE_CHANNEL = [Channel.ONSITE.value]
+MESSAGE_CHANNELS = [channel for channel in CHANNELS if channel != Channel.ONSITE]
+
+
+class _OnsiteTemplateSerializer(TemplateSerializer):
+    """Schema only: an on-site template names its kind."""
+
+    channel = serializers.ChoiceField(choices=ONSITE_CHANNEL)
+    onsite_kind = serializers.ChoiceField(choices=Template.OnsiteKind.choices)
+
+
+class _MessageTemplateSerializer(TemplateSerializer):
+    """Schema only: an email, SMS or push template (an on-site kind sent with it is ignored)."""
+
+    channel = serializers.ChoiceField(choices=MESSAGE_CHANNELS)
+
+
+# What campaigns.services checks of a whole template, said in the schema: one shape per channel
+# (PATCH keeps TemplateSerializer: whether its kind is needed depends on the stored channel).
+TEMPLATE_WRITE_REQUEST = PolymorphicProxySerializer(
+    component_name="TemplateWrite",
+    serializers=[_OnsiteTemplateSerializer, _MessageTemplateSerializer],
+    resource_type_field_name=None,
+)
 
 
 class SegmentSerializer(StrictSerializer):
@@ -98,31 +141,35 @@ class CampaignSerializer(StrictSerializer):
         required=False,
         help_text="On create: draft (default) or active. On update: a transition, applied after the edit.",
     )
-    trigger = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    trigger = serializers.RegexField(
+        TRIGGER_PATTERN, max_length=200, allow_blank=True, required=False, trim_whitespace=False
+    )
     conditions = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
     segment = serializers.IntegerField(source="segment_id", allow_null=True, required=False, min_value=1)
     delay_seconds = _seconds()
     require_open_cart = serializers.BooleanField(required=False)
-    exit_events = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
-    channels = serializers.ListField(child=serializers.ChoiceField(choices=CHANNELS), required=False)
+    # What campaigns.services checks, said in the schema: known event types; each channel once.
+    exit_events = extend_schema_field(  # type: ignore[type-var]
+        {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}
+    )(serializers.ListField(child=serializers.CharField(max_length=200), required=False))
+    channels = extend_schema_field(  # type: ignore[type-var]
+        {"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}, "uniqueItems": True}
+    )(serializers.ListField(child=serializers.ChoiceField(choices=CHANNELS), required=False))
     channel_strategy = serializers.ChoiceField(choices=Campaign.ChannelStrategy.choices, required=False)
     priority = serializers.IntegerField(min_value=-INT_MAX, max_value=INT_MAX, required=False)
     frequency_cap_count = _seconds(help_text="0 means no cap")
     frequency_cap_window_seconds = _seconds()
     cooldown_seconds = _seconds()
-    holdout_percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False)
+    holdout_percent = PercentField(required=False)
     expiry_seconds = _seconds()
     use_bandit = serializers.BooleanField(required=False)
     bandit_goal = serializers.ChoiceField(choices=Campaign.BanditGoal.choices, required=False)
     conversion_goal = serializers.CharField(max_length=64, required=False)
     attribution_window_seconds = _seconds()
-    minimum_detectable_effect = serializers.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        min_value=Decimal("0.01"),
-        max_value=Decimal("100"),
+    minimum_detectable_effect = PercentField(
         required=False,
-        help_text="Percentage points of conversion rate; tunes the always-valid test (default 1.00)",
+        help_text="Percentage points of conversion rate; tunes the always-valid test (default 1.00; "
+        "below 0.01 reads as 0.01)",
     )
     send_at = serializers.DateTimeField(allow_null=True, required=False)
     send_local_time = LocalTimeField(
@@ -143,3 +190,11 @@ class CampaignSerializer(StrictSerializer):
     variants = VariantSerializer(many=True, required=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+
+class CampaignCreateSerializer(CampaignSerializer):
+    """Schema only: what campaigns.services accepts on create, a draft or an active campaign."""
+
+    status = serializers.ChoiceField(
+        choices=[Campaign.Status.DRAFT, Campaign.Status.ACTIVE], required=False, help_text="draft by default"
+    )

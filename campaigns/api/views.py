@@ -16,7 +16,13 @@ from rest_framework.serializers import BaseSerializer
 from api.idempotency import idempotent
 from api.models import ApiKey, Scope
 from campaigns import selectors, services
-from campaigns.api.serializers import CampaignSerializer, SegmentSerializer, TemplateSerializer
+from campaigns.api.serializers import (
+    TEMPLATE_WRITE_REQUEST,
+    CampaignCreateSerializer,
+    CampaignSerializer,
+    SegmentSerializer,
+    TemplateSerializer,
+)
 from campaigns.models import Campaign, Template
 from personalization import selectors as personalization_selectors
 from personalization.models import Segment
@@ -80,6 +86,7 @@ class TemplateViewSet(_Base):
     def get_queryset(self) -> QuerySet[Template]:
         return selectors.template_list()
 
+    @extend_schema(request=TEMPLATE_WRITE_REQUEST)
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._validated(request, partial=False)
@@ -89,6 +96,7 @@ class TemplateViewSet(_Base):
         )
         return self._answer(template, status.HTTP_201_CREATED)
 
+    @extend_schema(request=TEMPLATE_WRITE_REQUEST)
     @idempotent
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._update(request, partial=False)
@@ -151,6 +159,7 @@ class CampaignViewSet(_Base):
     def get_queryset(self) -> QuerySet[Campaign]:
         return selectors.campaign_list()
 
+    @extend_schema(request=CampaignCreateSerializer)
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._validated(request, partial=False)

@@ -10,8 +10,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +19,7 @@ from rest_framework.views import APIView
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import idempotent
 from api.models import ApiKey, Scope
-from api.pagination import ApiPagination
+from api.pagination import ApiPagination, PageSerializer
 from api.serializers import StrictSerializer
 from core.errors import NotFoundError
 from delivery.events import MAX_ID_LENGTH
@@ -28,6 +27,7 @@ from delivery.selectors import intervention_detail
 from delivery.triggers import intervention_send_direct, intervention_trigger
 from interventions.models import Delivery, Intervention
 from interventions.selectors import interventions_list
+from personalization.api.serializers import TimeZoneNameField
 from personalization.models import Channel
 from tracking.models import TrackingEvent
 
@@ -42,7 +42,7 @@ class ShopperSerializer(StrictSerializer):
     phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
     first_name = serializers.CharField(max_length=120, required=False, allow_blank=True)
     locale = serializers.CharField(max_length=16, required=False, allow_blank=True)
-    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    timezone = TimeZoneNameField()
     attributes = serializers.DictField(required=False)
 
     def validate_timezone(self, value: str) -> str:
@@ -86,6 +86,36 @@ class InterventionCreateSerializer(StrictSerializer):
             if missing:
                 raise serializers.ValidationError({name: ["required for a direct send"] for name in missing})
         return attrs
+
+
+class _InterventionByCampaignSerializer(StrictSerializer):
+    """Schema only: the campaign's rules decide (no template_id, no channel)."""
+
+    user_id = serializers.CharField(max_length=MAX_ID_LENGTH)
+    campaign_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    context = serializers.DictField(required=False)  # type: ignore[assignment]
+    event_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False)
+    user = ShopperSerializer(required=False)
+
+
+class _InterventionDirectSerializer(StrictSerializer):
+    """Schema only: a direct send of a template on a channel (no campaign_id)."""
+
+    user_id = serializers.CharField(max_length=MAX_ID_LENGTH)
+    template_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    context = serializers.DictField(required=False)  # type: ignore[assignment]
+    event_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False)
+    user = ShopperSerializer(required=False)
+
+
+# What InterventionCreateSerializer.validate enforces, said in the schema: exactly one of the two shapes
+# (both refuse unknown fields, so a body naming campaign_id and template_id matches neither).
+INTERVENTION_CREATE_REQUEST = PolymorphicProxySerializer(
+    component_name="InterventionCreate",
+    serializers=[_InterventionByCampaignSerializer, _InterventionDirectSerializer],
+    resource_type_field_name=None,
+)
 
 
 class DeliverySerializer(serializers.ModelSerializer[Delivery]):
@@ -173,10 +203,14 @@ class InterventionPageSerializer(serializers.Serializer):
 
 
 class InterventionFiltersSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False)
-    campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    status = serializers.ChoiceField(choices=Intervention.Status.choices, required=False)
-    since = serializers.DateTimeField(required=False)
+    user_id = serializers.CharField(max_length=MAX_ID_LENGTH, required=False, help_text="Only this shopper's")
+    campaign = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only this campaign's"
+    )
+    status = serializers.ChoiceField(
+        choices=Intervention.Status.choices, required=False, help_text="Only in this status"
+    )
+    since = serializers.DateTimeField(required=False, help_text="Created at or after (ISO-8601)")
 
 
 def default_event_id(request: Request) -> str:
@@ -194,21 +228,14 @@ class InterventionListView(APIView):
 
     @extend_schema(
         operation_id="interventions_list",
-        parameters=[
-            OpenApiParameter("user_id", OpenApiTypes.STR, description="Only this shopper's"),
-            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's"),
-            OpenApiParameter(
-                "status", OpenApiTypes.STR, enum=Intervention.Status.values, description="Only in this status"
-            ),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Created at or after (ISO-8601)"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, max 500)"),
-            OpenApiParameter("offset", OpenApiTypes.INT, description="Where the page starts"),
-        ],
+        # The serializers that validate the query string also document it, bounds and formats included.
+        parameters=[InterventionFiltersSerializer, PageSerializer],
         responses={200: InterventionPageSerializer},
         summary="List interventions, newest first, with their deliveries",
     )
     def get(self, request: Request) -> Response:
-        filters = InterventionFiltersSerializer(data=request.query_params)
+        # A plain dict: from a QueryDict DRF would read a blank value (`?campaign=`) as absent.
+        filters = InterventionFiltersSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
         queryset = interventions_list(
@@ -223,7 +250,7 @@ class InterventionListView(APIView):
 
     @extend_schema(
         operation_id="interventions_create",
-        request=InterventionCreateSerializer,
+        request=INTERVENTION_CREATE_REQUEST,
         responses={201: InterventionSerializer, 200: InterventionSerializer},
         summary="Trigger an intervention for a shopper: by campaign (its rules decide) or template + channel",
         description=(

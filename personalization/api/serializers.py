@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictSerializer
+from api.serializers import LocalTimeField, StrictSerializer
 from personalization.models import Profile, PushToken
 from personalization.services import E164
 
@@ -20,8 +22,20 @@ class ConsentSerializer(StrictSerializer):
 
 
 class QuietHoursSerializer(StrictSerializer):
-    start = serializers.TimeField(help_text="In the shopper's time zone, e.g. 22:00")
-    end = serializers.TimeField(help_text="May be earlier than start: the window wraps midnight")
+    start = LocalTimeField(help_text="In the shopper's time zone, e.g. 22:00")
+    end = LocalTimeField(help_text="May be earlier than start: the window wraps midnight")
+
+
+# The names the server accepts (zoneinfo), so a client knows a time zone from a typo before it sends it.
+TIME_ZONE_SCHEMA = {"type": "string", "enum": ["", *sorted(zoneinfo.available_timezones())]}
+
+
+@extend_schema_field(TIME_ZONE_SCHEMA)
+class TimeZoneNameField(serializers.CharField):
+    """An IANA time zone name or blank; the schema lists the names (checked where the value is used)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_blank=True, max_length=64, **kwargs)
 
 
 class PreferencesSerializer(StrictSerializer):
@@ -30,8 +44,10 @@ class PreferencesSerializer(StrictSerializer):
     user_id = serializers.CharField(read_only=True)
     consent = ConsentSerializer(required=False)
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
-    timezone = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="IANA name")
-    locale = serializers.RegexField(LOCALE, required=False, allow_blank=True, max_length=16)
+    timezone = TimeZoneNameField(help_text="IANA name")
+    locale = serializers.RegexField(
+        LOCALE, required=False, allow_blank=True, max_length=16, trim_whitespace=False
+    )
     email = serializers.EmailField(
         required=False, allow_blank=True, max_length=254, help_text='"" removes it'
     )
@@ -40,6 +56,7 @@ class PreferencesSerializer(StrictSerializer):
         required=False,
         allow_blank=True,
         max_length=16,
+        trim_whitespace=False,
         help_text='E.164, e.g. +33612345678; "" removes it',
         error_messages={"invalid": "Not an E.164 number (a + then up to 15 digits, e.g. +33612345678)."},
     )

@@ -104,7 +104,8 @@ def test_it_refuses_a_template_of_another_channel(client, templates) -> None:
 
     response = client.post("/api/v1/campaigns", body, format="json")
 
-    assert response.status_code == 400
+    # a well-formed body naming an existing template of the wrong kind: refused for what it says
+    assert response.status_code == 422
     assert "email_template" in response.json()["error"]["details"]
     assert not Campaign.objects.exists()
 
@@ -114,7 +115,7 @@ def test_it_refuses_invalid_conditions_with_their_position(client, templates) ->
         "/api/v1/campaigns", campaign_body(templates, conditions="score >="), format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_rule"
 
 

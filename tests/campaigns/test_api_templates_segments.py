@@ -47,7 +47,7 @@ def test_it_refuses_a_template_that_cannot_render_naming_field_and_line(api_clie
 
     response = api_client().post("/api/v1/templates", bad, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "template_error"
     assert error["details"] == {"field": "body_text", "line": 2}
@@ -63,7 +63,7 @@ def test_it_refuses_a_template_over_the_render_budget_naming_the_limit(api_clien
     response = api_client().post("/api/v1/templates", bad, format="json")
 
     # then it is refused with the reason, and nothing is stored
-    assert response.status_code == 400
+    assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "template_error"
     assert "loops would run more than 10,000 iterations" in error["message"]
@@ -134,7 +134,7 @@ def test_it_refuses_an_invalid_rule_with_its_position(api_client) -> None:
         format="json",
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_rule"
     assert error["details"]["line"] == 2
@@ -183,6 +183,6 @@ def test_it_answers_a_clear_error_never_a_500_for_a_stored_rule_it_cannot_run(ap
     read = client.get(f"/api/v1/segments/{segment.pk}")
 
     # then the estimate is refused with the rule's error, and the segment can still be read
-    assert estimated.status_code == 400, estimated.content
+    assert estimated.status_code == 422, estimated.content
     assert estimated.json()["error"]["code"] == "invalid_rule"
     assert read.status_code == 200

@@ -121,8 +121,8 @@ def test_it_refuses_unknown_interventions_by_index(api_client):
         ],
     )
 
-    # then 400 unknown_intervention for index 1 only, and nothing is written
-    assert response.status_code == 400
+    # then 404 unknown_intervention for index 1 only, and nothing is written
+    assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_intervention"
     assert list(response.json()["error"]["details"]["events"]) == ["1"]
     assert not TrackingEvent.objects.filter(intervention=target).exists()

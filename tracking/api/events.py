@@ -1,9 +1,9 @@
 """``POST /events``: tracking events in batches of up to 1,000; scope ``events``.
 
 All or nothing: every item is checked (shape, then that its intervention exists) before anything is
-written, and an invalid batch answers 400 with the errors by item index. A valid batch is recorded in one
-transaction with bulk writes by ``tracking.services.tracking_events_record``; an ``event_id`` seen before
-is counted as a duplicate and has no second effect. Routes: tracking/api/urls.py.
+written, and an invalid batch answers 400 (404 for unknown interventions) with the errors by item index.
+A valid batch is recorded in one transaction with bulk writes by ``tracking.services.tracking_events_record``;
+an ``event_id`` seen before is counted as a duplicate and has no second effect. Routes: tracking/api/urls.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from api.idempotency import idempotent
 from api.models import Scope
 from api.serializers import StrictSerializer
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFoundError
 from interventions.selectors import interventions_existing
 from personalization.models import Channel
 from tracking.models import TrackingEvent
@@ -87,7 +87,8 @@ class TrackingEventsView(APIView):
         summary="Record tracking events (displayed, opened, clicked, dismissed, delivered) in one batch",
         description=(
             f"Up to {MAX_BATCH_SIZE} events; more is 413 `batch_too_large`. Nothing is written unless every "
-            "item is valid and names a known intervention (400 with `details.events.<index>`)."
+            "item is valid (400) and names a known intervention (404 `unknown_intervention`), with "
+            "`details.events.<index>`."
         ),
     )
     @idempotent
@@ -117,7 +118,7 @@ class TrackingEventsView(APIView):
             if item["intervention_id"] not in known
         }
         if unknown:
-            raise ApplicationError(
+            raise NotFoundError(
                 f"{len(unknown)} event(s) name an unknown intervention; nothing was recorded.",
                 code="unknown_intervention",
                 details={"events": unknown},

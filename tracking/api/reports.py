@@ -13,7 +13,7 @@ from typing import Any
 
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.models import Scope
+from api.serializers import ErrorSerializer
 from core.errors import ApplicationError
 from tracking import exports
 from tracking.analytics import Interval, SampleRatioCheck
@@ -34,14 +35,20 @@ from tracking.reports import (
     report_period_parse,
 )
 
+# A date (a whole day) or a datetime: exactly what report_period_parse accepts, nothing blank.
+PERIOD_BOUND = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 PERIOD_PARAMETERS = [
     OpenApiParameter(
-        "from", OpenApiTypes.STR, description="Exposures from this date (YYYY-MM-DD) or ISO-8601 datetime"
+        "from", PERIOD_BOUND, description="Exposures from this date (YYYY-MM-DD) or ISO-8601 datetime"
     ),
     OpenApiParameter(
-        "to", OpenApiTypes.STR, description="Exposures until this date (inclusive) or datetime (exclusive)"
+        "to", PERIOD_BOUND, description="Exposures until this date (inclusive) or datetime (exclusive)"
     ),
 ]
+# Both bounds well-formed, but 'to' not after 'from': refused for what it means.
+PERIOD_REFUSED = OpenApiResponse(ErrorSerializer, description="`invalid_period`: 'to' is not after 'from'")
+# Campaign ids are bigints written in at most 18 digits (as the report's route says).
+MAX_CAMPAIGN_ID = 10**18 - 1
 XLSX = exports.XLSX
 
 
@@ -143,7 +150,7 @@ class CampaignReportView(APIView):
 
     @extend_schema(
         parameters=PERIOD_PARAMETERS,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 422: PERIOD_REFUSED},
         summary="A campaign's funnel, variants and statistics",
         operation_id="campaign_report",
     )
@@ -158,9 +165,17 @@ class CampaignsExportView(APIView):
     @extend_schema(
         parameters=[
             *PERIOD_PARAMETERS,
-            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign"),
+            OpenApiParameter(
+                "campaign",
+                {"type": "integer", "minimum": 0, "maximum": MAX_CAMPAIGN_ID},
+                description="Only this campaign",
+            ),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, XLSX): OpenApiTypes.BINARY,
+            422: PERIOD_REFUSED,
+        },
         summary="Every campaign's report rows (one per variant and holdout) as CSV or XLSX",
         operation_id="campaigns_report_export",
     )
@@ -202,9 +217,9 @@ class RawExportView(APIView):
 
 def _campaign_param(request: Request) -> int | None:
     raw = request.query_params.get("campaign")
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_CAMPAIGN_ID:
         raise ApplicationError(
             "'campaign' is not a campaign id.", code="invalid_campaign", details={"campaign": raw}
         )
