@@ -193,16 +193,24 @@ class RawExportView(APIView):
         parameters=[
             OpenApiParameter(
                 "from",
-                OpenApiTypes.STR,
+                PERIOD_BOUND,
                 description="Rows from this date (YYYY-MM-DD) or ISO-8601 datetime: interventions by "
                 "decision time, deliveries by queue time, events and conversions by when they occurred",
             ),
             OpenApiParameter(
-                "to", OpenApiTypes.STR, description="Until this date (inclusive) or datetime (exclusive)"
+                "to", PERIOD_BOUND, description="Until this date (inclusive) or datetime (exclusive)"
             ),
-            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's rows"),
+            OpenApiParameter(
+                "campaign",
+                {"type": "integer", "minimum": 0, "maximum": MAX_CAMPAIGN_ID},
+                description="Only this campaign's rows",
+            ),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, XLSX): OpenApiTypes.BINARY,
+            422: PERIOD_REFUSED,
+        },
         summary="Raw interventions, deliveries, tracking events or conversions of a period, oldest first "
         "(CSV streamed)",
         operation_id="raw_export",
