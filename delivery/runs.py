@@ -38,10 +38,10 @@ from campaigns.selectors import campaign_get
 from core.bulk import rows_json
 from core.errors import ConflictError, NotFoundError
 from core.observability import get_logger
-from delivery.events import InboundEvent
+from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.models import SendRun, SendRunMember
 from delivery.selectors import CampaignPlan, CampaignSet
-from delivery.services import SEND_RUN_EVENT_KIND, decisions_process_batch
+from delivery.services import decisions_process_batch
 from interventions.models import Intervention
 from interventions.selectors import decisions_for_triggers
 from personalization.rules import compile_rule
