@@ -1,11 +1,11 @@
 """Failure drills: ``python -m chaos [DRILL] [OPTIONS]`` (``make chaos``). Drills: sends (default),
-decisions."""
+decisions, runs."""
 
 from __future__ import annotations
 
 import sys
 
-DRILLS = {"sends": "chaos.sends", "decisions": "chaos.decisions"}
+DRILLS = {"sends": "chaos.sends", "decisions": "chaos.decisions", "runs": "chaos.runs"}
 
 
 def main() -> int:

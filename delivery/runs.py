@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -53,8 +54,6 @@ SEND_RUN_TRIGGER = "send_run"
 START_TASK = RUN_START_TASK
 STEP_TASK = "delivery.tasks.send_run_step_task"
 BATCH_SIZE = 500
-# A running run whose row has not moved for this long has lost its chain of tasks: reconcile steps it.
-STALLED_AFTER = timedelta(minutes=2)
 FINAL_STATES = frozenset({SendRun.State.FINISHED, SendRun.State.CANCELLED, SendRun.State.FAILED})
 # Exit events a profile remembers the time of: a member who did this after the snapshot is skipped.
 _EXIT_SEEN_ON_PROFILE = "checkout_completed"
@@ -389,7 +388,7 @@ class Reconciled:
 def send_runs_reconcile(*, now: datetime | None = None) -> Reconciled:
     """Restart what stopped and report what does not add up; see the module docstring (step 4)."""
     now = now or timezone.now()
-    stale = now - STALLED_AFTER
+    stale = now - timedelta(seconds=settings.SEND_RUN_STALLED_AFTER_SECONDS)
     scheduled = list(
         SendRun.objects.filter(state=SendRun.State.SCHEDULED, updated_at__lt=stale).values_list(
             "pk", flat=True
