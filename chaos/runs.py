@@ -17,6 +17,7 @@ DATABASE_URL / REDIS_URL (``make chaos`` provides test servers).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import threading
@@ -253,6 +254,18 @@ def main(argv: list[str] | None = None) -> int:
             ("sends per second", round(sent / elapsed) if elapsed else 0),
         ]
         print(table(rows), flush=True)
+        summary = {
+            "shoppers": created,
+            "run": current["state"],
+            "planned_left": current["members"].get("planned", 0),
+            "books_balance": current.get("balanced"),
+            "kills": len(kills),
+            "sent": sent,
+            "duplicates": duplicates,
+            "lost": lost,
+            "seconds": round(elapsed, 1),
+        }
+        print(json.dumps(summary), flush=True)
         ok = (
             current["state"] == "finished"
             and current["members"].get("planned", 0) == 0
