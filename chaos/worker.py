@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DAPHNE = (sys.executable, "-m", "daphne", "-b", "127.0.0.1")
 
 
 class KillableProcess:
@@ -34,18 +36,69 @@ class KillableProcess:
                 self.kill9()
 
 
-class ConsumerProcess(KillableProcess):
-    """``manage.py consume_events`` in its own process; stderr to ``log_path``."""
+class CommandProcess(KillableProcess):
+    """``manage.py <command>`` in its own process; stderr to ``log_path``."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+    command: tuple[str, ...] = ()
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, options: tuple[str, ...] = ()) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.options = options
+        self.starts = 0
 
     def start(self) -> None:
+        self.starts += 1
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "consume_events"], cwd=BASE_DIR, env=self.env, stderr=log
+                [sys.executable, "manage.py", *self.command, *self.options],
+                cwd=BASE_DIR,
+                env=self.env,
+                stderr=log,
             )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class ConsumerProcess(CommandProcess):
+    command = ("consume_events",)
+
+
+class RelayProcess(CommandProcess):
+    """The outbox relay, with a short broker timeout and back-off so a drill sees it recover in seconds, and
+    small batches: many publish-then-mark windows for a kill to land in."""
+
+    command = ("relay_outbox", "--batch-size", "20", "--message-timeout", "3", "--max-backoff", "2")
+
+
+class DaphneProcess(KillableProcess):
+    """daphne serving the ASGI application on a fixed loopback port, so clients reconnect to the same
+    address after a restart."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, port: int) -> None:
+        self.env = {**os.environ, "WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}", **env}
+        self.log_path = log_path
+        self.port = port
+
+    def start(self, *, wait: float = 30.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*DAPHNE, "-p", str(self.port), "intervention_engine.asgi:application"],
+                cwd=BASE_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne did not start; see {self.log_path}") from None
+                time.sleep(0.1)
 
 
 class CeleryWorker(KillableProcess):

@@ -181,7 +181,7 @@ class SendRunAdmin(ReadOnlyModelAdmin):
     )
     fields = readonly_fields
 
-    def has_control_permission(self, request: HttpRequest) -> bool:
+    def has_control_sendrun_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("delivery.control_sendrun"))
 
     @admin.display(description="state")
@@ -227,15 +227,15 @@ class SendRunAdmin(ReadOnlyModelAdmin):
         if done:
             self.message_user(request, f"{move}: {done} run(s)", messages.SUCCESS)
 
-    @admin.action(description="Pause the selected runs", permissions=["control"])
+    @admin.action(description="Pause the selected runs", permissions=["control_sendrun"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
         self._move(request, queryset, "pause")
 
-    @admin.action(description="Resume the selected runs", permissions=["control"])
+    @admin.action(description="Resume the selected runs", permissions=["control_sendrun"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
         self._move(request, queryset, "resume")
 
-    @admin.action(description="Cancel the selected runs", permissions=["control"])
+    @admin.action(description="Cancel the selected runs", permissions=["control_sendrun"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
         self._move(request, queryset, "cancel")
 

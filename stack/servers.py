@@ -516,10 +516,14 @@ class EmbeddedKafka:
 
     name = "kafka"
 
-    def __init__(self, *, data_dir: Path, port: int, port_hint: str, say: Say) -> None:
+    def __init__(
+        self, *, data_dir: Path, port: int, port_hint: str, say: Say, advertised_port: int | None = None
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.port_hint = port_hint
+        # Clients are told to connect here (a fault drill puts a proxy it can cut in front of the broker).
+        self.advertised_port = advertised_port or port
         self.say = say
         self.log = self.data_dir / "tansu.log"
         self.pidfile = self.data_dir / "tansu.pid"
@@ -536,7 +540,8 @@ class EmbeddedKafka:
         _stop_leftover(self.pidfile, binary, self.say)
         ensure_port_free(self.port, fix=self.port_hint)
         listener = f"tcp://{LOOPBACK}:{self.port}"
-        argv = [str(binary), "broker", "--listener-url", listener, "--advertised-listener-url", listener]
+        advertised = f"tcp://{LOOPBACK}:{self.advertised_port}"
+        argv = [str(binary), "broker", "--listener-url", listener, "--advertised-listener-url", advertised]
         argv += ["--storage-engine", "memory://tansu/"]
         self._process = _spawn(argv, log=self.log, pidfile=self.pidfile)
         bootstrap = f"{LOOPBACK}:{self.port}"

@@ -199,13 +199,23 @@ def run_in_foreground(
     It shares our process group, so Ctrl-C at the terminal reaches it directly and it decides how to
     stop (pytest still prints its summary); we only wait. SIGTERM and SIGHUP sent to us are passed on.
     """
-    process = subprocess.Popen(list(argv), env=env, cwd=cwd)
+    # The handlers are in place before the command starts: a SIGTERM that arrives while it starts (a
+    # loaded machine) is passed on once it exists, rather than stopping us and orphaning it.
+    process: subprocess.Popen[bytes] | None = None
+    early: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if signum != signal.SIGINT:
+        if signum == signal.SIGINT:
+            return
+        if process is None:
+            early.append(signum)
+        else:
             process.send_signal(signum)
 
     with _handling_signals(forward, *STOP_SIGNALS):
+        process = subprocess.Popen(list(argv), env=env, cwd=cwd)
+        for signum in early:
+            process.send_signal(signum)
         code = process.wait()
     return 128 - code if code < 0 else code
 

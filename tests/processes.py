@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import quote
 
 from django.db import connection
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def database_url() -> str:

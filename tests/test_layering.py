@@ -13,6 +13,10 @@ here before it shows up as an import cycle or as a table with two writers. The r
 
 What the walk cannot see: a write through an instance that came from elsewhere (a parameter, a related
 object), or a table named in a SQL string literal. Review still covers those.
+
+The tests hold one more rule: no module under ``tests/`` imports a test module (``tests.*.test_*``) or a
+conftest. What tests share lives in ``tests/fixtures.py`` (builders) and ``tests/processes.py``; pytest
+fixtures that several directories use live in the root conftest.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ INSTANCE_GETTERS = frozenset({"get", "first", "last", "latest", "earliest"})
 class Violation:
     path: str  # relative to the project root
     line: int
-    rule: str  # "import", "write" or "_meta"
+    rule: str  # "import", "write", "_meta" or "test import"
     message: str
 
     @property
@@ -331,6 +335,40 @@ def check_tree(root: Path = ROOT) -> list[Violation]:
     return found
 
 
+def _is_test_module(module: str) -> bool:
+    """``tests.campaigns.test_admin`` or anything in it, ``tests.delivery.conftest``: what pytest loads,
+    which no other module may import (shared builders live in ``tests.fixtures``)."""
+    parts = module.split(".")
+    return parts[0] == "tests" and any(p == "conftest" or p.startswith("test_") for p in parts[1:])
+
+
+def check_test_imports(*, path: str, source: str) -> list[Violation]:
+    """The imports of another test module or of a conftest in one module under ``tests/``."""
+    module = _module_name(ROOT / path, ROOT)
+    is_package = path.endswith("__init__.py")
+    found: list[Violation] = []
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, is_package)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            if _is_test_module(target):
+                found.append(Violation(path, node.lineno, "test import", f"imports {target}"))
+                break
+    return found
+
+
+def check_tests(root: Path = ROOT) -> list[Violation]:
+    found: list[Violation] = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        found.extend(check_test_imports(path=str(path.relative_to(root)), source=path.read_text()))
+    return found
+
+
 @pytest.fixture(scope="module")
 def violations() -> list[Violation]:
     return check_tree()
@@ -372,6 +410,16 @@ def test_it_has_no_app_reading_another_apps_table_layout(violations: list[Violat
 
     # then
     assert metas == [], "another app's table layout (its selectors expose the table):\n" + "\n".join(metas)
+
+
+def test_it_has_no_test_importing_another_test_module_or_a_conftest() -> None:
+    # given / when
+    found = [str(v) for v in check_tests()]
+
+    # then
+    assert found == [], "test modules importing test modules (shared builders: tests/fixtures.py):\n" + (
+        "\n".join(found)
+    )
 
 
 # --- The checker catches what it is for -------------------------------------------------------------------
@@ -493,3 +541,46 @@ def test_it_fails_the_tree_check_for_a_synthetic_upward_import(tmp_path: Path) -
         "interventions/synthetic.py:2: imports tracking.services (tracking is in a layer above: "
         "interventions may not import it)"
     ]
+
+
+def test_it_catches_a_test_importing_a_test_module_or_a_conftest_in_every_form() -> None:
+    # given
+    source = (
+        "from tests.tracking.test_reports import build_experiment\n"
+        "from tests.notifications.conftest import campaign\n"
+        "from tests.delivery import conftest as delivery_fixtures\n"
+        "import tests.campaigns.test_admin\n"
+        "from . import test_send\n"
+        "def f():\n"
+        "    from .conftest import providers\n"
+    )
+
+    # when
+    found = check_test_imports(path="tests/notifications/test_synthetic.py", source=source)
+
+    # then
+    assert [(v.line, v.message) for v in found] == [
+        (1, "imports tests.tracking.test_reports"),
+        (2, "imports tests.notifications.conftest"),
+        (3, "imports tests.delivery.conftest"),
+        (4, "imports tests.campaigns.test_admin"),
+        (5, "imports tests.notifications.test_send"),
+        (7, "imports tests.notifications.conftest"),
+    ]
+
+
+def test_it_lets_tests_import_the_shared_support_modules() -> None:
+    # given
+    source = (
+        "from tests import fixtures as f\n"
+        "from tests.fixtures import build_experiment\n"
+        "from tests.processes import database_url, free_port\n"
+        "from tests.messaging.kafka_topics import isolate_topics\n"
+        "from campaigns.services import campaign_create\n"
+    )
+
+    # when
+    found = check_test_imports(path="tests/tracking/test_synthetic.py", source=source)
+
+    # then
+    assert found == []

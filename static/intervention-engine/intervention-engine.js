@@ -24,6 +24,9 @@
   // A refused handshake (bad ticket or Origin) reaches a browser as a plain 1006 close, so every close
   // is retried, with a fresh ticket, no faster than this backoff allows.
   var BACKOFF_MAX_MS = 30000;
+  // How long a frame after a hole in the sequence waits for the replay to fill it. A hole that stays
+  // (acked in another tab, expired) is given up after this, and the held frames are shown.
+  var HOLD_MS = 3000;
 
   function storageGet(key, fallback) {
     try {
@@ -75,6 +78,8 @@
     this.pingTimer = null;
     this.retryTimer = null;
     this.queue = [];
+    this.held = [];
+    this.holdTimer = null;
     this.showing = null;
     this.status = "idle";
     this.open();
@@ -104,6 +109,8 @@
       self.attempt = 0;
       self.setStatus("open");
       self.send({ type: "resume", last_seq: self.lastSeq });
+      // Frames held for a hole wait for this resume's replay (the timer stopped with the old socket).
+      if (self.held.length) self.holdFor();
       self.pingTimer = global.setInterval(function () {
         self.send({ type: "ping" });
       }, PING_MS);
@@ -119,6 +126,7 @@
     };
     socket.onclose = function () {
       global.clearInterval(self.pingTimer);
+      global.clearTimeout(self.holdTimer);
       if (self.socket === socket) self.socket = null;
       self.setStatus("closed");
       if (!self.closed) self.scheduleReconnect();
@@ -165,10 +173,46 @@
     this.send({ type: "ack", intervention_id: id });
     if (this.seen.indexOf(id) !== -1) return;
     if (frame.expires_at && Date.parse(frame.expires_at) <= Date.now()) return;
-    // A hole in the sequence means a push was lost in transit: ask for it before moving on.
+    // A hole in the sequence means a push was lost in transit: ask for it, and hold this frame until
+    // the replay has filled the hole, so that the shopper sees them in seq order.
     if (typeof frame.seq === "number" && frame.seq > this.lastSeq + 1) {
-      this.send({ type: "resume", last_seq: this.lastSeq });
+      for (var i = 0; i < this.held.length; i++) if (this.held[i].intervention_id === id) return;
+      if (!this.held.length) {
+        this.send({ type: "resume", last_seq: this.lastSeq });
+        this.holdFor();
+      }
+      this.held.push(frame);
+      return;
     }
+    this.accept(frame);
+    this.releaseHeld(false);
+  };
+
+  Connection.prototype.holdFor = function () {
+    var self = this;
+    global.clearTimeout(this.holdTimer);
+    this.holdTimer = global.setTimeout(function () {
+      self.releaseHeld(true);
+    }, HOLD_MS);
+  };
+
+  // Show the held frames the sequence has caught up with (all of them once the wait is over).
+  Connection.prototype.releaseHeld = function (all) {
+    this.held.sort(function (a, b) {
+      return a.seq - b.seq;
+    });
+    while (this.held.length && (all || this.held[0].seq <= this.lastSeq + 1)) {
+      var next = this.held.shift();
+      if (this.seen.indexOf(next.intervention_id) === -1) this.accept(next);
+    }
+    if (!this.held.length) {
+      global.clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
+  };
+
+  Connection.prototype.accept = function (frame) {
+    var id = frame.intervention_id;
     this.seen.push(id);
     if (this.seen.length > 200) this.seen.shift();
     storageSet(this.seenKey, this.seen);

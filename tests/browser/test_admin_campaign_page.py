@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from tests.campaigns.test_admin import build_cart_rescue
+from tests.fixtures import build_cart_rescue
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -29,13 +29,10 @@ from gateway import realtime
 from interventions.models import Intervention
 from messaging.kafka import ensure_topics
 from personalization.models import Profile
-from tests.conftest import free_port
-from tests.delivery import conftest as delivery_fixtures
-from tests.processes import database_url
+from tests.processes import database_url, free_port
 from tracking.models import TrackingEvent
 
 CHROMIUM = "/usr/bin/chromium"
-onsite_intervention = delivery_fixtures.onsite_intervention
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
@@ -269,6 +266,30 @@ def test_it_shows_every_intervention_after_the_socket_is_killed_mid_stream(daphn
     # and the socket really was killed and reopened, and no ticket ever reached daphne's log
     assert log.read_text().count("WSCONNECT /ws") >= 3
     assert "ticket=" not in log.read_text()
+
+
+def test_it_shows_interventions_in_seq_order_when_a_push_is_lost_on_an_open_socket(
+    daphne, page, onsite_intervention
+):
+    # given an open tab that has shown seq 1
+    base, _ = daphne
+    user_id = _open_demo(page, base)
+    first, _lost, third = (
+        onsite_intervention(user_id=user_id, seq=seq, title=f"offer {seq}", kind="toast") for seq in (1, 2, 3)
+    )
+
+    def listed() -> list[int]:
+        return [int(s) for s in page.eval_on_selector_all("#ie-log li", "els => els.map(e => e.dataset.seq)")]
+
+    _push_from_a_thread([first.id])
+    _wait_until(lambda: listed() == [1], timeout=10, what="seq 1")
+
+    # when the push of seq 2 is lost (the channel layer may drop one) and seq 3 arrives
+    _push_from_a_thread([third.id])
+
+    # then the hole is filled from PostgreSQL and the tab shows 2 before 3
+    _wait_until(lambda: len(listed()) >= 3, timeout=10, what="the hole filled")
+    assert listed() == [1, 2, 3]
 
 
 def test_it_never_shows_an_expired_intervention(daphne, page, onsite_intervention):

@@ -12,119 +12,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Campaign, Template
-from campaigns.services import campaign_activate, campaign_create, segment_create, template_create
+from campaigns.services import campaign_activate, campaign_create, segment_create
 from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile, PushToken, Segment
+from tests.fixtures import build_cart_rescue
 from tracking.models import Conversion, TrackingEvent
 
 pytestmark = pytest.mark.django_db
-
-
-# --- Demo-like data, made through the services ---------------------------------------------------------
-
-
-def build_cart_rescue(*, name: str = "Cart rescue") -> Campaign:
-    """The README's demo: a cart-abandonment campaign, two variants on four channels, a control, a
-    10% holdout, English and French content."""
-    label = "test-setup"
-    pop_up = template_create(
-        data={"name": f"{name}: 10% pop-up", "channel": "onsite", "onsite_kind": "modal"},
-        localizations=[
-            {
-                "locale": "en",
-                "subject": "{{ profile.first_name }}, your cart is waiting",
-                "body_text": "Finish your order of {{ cart.item_count }} items and save 10%.",
-                "cta_label": "Use my 10% off",
-                "cta_url": "{{ links.cart_url }}",
-                "image_url": "",
-                "discount_code": "SAVE10",
-            },
-            {
-                "locale": "fr",
-                "subject": "{{ profile.first_name }}, votre panier vous attend",
-                "body_text": "Finalisez votre commande de {{ cart.item_count }} articles : -10 %.",
-                "cta_label": "J'en profite",
-                "cta_url": "{{ links.cart_url }}",
-                "discount_code": "SAVE10",
-            },
-        ],
-        actor_label=label,
-    )
-    banner = template_create(
-        data={"name": f"{name}: free shipping banner", "channel": "onsite", "onsite_kind": "banner"},
-        localizations=[
-            {
-                "locale": "en",
-                "subject": "Free shipping on your cart today",
-                "body_text": "Your {{ cart.items[0].name }} ships free until midnight.",
-                "cta_label": "Check out now",
-                "cta_url": "{{ links.cart_url }}",
-            }
-        ],
-        actor_label=label,
-    )
-    email = template_create(
-        data={"name": f"{name}: email", "channel": "email"},
-        localizations=[
-            {
-                "locale": "en",
-                "subject": "You left something behind, {{ profile.first_name }}",
-                "body_text": "Your cart: {{ cart.item_count }} items.",
-                "body_html": "<h1>Still thinking, {{ profile.first_name }}?</h1>"
-                "<p>Code {{ discount_code }}</p>",
-                "discount_code": "SAVE10",
-            }
-        ],
-        actor_label=label,
-    )
-    sms = template_create(
-        data={"name": f"{name}: SMS", "channel": "sms"},
-        localizations=[
-            {
-                "locale": "en",
-                "body_text": "Your cart misses you. Code {{ discount_code }}.",
-                "discount_code": "SAVE10",
-            }
-        ],
-        actor_label=label,
-    )
-    push = template_create(
-        data={"name": f"{name}: push", "channel": "push"},
-        localizations=[{"locale": "en", "subject": "Cart saved", "body_text": "10% off, today only."}],
-        actor_label=label,
-    )
-    return campaign_create(
-        data={
-            "name": name,
-            "kind": "triggered",
-            "trigger": "prediction.cart_abandonment",
-            "conditions": "score >= 0.7",
-            "channels": ["onsite", "email", "sms", "push"],
-            "holdout_percent": Decimal("10"),
-            "exit_events": ["checkout_completed"],
-        },
-        variants=[
-            {
-                "name": "10% discount",
-                "weight": 45,
-                "onsite_template": pop_up,
-                "email_template": email,
-                "sms_template": sms,
-                "push_template": push,
-            },
-            {
-                "name": "Free shipping",
-                "weight": 45,
-                "onsite_template": banner,
-                "email_template": email,
-                "sms_template": sms,
-                "push_template": push,
-            },
-            {"name": "Control", "weight": 10, "is_control": True},
-        ],
-        actor_label=label,
-    )
 
 
 class _FormReader(HTMLParser):

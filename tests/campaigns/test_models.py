@@ -6,14 +6,14 @@ from django.db import IntegrityError, transaction
 from campaigns.models import Campaign, Template, Variant
 from interventions.models import Intervention
 from personalization.models import Profile
-from tests.campaigns.builders import make_campaign
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_stores_one_intervention_per_campaign_and_trigger_event() -> None:
     # given an intervention decided for an event
-    campaign = make_campaign()
+    campaign = f.campaign()
     profile = Profile.objects.create(user_id="u-1")
     fields = {"campaign": campaign, "profile": profile, "user_id": "u-1", "trigger": "prediction.x"}
     Intervention.objects.create(trigger_event_id="evt-1", **fields)
@@ -24,12 +24,12 @@ def test_it_stores_one_intervention_per_campaign_and_trigger_event() -> None:
 
     # then another event, or another campaign, is fine
     Intervention.objects.create(trigger_event_id="evt-2", **fields)
-    Intervention.objects.create(trigger_event_id="evt-1", **{**fields, "campaign": make_campaign()})
+    Intervention.objects.create(trigger_event_id="evt-1", **{**fields, "campaign": f.campaign()})
     assert Intervention.objects.count() == 3
 
 
 def test_it_refuses_a_second_control_variant_and_out_of_range_weights() -> None:
-    campaign = make_campaign()  # has a control already
+    campaign = f.campaign()  # has a control already
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Variant.objects.create(campaign=campaign, name="Control 2", is_control=True)

@@ -16,18 +16,19 @@ from campaigns import services
 from campaigns.models import Campaign
 from campaigns.schedules import RUN_START_TASK, cron_last_tick, cron_next_ticks, cron_parse, schedule_preview
 from core.errors import ApplicationError
-from personalization.models import Segment
-from tests.campaigns.builders import make_campaign, make_template
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
 
 def scheduled(**data: Any) -> Campaign:
-    segment = Segment.objects.create(
-        name=f"gold-{timezone.now().timestamp()}", rules='attributes.tier == "gold"'
-    )
-    return make_campaign(
-        channels=("email",), kind="scheduled", trigger="", conditions="", segment=segment.pk, **data
+    return f.campaign(
+        channels=("email",),
+        kind="scheduled",
+        trigger="",
+        conditions="",
+        segment='attributes.tier == "gold"',
+        **data,
     )
 
 
@@ -52,13 +53,13 @@ def test_it_refuses_a_bad_cron_expression_on_save():
 
 def test_it_refuses_a_scheduled_campaign_without_segment_or_template():
     # given a scheduled campaign with no segment and a variant without an email template
-    campaign = make_campaign(
+    campaign = f.campaign(
         channels=("email",),
         kind="scheduled",
         trigger="",
         conditions="",
         cron="0 9 * * 1",
-        variants=[{"name": "A", "weight": 1, "onsite_template": make_template("onsite")}],
+        variants=[{"name": "A", "weight": 1, "onsite_template": f.template("onsite")}],
     )
 
     # when it is activated, then both are refused with their fields

@@ -17,7 +17,7 @@ from personalization import selectors as personalization_selectors
 from personalization.models import Profile
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError
-from tests.campaigns.builders import make_campaign, make_template
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
@@ -109,14 +109,14 @@ def test_it_names_the_locale_of_a_broken_localization() -> None:
     [("fr-FR", "fr-FR"), ("fr-CA", "fr"), ("fr_ca", "fr"), ("de-DE", "en"), ("", "en"), ("FR-fr", "fr-FR")],
 )
 def test_it_falls_back_from_region_to_language_to_the_default_locale(wanted, chosen) -> None:
-    template = make_template("sms", locales=("de-AT", "en", "fr", "fr-FR"))
+    template = f.template("sms", locales=("de-AT", "en", "fr", "fr-FR"))
     Template.objects.filter(pk=template.pk).update(default_locale="en")
 
     assert services.template_localization_for(template=template, locale=wanted).locale == chosen
 
 
 def test_it_falls_back_to_the_first_localization_and_fails_without_any() -> None:
-    template = make_template("sms", locales=("it", "es"))
+    template = f.template("sms", locales=("it", "es"))
     template.default_locale = "en"
 
     assert services.template_localization_for(template=template, locale="de").locale == "es"
@@ -156,7 +156,7 @@ def test_it_renders_a_template_in_the_shoppers_locale_with_its_discount_code() -
 
 
 def test_it_uses_a_per_shopper_code_from_the_context_when_the_template_has_none() -> None:
-    template = make_template("sms")
+    template = f.template("sms")
     template.localizations.update(body_text="{{ discount_code }}")
 
     rendered = services.template_render(template=template, locale="en", context={"discount_code": "U-42-XYZ"})
@@ -170,7 +170,7 @@ def test_it_updates_a_template_replacing_localizations_by_locale_and_tells_campa
     django_capture_on_commit_callbacks,
 ) -> None:
     # given a campaign using a template
-    campaign = make_campaign()
+    campaign = f.campaign()
     template = campaign.variants.get(name="A").onsite_template
     assert template is not None
     before = services.campaigns_version()
@@ -193,7 +193,7 @@ def test_it_updates_a_template_replacing_localizations_by_locale_and_tells_campa
 
 
 def test_it_refuses_changing_the_channel_of_a_template_in_use() -> None:
-    campaign = make_campaign()
+    campaign = f.campaign()
     template = campaign.variants.get(name="A").onsite_template
     assert template is not None
 
@@ -202,10 +202,10 @@ def test_it_refuses_changing_the_channel_of_a_template_in_use() -> None:
 
 
 def test_it_refuses_a_duplicate_template_name_as_a_conflict() -> None:
-    make_template("sms", name="Same")
+    f.template("sms", name="Same")
 
     with pytest.raises(ConflictError, match="already exists"):
-        make_template("sms", name="Same")
+        f.template("sms", name="Same")
 
 
 # --- Segments ------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_it_estimates_a_segment_size_and_remembers_it() -> None:
 
 
 def test_it_creates_a_campaign_with_variants_and_refuses_bad_conditions() -> None:
-    campaign = make_campaign(channels=("onsite", "email"), holdout_percent=Decimal("10"))
+    campaign = f.campaign(channels=("onsite", "email"), holdout_percent=Decimal("10"))
 
     assert list(campaign.variants.order_by("name").values_list("name", "is_control")) == [
         ("A", False),
@@ -270,7 +270,7 @@ def test_it_creates_a_campaign_with_variants_and_refuses_bad_conditions() -> Non
     assert set(entry.changes["variants"][1]) == {"A", "Control"}
 
     with pytest.raises(RuleError, match="conditions: line 1, col 1: arithmetic is not allowed"):
-        make_campaign(conditions="score >> 1")
+        f.campaign(conditions="score >> 1")
 
 
 @pytest.mark.parametrize(
@@ -287,21 +287,21 @@ def test_it_creates_a_campaign_with_variants_and_refuses_bad_conditions() -> Non
 )
 def test_it_refuses_an_invalid_campaign_shape(data, message) -> None:
     with pytest.raises(ApplicationError, match=message):
-        make_campaign(**data)
+        f.campaign(**data)
 
 
 def test_it_refuses_two_controls_and_a_template_of_the_wrong_channel() -> None:
     with pytest.raises(ApplicationError, match="at most one control"):
-        make_campaign(variants=[{"name": "C1", "is_control": True}, {"name": "C2", "is_control": True}])
+        f.campaign(variants=[{"name": "C1", "is_control": True}, {"name": "C2", "is_control": True}])
     with pytest.raises(ApplicationError, match="is for sms, not onsite"):
-        make_campaign(variants=[{"name": "A", "onsite_template": make_template("sms")}])
+        f.campaign(variants=[{"name": "A", "onsite_template": f.template("sms")}])
 
 
 def test_it_updates_variants_by_name_and_moves_the_control() -> None:
     # given a campaign with A and Control
-    campaign = make_campaign()
+    campaign = f.campaign()
     a_id = campaign.variants.get(name="A").pk
-    onsite = make_template("onsite")
+    onsite = f.template("onsite")
 
     # when the variants are replaced: A reweighted, B added as the new control, Control removed
     services.campaign_update(
@@ -325,7 +325,7 @@ def test_it_updates_variants_by_name_and_moves_the_control() -> None:
 
 
 def test_it_keeps_an_active_campaign_runnable_and_completed_ones_read_only() -> None:
-    campaign = make_campaign(status="active")
+    campaign = f.campaign(status="active")
 
     # an active campaign may change its priority…
     services.campaign_update(campaign=campaign, data={"priority": 7}, actor_label="test")
@@ -345,7 +345,7 @@ def test_it_keeps_an_active_campaign_runnable_and_completed_ones_read_only() -> 
 
 
 def test_it_applies_a_status_given_with_an_update_through_the_transition_rules() -> None:
-    campaign = make_campaign()
+    campaign = f.campaign()
 
     campaign = services.campaign_update(campaign=campaign, data={"status": "active"}, actor_label="test")
 
@@ -355,7 +355,7 @@ def test_it_applies_a_status_given_with_an_update_through_the_transition_rules()
 
 
 def test_it_refuses_removing_a_variant_that_has_interventions() -> None:
-    campaign = make_campaign(status="active")
+    campaign = f.campaign(status="active")
     variant = campaign.variants.get(name="A")
     profile = Profile.objects.create(user_id="u-1")
     Intervention.objects.create(
@@ -370,7 +370,7 @@ def test_it_refuses_removing_a_variant_that_has_interventions() -> None:
 
 def test_it_duplicates_a_campaign_as_a_draft_with_its_variants() -> None:
     # given an active campaign
-    campaign = make_campaign(status="active", priority=4, exit_events=["checkout_completed"])
+    campaign = f.campaign(status="active", priority=4, exit_events=["checkout_completed"])
 
     # when it is duplicated twice
     copy = services.campaign_duplicate(campaign=campaign, actor_label="ada")
@@ -395,11 +395,11 @@ def test_it_duplicates_a_campaign_as_a_draft_with_its_variants() -> None:
 
 def test_it_lists_active_in_date_triggered_campaigns_with_everything_loaded() -> None:
     # given campaigns active, paused, out of date and scheduled
-    high = make_campaign(status="active", channels=("onsite", "email"), priority=10)
-    low = make_campaign(status="active", priority=1)
-    make_campaign(status="active", starts_at=timezone.now() + timedelta(days=1))
-    services.campaign_pause(campaign=make_campaign(status="active"), actor_label="test")
-    make_campaign()
+    high = f.campaign(status="active", channels=("onsite", "email"), priority=10)
+    low = f.campaign(status="active", priority=1)
+    f.campaign(status="active", starts_at=timezone.now() + timedelta(days=1))
+    services.campaign_pause(campaign=f.campaign(status="active"), actor_label="test")
+    f.campaign()
 
     # when the decision path loads them, and walks every variant's templates and localizations
     with CaptureQueriesContext(connection) as queries:

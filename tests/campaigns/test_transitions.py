@@ -8,7 +8,7 @@ from campaigns.models import AuditEntry, Campaign
 from campaigns.services import ALLOWED_TRANSITIONS, CampaignTransitionError
 from campaigns.signals import campaign_changed
 from core.errors import NotFoundError
-from tests.campaigns.builders import make_campaign, make_template
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ PATHS = {
 
 
 def _campaign_in(status: str) -> Campaign:
-    campaign = make_campaign()
+    campaign = f.campaign()
     for step in PATHS[status]:
         campaign = services.campaign_transition(campaign=campaign, to_status=step, actor_label="test")
     return campaign
@@ -98,8 +98,8 @@ def test_it_lets_allowed_raw_updates_and_same_status_saves_through() -> None:
 
 def test_it_refuses_to_activate_a_campaign_that_cannot_run() -> None:
     # given a draft whose only variant has no e-mail template although e-mail is a channel
-    onsite = make_template("onsite")
-    campaign = make_campaign(
+    onsite = f.template("onsite")
+    campaign = f.campaign(
         channels=("onsite", "email"),
         variants=[{"name": "A", "weight": 1, "onsite_template": onsite}],
         trigger="",
@@ -126,8 +126,8 @@ def test_it_refuses_to_activate_a_campaign_that_cannot_run() -> None:
 def test_it_needs_a_weighted_treatment_variant_to_activate(variants, problem) -> None:
     for variant in variants:
         if "onsite_template" in variant:
-            variant["onsite_template"] = make_template("onsite")
-    campaign = make_campaign(variants=variants)
+            variant["onsite_template"] = f.template("onsite")
+    campaign = f.campaign(variants=variants)
 
     with pytest.raises(CampaignTransitionError, match=problem):
         services.campaign_activate(campaign=campaign, actor_label="test")
@@ -142,7 +142,7 @@ def test_it_announces_a_change_after_commit_and_bumps_the_version(django_capture
 
     campaign_changed.connect(listener)
     try:
-        campaign = make_campaign()
+        campaign = f.campaign()
         before = services.campaigns_version()
 
         # when the campaign is activated, nothing is announced before commit
@@ -160,7 +160,7 @@ def test_it_announces_a_change_after_commit_and_bumps_the_version(django_capture
 
 
 def test_it_offers_convenience_wrappers() -> None:
-    campaign = make_campaign()
+    campaign = f.campaign()
 
     campaign = services.campaign_activate(campaign=campaign, actor_label="t")
     campaign = services.campaign_pause(campaign=campaign, actor_label="t")
@@ -171,7 +171,7 @@ def test_it_offers_convenience_wrappers() -> None:
 
 
 def test_it_reports_a_campaign_deleted_meanwhile_as_not_found() -> None:
-    campaign = make_campaign()
+    campaign = f.campaign()
     Campaign.objects.filter(pk=campaign.pk).delete()
 
     with pytest.raises(NotFoundError):

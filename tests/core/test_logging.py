@@ -24,8 +24,8 @@ from django.conf import settings
 from delivery.services import decisions_process_batch
 from delivery.tasks import interventions_expire_task, interventions_release_due_task
 from stack.__main__ import programs
-from tests.conftest import free_port
-from tests.delivery import factories as f
+from tests import fixtures as f
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -72,7 +72,7 @@ def test_it_logs_nothing_when_the_sweeps_find_nothing(printed: Callable[[], list
 @pytest.mark.django_db
 def test_it_logs_one_line_when_a_sweep_did_something(printed: Callable[[], list[str]]) -> None:
     # given an intervention delayed by a second, now due
-    f.campaign(channels=["onsite"], strategy="fixed", delay_seconds=1, require_open_cart=False)
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed", delay_seconds=1, require_open_cart=False)
     decisions_process_batch(
         events=[f.prediction(user_id=f.unique("u"), score=0.9)], campaigns=f.active_set(), after_commit=False
     )

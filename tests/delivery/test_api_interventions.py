@@ -14,7 +14,7 @@ from gateway.realtime import onsite_replay
 from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tracking.services import tracking_event_record
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def lifecycle_types(intervention_id: str) -> list[str]:
 
 def test_it_triggers_one_intervention_by_campaign_with_variant_content_and_delivery(api_client):
     # given an active email campaign for scores >= 0.7 and a shopper with an email address
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     profile = shopper()
 
     # when a service triggers it with a 0.9 score and a cart in the context
@@ -69,7 +69,7 @@ def test_it_triggers_one_intervention_by_campaign_with_variant_content_and_deliv
 
 def test_it_replays_the_same_idempotency_key_and_decides_an_event_id_once(api_client):
     # given an active campaign, a shopper and a client
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     profile = shopper()
     client = api_client()
     body = {"user_id": profile.user_id, "campaign_id": campaign.pk, "context": {"score": 0.8}}
@@ -98,9 +98,9 @@ def test_it_replays_the_same_idempotency_key_and_decides_an_event_id_once(api_cl
 
 def test_it_records_suppressed_decisions_with_their_reason(api_client):
     # given a shopper who withdrew email consent, and a campaign whose holdout is everyone
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     withdrawn = shopper(consent_email=False)
-    held_out_campaign = f.campaign(channels=["email"], holdout_percent=100)
+    held_out_campaign = f.campaign_live(channels=["email"], holdout_percent=100)
     client = api_client()
 
     # when both are triggered
@@ -123,9 +123,9 @@ def test_it_records_suppressed_decisions_with_their_reason(api_client):
 
 def test_it_refuses_inactive_unknown_and_non_matching_campaigns(api_client):
     # given a paused campaign and an active one for scores >= 0.7
-    paused = f.campaign(channels=["email"])
+    paused = f.campaign_live(channels=["email"])
     Campaign.objects.filter(pk=paused.pk).update(status=Campaign.Status.PAUSED)
-    active = f.campaign(channels=["email"])
+    active = f.campaign_live(channels=["email"])
     user_id = shopper().user_id
     client = api_client()
 
@@ -146,7 +146,7 @@ def test_it_refuses_inactive_unknown_and_non_matching_campaigns(api_client):
 
 def test_it_sends_a_template_directly_under_the_built_in_campaign_and_creates_the_shopper(api_client):
     # given an email template and a shopper the engine has never seen
-    template = f.template(channel="email", title="Hello {{ profile.first_name }}")
+    template = f.template("email", subject="Hello {{ profile.first_name }}")
     user_id = f.unique("new")
     client = api_client()
 
@@ -161,7 +161,7 @@ def test_it_sends_a_template_directly_under_the_built_in_campaign_and_creates_th
             "user": {"email": "grace@example.com", "first_name": "Grace", "locale": "en"},
         },
     )
-    sms = f.template(channel="sms", title="Hi")
+    sms = f.template("sms", body_text="Hi")
     refused = trigger(client, {"user_id": user_id, "template_id": sms.pk, "channel": "sms"})
     mismatch = trigger(client, {"user_id": user_id, "template_id": sms.pk, "channel": "email"})
 
@@ -191,7 +191,7 @@ def test_it_answers_bad_requests_in_the_standard_shape(api_client):
     # given a key with the interventions scope and one without
     client = api_client(scopes=[Scope.INTERVENTIONS])
     events_only = api_client(scopes=[Scope.EVENTS])
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     body = {"user_id": "u-1", "campaign_id": campaign.pk}
 
     # when it sends an unknown field, broken JSON, both kinds of trigger, and the other key a valid body
@@ -220,7 +220,7 @@ def test_it_lists_with_filters_and_shows_one_with_deliveries_and_events_in_bound
     api_client, django_assert_max_num_queries
 ):
     # given five interventions of one shopper (one suppressed), one of another, and tracking on one
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     ada, bob = shopper(), shopper()
     client = api_client()
     ids = [
@@ -268,7 +268,7 @@ def test_it_counts_api_sends_against_the_campaign_caps_after_commit(
     api_client, django_capture_on_commit_callbacks
 ):
     # given a campaign capped at one send per hour and a shopper
-    campaign = f.campaign(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
+    campaign = f.campaign_live(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
     profile = shopper()
     client = api_client()
     body = {"user_id": profile.user_id, "campaign_id": campaign.pk, "context": {"score": 0.9}}
@@ -286,7 +286,11 @@ def test_it_counts_api_sends_against_the_campaign_caps_after_commit(
 
 def test_it_numbers_a_direct_onsite_send_for_the_socket_replay(api_client):
     # given an on-site template and a shopper
-    template = f.template(channel="onsite", title="Still thinking, {{ profile.first_name }}?")
+    template = f.template(
+        "onsite",
+        subject="Still thinking, {{ profile.first_name }}?",
+        body_text="Hi {{ profile.first_name|default('there') }}",
+    )
     profile = shopper()
 
     # when it is sent directly on-site twice (two event ids)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from delivery.models import SendRun
-from tests.delivery.test_send_runs import scheduled_campaign, shoppers, started, walk
+from tests.fixtures import run_started, run_walked, scheduled_campaign, shoppers
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ def test_it_lists_a_campaigns_runs_and_shows_one_with_its_counts(api_client):
     # given a finished run of 3 shoppers
     campaign = scheduled_campaign()
     shoppers(3)
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
     client = api_client(scopes=["campaigns"])
 
     # when its campaign's runs and the run are read
@@ -36,7 +36,7 @@ def test_it_pauses_resumes_and_cancels_a_run(api_client):
     # given a running run
     campaign = scheduled_campaign()
     shoppers(2)
-    run = started(campaign)
+    run = run_started(campaign)
     client = api_client(scopes=["campaigns"])
 
     # when it is paused, resumed, cancelled
@@ -53,7 +53,7 @@ def test_it_refuses_a_move_the_state_does_not_allow_and_an_unknown_run(api_clien
     # given a cancelled run
     campaign = scheduled_campaign()
     shoppers(1)
-    run = started(campaign)
+    run = run_started(campaign)
     client = api_client(scopes=["campaigns"])
     client.post(f"/api/v1/runs/{run.pk}/cancel")
 
@@ -81,7 +81,7 @@ def test_it_shows_a_campaigns_runs_from_the_command_line():
 
     campaign = scheduled_campaign()
     shoppers(2)
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
 
     # when campaign_status is run for the campaign
     out = StringIO()
@@ -96,7 +96,7 @@ def test_it_lets_a_marketer_pause_a_run_from_the_admin(marketer_client):
     # given a running run
     campaign = scheduled_campaign()
     shoppers(1)
-    run = started(campaign)
+    run = run_started(campaign)
 
     # when the marketer pauses it with the admin action
     response = marketer_client.post(
@@ -119,7 +119,7 @@ def test_it_shows_the_latest_runs_progress_and_next_run_times_on_the_campaign_pa
     )
     shoppers(2)
     shoppers(1, zone="America/New_York")
-    run = walk(started(campaign), now=timezone.now() + timedelta(days=2))
+    run = run_walked(run_started(campaign), now=timezone.now() + timedelta(days=2))
 
     # when the marketer opens the campaign's page
     page = marketer_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")

@@ -11,7 +11,7 @@ from delivery.selectors import campaign_cache
 from interventions.models import Intervention
 from messaging.kafka import topic
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tests.messaging.kafka_topics import isolate_topics, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
@@ -29,7 +29,7 @@ def test_a_trickle_is_decided_as_it_arrives_and_a_backlog_in_big_batches(setting
     # given fresh topics, an active campaign, and a consumer whose batches hold up to 500 messages
     isolate_topics(settings)
     campaign_cache.invalidate()
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     # (a wait far longer than the test: the step must not wait for it, nor for a full batch)
     consumer = EventConsumer(batch_size=500, poll_timeout=600, group_id=f"h4-{uuid.uuid4().hex[:8]}")
     consumer.setup()

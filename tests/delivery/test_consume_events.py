@@ -20,7 +20,8 @@ from interventions.models import Intervention
 from messaging.kafka import producer_config, topic
 from messaging.services import outbox_publish_batch
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
+from tests.fixtures import consume_count
 from tests.messaging.kafka_topics import isolate_topics, json_values, produce, read_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
@@ -33,29 +34,11 @@ def run_consumer_until(consumer: EventConsumer, done, timeout: float = 30.0) -> 
         consumer.run_once()
 
 
-def consume_count(consumer: EventConsumer, expected: int, timeout: float = 30.0) -> None:
-    """Drive the consumer's own batch step until ``expected`` messages were fully handled."""
-    assert consumer.consumer is not None
-    handled = 0
-    deadline = time.monotonic() + timeout
-    while handled < expected:
-        assert time.monotonic() < deadline, f"only {handled} of {expected} messages handled"
-        batch = [
-            m
-            for m in consumer.consumer.consume(num_messages=consumer.batch_size, timeout=0.2)
-            if not m.error()
-        ]
-        if batch:
-            result = consumer.process(batch)
-            if result is not None:  # None: the batch failed and was rewound, it comes again
-                handled += result.valid + result.dead
-
-
 def test_it_decides_good_messages_and_dead_letters_every_kind_of_bad_one(settings):
     # given fresh topics, an active campaign, and a stream mixing good and bad messages
     isolate_topics(settings)
     campaign_cache.invalidate()
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     cart_topic, prediction_topic = topic("cart-events-enriched"), topic("prediction-results")
     user_id, buyer = f.unique("u"), f.unique("u")
     # (the shopper's email is known already: the two topics are read in no particular order)
@@ -182,7 +165,7 @@ def test_it_processes_nothing_twice_after_a_restart(settings):
     # given a consumer that processed a prediction and stopped (offsets committed on close)
     isolate_topics(settings)
     campaign_cache.invalidate()
-    f.campaign(channels=["onsite"], strategy="fixed")
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed")
     user_id = f.unique("u")
     group = f"h5-{uuid.uuid4().hex[:8]}"
     produce(
@@ -223,7 +206,7 @@ def test_it_dead_letters_a_message_the_database_refuses_and_decides_the_rest_of_
     # given a batch where one valid-looking event cannot be stored (PostgreSQL refuses \u0000 in JSON)
     isolate_topics(settings)
     campaign_cache.invalidate()
-    f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="")
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions="")
     good, poisoned = f.unique("u"), f.unique("u")
     poison = f.cart_body(user_id=poisoned, user={"attributes": {"note": "nul\u0000byte"}})
     cart_topic = topic("cart-events-enriched")
@@ -291,14 +274,16 @@ def test_it_fails_only_the_decisions_of_a_template_over_its_render_budget(settin
     # render budget existed, whose nested loops run a hundred million times; the second is ordinary
     isolate_topics(settings)
     campaign_cache.invalidate()
-    burner = f.campaign(
-        channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="", priority=10
+    burner = f.campaign_live(
+        channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions="", priority=10
     )
     burning = burner.variants.values_list("onsite_template_id", flat=True)
     TemplateLocalization.objects.filter(template_id__in=burning).update(
         body_text="{% for a in [0] * 10000 %}{% for b in [0] * 10000 %}{% endfor %}{% endfor %}"
     )
-    ordinary = f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_item_added", conditions="")
+    ordinary = f.campaign_live(
+        channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions=""
+    )
     shoppers = [f.unique("u") for _ in range(5)]
     cart_topic = topic("cart-events-enriched")
     produce([(cart_topic, s.encode(), f.encode(f.cart_body(user_id=s))) for s in shoppers])

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from interventions.models import Intervention
 from messaging.kafka import client_config, topic
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tests.messaging.kafka_topics import isolate_topics, produce
 from tests.processes import database_url
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_it_decides_then_stops_cleanly_on_sigterm_with_its_offsets_committed(settings, tmp_path):
     # given a campaign, a prediction on a fresh topic, and the command running in its own process
     prefix = isolate_topics(settings)
-    f.campaign(channels=["onsite"], strategy="fixed")
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed")
     user_id, group = f.unique("u"), f"h5-{uuid.uuid4().hex[:8]}"
     produce(
         [

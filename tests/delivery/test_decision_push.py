@@ -16,14 +16,14 @@ from prometheus_client import REGISTRY
 from delivery.services import decisions_process_batch
 from gateway import realtime
 from interventions.models import Intervention
-from tests.delivery import factories as f
+from tests import fixtures as f
 
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_committed_onsite_decision_is_pushed_with_the_frame_the_replay_log_gives():
     # given an on-site campaign and a shopper with an open tab (a channel in the shopper's group)
-    campaign = await database_sync_to_async(f.campaign)(channels=["onsite"], strategy="fixed")
+    campaign = await database_sync_to_async(f.campaign_live)(channels=["onsite"], channel_strategy="fixed")
     user_id = f.unique("u")
     layer = get_channel_layer()
     tab = await layer.new_channel()

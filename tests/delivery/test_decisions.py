@@ -15,7 +15,7 @@ from delivery.services import decisions_process_batch
 from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tracking.models import Conversion
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,7 @@ def lifecycle_types(intervention: Intervention) -> list[str]:
 
 def test_it_creates_one_intervention_with_variant_and_content_above_threshold():
     # given an active campaign on cart-abandonment predictions with score >= 0.7, email only
-    campaign = f.campaign(channels=["email"], variants=("A",))
+    campaign = f.campaign_live(channels=["email"], variants=("A",))
     user_id = f.unique("u")
     cart = f.cart_event(user_id=user_id, total=129.9)
 
@@ -53,7 +53,7 @@ def test_it_creates_one_intervention_with_variant_and_content_above_threshold():
 
 def test_it_decides_nothing_below_threshold_or_outside_the_segment():
     # given a campaign for gold-tier shoppers with a cart of 50 or more
-    f.campaign(channels=["email"], segment='cart.total >= 50 and attributes.tier == "gold"')
+    f.campaign_live(channels=["email"], segment='cart.total >= 50 and attributes.tier == "gold"')
     low, silver = f.unique("u"), f.unique("u")
     events = [
         f.cart_event(user_id=low, total=120, user={"email": "a@example.com", "attributes": {"tier": "gold"}}),
@@ -73,7 +73,7 @@ def test_it_decides_nothing_below_threshold_or_outside_the_segment():
 
 def test_it_has_the_effect_of_a_duplicate_once():
     # given a campaign and one prediction
-    f.campaign(channels=["email"])
+    f.campaign_live(channels=["email"])
     user_id = f.unique("u")
     body = f.prediction_body(user_id=user_id, score=0.9)
     campaigns = f.active_set()
@@ -99,7 +99,7 @@ def test_it_has_the_effect_of_a_duplicate_once():
 
 def test_it_replays_a_batch_rolled_back_before_commit_as_if_it_ran_once():
     # given a campaign and a batch with a prediction and a checkout of another shopper
-    f.campaign(channels=["email"])
+    f.campaign_live(channels=["email"])
     user_id, buyer = f.unique("u"), f.unique("u")
     pred = f.prediction_body(user_id=user_id, score=0.9)
     checkout = f.cart_body(user_id=buyer, event_type="checkout_completed")
@@ -132,7 +132,7 @@ def test_it_replays_a_batch_rolled_back_before_commit_as_if_it_ran_once():
 
 def test_it_cancels_pending_interventions_and_attributes_the_order_on_checkout():
     # given a pending email intervention for a shopper
-    campaign = f.campaign(channels=["email"], exit_events=["checkout_completed"])
+    campaign = f.campaign_live(channels=["email"], exit_events=["checkout_completed"])
     user_id = f.unique("u")
     campaigns = f.active_set()
     decisions_process_batch(
@@ -181,7 +181,7 @@ def test_it_publishes_an_unattributed_order_without_an_intervention():
 
 def test_it_records_holdout_exposures_and_attributes_their_orders_as_holdout():
     # given a campaign whose every shopper is in the holdout
-    f.campaign(channels=["email"], holdout_percent=100)
+    f.campaign_live(channels=["email"], holdout_percent=100)
     user_id = f.unique("u")
     campaigns = f.active_set()
 
@@ -205,8 +205,8 @@ def test_it_records_holdout_exposures_and_attributes_their_orders_as_holdout():
 
 def test_it_lets_the_highest_priority_campaign_win_and_suppresses_the_others():
     # given two campaigns on the same trigger
-    low = f.campaign(channels=["email"], priority=1)
-    high = f.campaign(channels=["email"], priority=10)
+    low = f.campaign_live(channels=["email"], priority=1)
+    high = f.campaign_live(channels=["email"], priority=10)
     user_id = f.unique("u")
 
     # when one prediction matches both
@@ -231,8 +231,8 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(
     # batch's caps read
     handoff = Handoff(threaded=consumer)
     settings.SHOPPER_DAILY_MESSAGE_BUDGET = 2
-    capped = f.campaign(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
-    other = f.campaign(channels=["email"], trigger="cart_abandoned", conditions="")
+    capped = f.campaign_live(channels=["email"], frequency_cap_count=1, frequency_cap_window_seconds=3600)
+    other = f.campaign_live(channels=["email"], trigger="cart_abandoned", conditions="")
     user_id = f.unique("u")
     campaigns = f.active_set()
 
@@ -263,7 +263,7 @@ def test_it_applies_the_frequency_cap_and_the_daily_budget(
 
 def test_it_holds_back_email_in_quiet_hours_but_not_onsite():
     # given a shopper whose quiet hours cover the whole day, and an email campaign
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     user_id = f.unique("u")
     Profile.objects.create(
         user_id=user_id, email="q@example.com", quiet_hours_start=time(0, 0), quiet_hours_end=time(23, 59, 59)
@@ -281,9 +281,9 @@ def test_it_holds_back_email_in_quiet_hours_but_not_onsite():
 
 def test_it_schedules_a_delayed_intervention_and_gives_each_onsite_one_a_sequence_number():
     # given an on-site campaign with a delay and one without
-    delayed = f.campaign(channels=["onsite"], strategy="fixed", delay_seconds=1800, priority=5)
+    delayed = f.campaign_live(channels=["onsite"], channel_strategy="fixed", delay_seconds=1800, priority=5)
     user_id = f.unique("u")
-    f.campaign(channels=["onsite"], strategy="fixed", trigger="cart_abandoned", conditions="")
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed", trigger="cart_abandoned", conditions="")
 
     # when both fire
     decisions_process_batch(

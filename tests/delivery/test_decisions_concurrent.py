@@ -13,7 +13,7 @@ from django.db import connection
 from delivery.services import BatchOutcome, decisions_process_batch
 from interventions.models import Intervention
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def _decide_while_another_consumer_commits(*, same_shopper: bool) -> list[BatchO
     """Another consumer has decided our event (for our shopper, holding the profile's lock as the
     decision path does, or for another shopper) and not committed yet; ours decides the same event
     meanwhile, and the other one commits while ours waits."""
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     user_id = f.unique("u")
     event = f.prediction(user_id=user_id, score=0.9)
     campaigns = f.active_set()

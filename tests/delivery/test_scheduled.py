@@ -11,13 +11,15 @@ from delivery.services import decisions_process_batch, decisions_release_due
 from interventions.models import Delivery, Intervention
 from interventions.services import interventions_expire
 from messaging.models import OutboxMessage
-from tests.delivery import factories as f
+from tests import fixtures as f
 
 pytestmark = pytest.mark.django_db
 
 
 def decide_delayed(*, require_open_cart: bool) -> tuple[str, Intervention]:
-    f.campaign(channels=["onsite"], strategy="fixed", delay_seconds=600, require_open_cart=require_open_cart)
+    f.campaign_live(
+        channels=["onsite"], channel_strategy="fixed", delay_seconds=600, require_open_cart=require_open_cart
+    )
     user_id = f.unique("u")
     decisions_process_batch(
         events=[f.prediction(user_id=user_id, score=0.9)], campaigns=f.active_set(), after_commit=False

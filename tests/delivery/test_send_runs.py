@@ -10,53 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Campaign
 from delivery import runs
 from delivery.models import SendRun, SendRunMember
 from interventions.models import Intervention
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
+from tests.fixtures import run_started, run_walked, scheduled_campaign, shoppers
 
 pytestmark = pytest.mark.django_db
-
-
-def scheduled_campaign(*, segment: str = 'attributes.tier == "gold"', **fields: object) -> Campaign:
-    campaign = f.campaign(
-        trigger="page_viewed", conditions="", segment=segment, channels=["email"], strategy="fixed"
-    )
-    Campaign.objects.filter(pk=campaign.pk).update(
-        kind=Campaign.Kind.SCHEDULED,
-        trigger="",
-        status=Campaign.Status.ACTIVE,
-        send_at=fields.pop("send_at", timezone.now() - timedelta(seconds=1)),
-        **fields,
-    )
-    campaign.refresh_from_db()
-    return campaign
-
-
-def shoppers(count: int, *, tier: str = "gold", zone: str = "", prefix: str = "s") -> list[str]:
-    user_ids = [f.unique(prefix) for _ in range(count)]
-    Profile.objects.bulk_create(
-        [
-            Profile(user_id=user_id, email=f"{user_id}@example.com", timezone=zone, attributes={"tier": tier})
-            for user_id in user_ids
-        ]
-    )
-    return user_ids
-
-
-def started(campaign: Campaign, *, now: datetime | None = None) -> SendRun:
-    run = runs.send_run_create(campaign_id=campaign.pk, now=now)
-    assert run is not None
-    return runs.send_run_snapshot(run_id=run.pk, now=now)
-
-
-def walk(run: SendRun, *, now: datetime | None = None, batch_size: int = 500) -> SendRun:
-    while runs.send_run_step(run_id=run.pk, now=now, batch_size=batch_size, after_commit=False).more:
-        pass
-    run.refresh_from_db()
-    return run
 
 
 def test_it_snapshots_the_segment_in_sql_and_decides_every_member_once():
@@ -66,7 +27,7 @@ def test_it_snapshots_the_segment_in_sql_and_decides_every_member_once():
     shoppers(3, tier="silver")
 
     # when its run starts and is walked in batches of 3
-    run = walk(started(campaign), batch_size=3)
+    run = run_walked(run_started(campaign), batch_size=3)
 
     # then the 7 gold shoppers were snapshotted and each has one pending email intervention
     assert (run.state, run.audience_size, run.decided, run.queued) == ("finished", 7, 7, 7)
@@ -98,13 +59,13 @@ def test_it_resumes_an_interrupted_run_without_deciding_anyone_twice():
     # worker died between the decisions and the cursor: here, the cursor and books are put back)
     campaign = scheduled_campaign()
     shoppers(6)
-    run = started(campaign)
+    run = run_started(campaign)
     runs.send_run_step(run_id=run.pk, batch_size=4, after_commit=False)
     SendRunMember.objects.filter(run=run).update(state="planned", reason="", intervention_id=None)
     SendRun.objects.filter(pk=run.pk).update(cursor=0, decided=0, queued=0, suppressed={}, skipped={})
 
     # when the run is walked again from the start
-    run = walk(run)
+    run = run_walked(run)
 
     # then the 4 decided before are found, not decided again, and the books balance
     assert Intervention.objects.filter(campaign=campaign).count() == 6
@@ -116,7 +77,7 @@ def test_it_skips_a_shopper_who_ordered_after_the_snapshot():
     # given a campaign that exits on checkout, and a run snapshotted with two shoppers
     campaign = scheduled_campaign(exit_events=["checkout_completed"])
     buyer, other = shoppers(2)
-    run = started(campaign)
+    run = run_started(campaign)
 
     # when one of them checks out before the run reaches them
     from delivery.services import decisions_process_batch
@@ -126,7 +87,7 @@ def test_it_skips_a_shopper_who_ordered_after_the_snapshot():
         campaigns=f.active_set(),
         after_commit=False,
     )
-    run = walk(run)
+    run = run_walked(run)
 
     # then the buyer is skipped with the reason, the other is decided
     assert list(Intervention.objects.filter(campaign=campaign).values_list("user_id", flat=True)) == [other]
@@ -152,7 +113,7 @@ def test_it_defers_a_member_in_quiet_hours_to_the_end_of_the_window_and_releases
     )
 
     # when the run is walked
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
 
     # then the quiet shopper is decided, not suppressed: the email is scheduled for the end of the window
     held = Intervention.objects.get(campaign=campaign, user_id=quiet)
@@ -176,7 +137,7 @@ def test_it_pauses_resumes_and_cancels_between_batches():
     # given a run of 5 walked by batches of 2
     campaign = scheduled_campaign()
     shoppers(5)
-    run = started(campaign)
+    run = run_started(campaign)
     runs.send_run_step(run_id=run.pk, batch_size=2, after_commit=False)
 
     # when it is paused, a step comes, then it is resumed and one more batch runs, then cancelled
@@ -200,7 +161,7 @@ def test_it_refuses_to_resume_a_finished_run_with_a_conflict():
     # given a finished run
     campaign = scheduled_campaign()
     shoppers(1)
-    run = walk(started(campaign))
+    run = run_walked(run_started(campaign))
 
     # when it is resumed, then it is refused with the state
     with pytest.raises(runs.SendRunStateError) as refused:
@@ -244,7 +205,7 @@ def test_it_rolls_a_local_time_send_across_zones_and_daylight_saving(start, zone
     (user_id,) = shoppers(1, zone=zone)
 
     # when its run starts (on a frozen clock)
-    run = started(campaign, now=start)
+    run = run_started(campaign, now=start)
 
     # then the shopper is due at 10:00 on their clock, expressed in UTC
     member = SendRunMember.objects.get(run=run, user_id=user_id)
@@ -260,12 +221,12 @@ def test_it_releases_each_zone_when_its_clock_reaches_the_local_time():
     (paris,) = shoppers(1, zone="Europe/Paris")
     (new_york,) = shoppers(1, zone="America/New_York")
     (unknown,) = shoppers(1, zone="Mars/Olympus_Mons")
-    run = started(campaign, now=start)
+    run = run_started(campaign, now=start)
 
     # when the run is stepped at 09:00 UTC (11:00 in Paris), then at 15:00 UTC (11:00 in New York)
     first = runs.send_run_step(run_id=run.pk, now=start + timedelta(hours=9), after_commit=False)
     waiting = runs.send_run_step(run_id=run.pk, now=start + timedelta(hours=9), after_commit=False)
-    walk(run, now=start + timedelta(hours=15))
+    run_walked(run, now=start + timedelta(hours=15))
 
     # then Paris went first, the run then waited for 10:00 UTC, and everyone was decided by 15:00 UTC
     assert first.walked == 1
@@ -283,9 +244,9 @@ def test_it_starts_one_run_per_cron_tick():
     monday, tuesday = datetime(2026, 6, 1, 9, 0, 5, tzinfo=UTC), datetime(2026, 6, 2, 9, 0, 7, tzinfo=UTC)
 
     # when beat's task runs on two days (twice on the first: a redelivery)
-    first = walk(started(campaign, now=monday), now=monday)
+    first = run_walked(run_started(campaign, now=monday), now=monday)
     again = runs.send_run_create(campaign_id=campaign.pk, now=monday + timedelta(seconds=30))
-    second = walk(started(campaign, now=tuesday), now=tuesday)
+    second = run_walked(run_started(campaign, now=tuesday), now=tuesday)
 
     # then there is one run per day, keyed by its tick, each deciding both shoppers once
     assert again is not None

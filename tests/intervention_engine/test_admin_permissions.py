@@ -31,7 +31,7 @@ from campaigns.services import segment_create
 from interventions.models import Delivery, Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
-from tests.campaigns.builders import make_campaign
+from tests import fixtures as f
 from tests.messaging.kafka_topics import isolate_topics
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +87,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    campaign = make_campaign()
+    campaign = f.campaign()
     segment_create(name="Loyal", rules="orders_count >= 3", actor_label="test")
     profile = Profile.objects.create(user_id="u-walk", email="walk@example.com")
     intervention = Intervention.objects.create(

@@ -12,8 +12,8 @@ from messaging.kafka import producer_config, topic
 from messaging.management.commands.relay_outbox import OutboxRelay
 from messaging.models import OutboxMessage
 from messaging.services import outbox_enqueue, outbox_enqueue_many, outbox_publish_batch
-from tests.conftest import free_port
 from tests.messaging.kafka_topics import isolate_topics, json_values, read_all
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db]
 

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from campaigns.models import Campaign
 from chaos.provider_stub import ProviderStub, SmtpStub
-from interventions.models import Delivery, Intervention
-from personalization.models import Profile, PushToken
 
 
 @pytest.fixture
@@ -50,52 +46,3 @@ def providers(settings: Any, provider_stub: ProviderStub, smtp_stub: SmtpStub) -
     settings.NOTIFICATION_BACKOFF_MAX_SECONDS = 0.2
     settings.PUBLIC_URL = "https://shop.example"
     return settings
-
-
-@pytest.fixture
-def campaign(db: None) -> Campaign:
-    return Campaign.objects.create(
-        name=f"cart rescue {uuid.uuid4().hex[:8]}", trigger="prediction.cart_abandonment", status="active"
-    )
-
-
-@pytest.fixture
-def make_delivery(campaign: Campaign) -> Callable[..., Delivery]:
-    def make(
-        channel: str,
-        *,
-        content: dict[str, Any] | None = None,
-        push_tokens: tuple[str, ...] = ("tok-a",),
-        **profile_fields: Any,
-    ) -> Delivery:
-        user_id = f"u-{uuid.uuid4().hex[:10]}"
-        fields: dict[str, Any] = {
-            "email": f"{user_id}@example.com",
-            "phone": "+33600" + str(uuid.uuid4().int)[:6],
-            "consent_sms": True,
-            "timezone": "Europe/Paris",
-            **profile_fields,
-        }
-        profile = Profile.objects.create(user_id=user_id, **fields)
-        if channel == "push":
-            for token in push_tokens:
-                PushToken.objects.create(profile=profile, token=token)
-        intervention = Intervention.objects.create(
-            campaign=campaign,
-            profile=profile,
-            user_id=user_id,
-            trigger_event_id=uuid.uuid4().hex,
-            trigger="prediction.cart_abandonment",
-            channel=channel,
-            content=content
-            or {
-                "subject": "You left something behind",
-                "body_text": f"Your cart is waiting, {user_id}.",
-                "body_html": f'<p>Your cart is waiting, {user_id}. <a href="https://shop.example/cart">Cart</a></p>',
-                "cta_label": "Back to my cart",
-                "cta_url": "https://shop.example/cart?c=1",
-            },
-        )
-        return Delivery.objects.create(intervention=intervention, channel=channel)
-
-    return make

@@ -8,7 +8,7 @@ from chaos.provider_stub import ProviderStub
 from interventions.models import Delivery
 from notifications.services import delivery_send
 from personalization.models import Profile
-from tests.notifications.test_send import send_until_settled
+from tests.fixtures import send_until_settled
 
 pytestmark = pytest.mark.django_db
 

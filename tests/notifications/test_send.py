@@ -20,22 +20,9 @@ from notifications.models import ProviderAttempt
 from notifications.services import delivery_send
 from notifications.sweeps import deliveries_settle_stuck
 from personalization.models import PushToken
+from tests.fixtures import send_until_settled
 
 pytestmark = pytest.mark.django_db
-
-
-def send_until_settled(delivery: Delivery, *, limit: int = 20) -> list[str]:
-    """Run the send service the way the queue would: again whenever a retry becomes due."""
-    outcomes = []
-    for _ in range(limit):
-        delivery.refresh_from_db()
-        if delivery.status != Delivery.Status.QUEUED:
-            break
-        if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
-            time.sleep((delivery.next_attempt_at - timezone.now()).total_seconds())
-        outcomes.append(delivery_send(delivery_id=delivery.pk))
-    delivery.refresh_from_db()
-    return outcomes
 
 
 def event_types(delivery: Delivery) -> list[str]:

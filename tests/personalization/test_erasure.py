@@ -21,7 +21,7 @@ from messaging.models import OutboxMessage
 from notifications.models import ProviderAttempt
 from personalization.models import Profile, PushToken
 from personalization.selectors import shopper_erased_id
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tracking.models import Conversion, TrackingEvent
 from tracking.services import tracking_event_record
 
@@ -46,7 +46,7 @@ def shopper_who_touched_everything(api_client: Any) -> dict[str, str]:
     conversion, outbox rows of both topics, and idempotent API answers holding their data."""
     user_id = f"shopper-{uuid.uuid4().hex[:6]}-zq"
     ids = identifiers_of(user_id)
-    campaign = f.campaign(channels=["email"], exit_events=[])
+    campaign = f.campaign_live(channels=["email"], exit_events=[])
     campaigns = f.active_set()
     user = {"email": ids["email"], "phone": ids["phone"], "first_name": FIRST_NAME, "locale": "en"}
     decisions_process_batch(

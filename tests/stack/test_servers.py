@@ -13,12 +13,7 @@ import psutil
 import pytest
 
 from stack.servers import REPO_ROOT, PortInUseError, ensure_port_free
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import free_port
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.utils import timezone
 from interventions.models import Intervention
 from messaging.models import OutboxMessage
 from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
 from tracking.attribution import OrderPlaced, conversions_record
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def order(user_id: str) -> OrderPlaced:
 def test_it_attributes_to_the_last_touch_inside_the_window_only():
     # given a one-hour window, an old touch (2 h ago) and a recent one (10 min ago), and a second
     # shopper whose only touch is outside the window
-    campaign = f.campaign(channels=["email"], attribution_window_seconds=3600)
+    campaign = f.campaign_live(channels=["email"], attribution_window_seconds=3600)
     user_id, late_user = f.unique("u"), f.unique("u")
     touch(campaign=campaign, user_id=user_id, minutes_ago=120)
     recent = touch(campaign=campaign, user_id=user_id, minutes_ago=10)
@@ -65,7 +65,7 @@ def test_it_attributes_to_the_last_touch_inside_the_window_only():
 
 def test_it_marks_an_order_after_a_holdout_exposure_as_holdout_and_records_an_order_once():
     # given a shopper whose last exposure was a holdout
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     user_id = f.unique("u")
     touch(
         campaign=campaign,
@@ -89,7 +89,7 @@ def test_it_marks_an_order_after_a_holdout_exposure_as_holdout_and_records_an_or
 
 def test_it_attributes_an_order_to_a_control_variant_that_had_nothing_to_send():
     # given a shopper assigned to a message-less control variant, and one whose decision was capped
-    campaign = f.campaign(channels=["email"])
+    campaign = f.campaign_live(channels=["email"])
     control_user, capped_user = f.unique("u"), f.unique("u")
     control = touch(
         campaign=campaign,

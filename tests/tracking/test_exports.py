@@ -11,7 +11,7 @@ from django.core.management import call_command
 from openpyxl import load_workbook
 
 from campaigns.models import Campaign
-from tests.tracking.test_reports import build_experiment
+from tests.fixtures import build_experiment
 
 pytestmark = pytest.mark.django_db
 

@@ -11,14 +11,13 @@ from interventions.models import Delivery
 from notifications.messages import message_build
 from notifications.signed_links import click_url, open_pixel_url, unsubscribe_url
 from personalization.models import Profile
-from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent_email(settings, make_delivery):  # noqa: F811
+def sent_email(settings, make_delivery):
     settings.PUBLIC_URL = "http://testserver"
     delivery = make_delivery("email")
     Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.SENT)
@@ -59,7 +58,7 @@ def test_it_redirects_a_signed_click_and_records_it(client, sent_email):
 def test_it_redirects_a_link_with_a_query_string_from_a_rendered_email_to_exactly_that_url(
     client,
     settings,
-    make_delivery,  # noqa: F811
+    make_delivery,
 ):
     # given an email whose HTML names a link with two query parameters, written as HTML must write it
     settings.PUBLIC_URL = "http://testserver"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,125 +13,12 @@ from scipy import stats
 
 from campaigns.models import Campaign, Variant
 from interventions.models import Intervention
-from personalization.models import Profile
-from tests.delivery import factories as f
+from tests import fixtures as f
+from tests.fixtures import build_experiment, expose
 from tracking.analytics import wilson_interval
-from tracking.attribution import OrderPlaced, conversions_record
 from tracking.reports import ReportPeriod, campaign_report, campaign_reports, report_period_parse
-from tracking.services import tracking_events_record
 
 pytestmark = pytest.mark.django_db
-
-
-def expose(
-    *,
-    campaign: Campaign,
-    variant: Variant | None,
-    users: list[str],
-    holdout: bool = False,
-    minutes_ago: float = 30,
-    delivered: bool = True,
-) -> list[Intervention]:
-    """One intervention per shopper, as the decision path writes them (holdout ones suppressed)."""
-    Profile.objects.bulk_create([Profile(user_id=u) for u in users], ignore_conflicts=True)
-    profiles = {p.user_id: p for p in Profile.objects.filter(user_id__in=users)}
-    created_at = timezone.now() - timedelta(minutes=minutes_ago)
-    rows = [
-        Intervention(
-            campaign=campaign,
-            variant=variant,
-            profile=profiles[u],
-            user_id=u,
-            trigger_event_id=f.unique("evt"),
-            trigger=campaign.trigger,
-            channel="" if holdout else "email",
-            status=Intervention.Status.SUPPRESSED
-            if holdout
-            else Intervention.Status.DELIVERED
-            if delivered
-            else Intervention.Status.PENDING,
-            suppression_reason="holdout" if holdout else "",
-            is_holdout=holdout,
-            delivered_at=None if holdout or not delivered else created_at,
-        )
-        for u in users
-    ]
-    Intervention.objects.bulk_create(rows)
-    # created_at is auto_now_add: move it afterwards, as an older exposure would have it.
-    Intervention.objects.filter(pk__in=[r.pk for r in rows]).update(created_at=created_at)
-    return rows
-
-
-def order(user_id: str, revenue: str, currency: str = "EUR") -> OrderPlaced:
-    return OrderPlaced(
-        order_id=f.unique("o"),
-        user_id=user_id,
-        revenue=Decimal(revenue),
-        currency=currency,
-        occurred_at=timezone.now(),
-    )
-
-
-@dataclass
-class Experiment:
-    campaign: Campaign
-    a: Variant
-    control: Variant
-    a_users: list[str]
-    control_users: list[str]
-    holdout_users: list[str]
-
-
-def build_experiment() -> Experiment:
-    """A (10 shoppers, one exposed twice), Control (10, a plain reminder), holdout (5) at 20 %.
-
-    A: 3 seen (one opened), 2 clicked, 1 dismissed; orders 100 + 50 (same shopper), 30, 20 EUR and 12.50 USD.
-    Control: two orders of 40 EUR. Holdout: one order of 20 EUR.
-    """
-    campaign = f.campaign(channels=["email"], variants=("A",), holdout_percent=Decimal("20"))
-    a = campaign.variants.get(name="A")
-    control = Variant.objects.create(
-        campaign=campaign,
-        name="Control",
-        weight=1,
-        is_control=True,
-        email_template=f.template(channel="email", title="Plain reminder"),
-    )
-    a_users = [f.unique("a") for _ in range(10)]
-    control_users = [f.unique("c") for _ in range(10)]
-    holdout_users = [f.unique("h") for _ in range(5)]
-    a_rows = expose(campaign=campaign, variant=a, users=a_users)
-    expose(campaign=campaign, variant=a, users=a_users[:1], minutes_ago=20, delivered=False)
-    expose(campaign=campaign, variant=control, users=control_users)
-    expose(campaign=campaign, variant=a, users=holdout_users, holdout=True)
-
-    def event(row: Intervention, type: str, source: str = "webhook") -> dict[str, object]:
-        return {"intervention_id": row.pk, "type": type, "source": source, "channel": "email"}
-
-    tracking_events_record(
-        events=[
-            event(a_rows[0], "displayed"),
-            event(a_rows[1], "displayed"),
-            event(a_rows[1], "clicked"),
-            event(a_rows[2], "opened"),
-            event(a_rows[2], "clicked"),
-            event(a_rows[2], "clicked"),
-            event(a_rows[3], "dismissed"),
-        ]
-    )
-    conversions_record(
-        orders=[
-            order(a_users[0], "100.00"),
-            order(a_users[0], "50.00"),
-            order(a_users[1], "30.00"),
-            order(a_users[2], "20.00"),
-            order(a_users[3], "12.50", "USD"),
-            order(control_users[0], "40.00"),
-            order(control_users[1], "40.00"),
-            order(holdout_users[0], "20.00"),
-        ]
-    )
-    return Experiment(campaign, a, control, a_users, control_users, holdout_users)
 
 
 def test_it_counts_the_funnel_per_variant_and_the_holdout():
@@ -218,7 +104,7 @@ def test_it_reports_only_exposures_inside_the_period():
 
 def test_it_warns_of_a_sample_ratio_mismatch():
     # given two variants weighted 50/50 and no holdout, but 300 shoppers in one and 200 in the other
-    campaign = f.campaign(channels=["email"], variants=("A", "B"))
+    campaign = f.campaign_live(channels=["email"], variants=("A", "B"))
     a, b = campaign.variants.order_by("pk")
     expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(300)])
     expose(campaign=campaign, variant=b, users=[f.unique("b") for _ in range(200)])
@@ -235,7 +121,7 @@ def test_it_aggregates_many_campaigns_in_a_fixed_number_of_queries():
     # given three campaigns with exposures
     campaigns = []
     for _ in range(3):
-        campaign = f.campaign(channels=["email"], variants=("A",))
+        campaign = f.campaign_live(channels=["email"], variants=("A",))
         expose(campaign=campaign, variant=campaign.variants.get(), users=[f.unique("u") for _ in range(3)])
         campaigns.append(campaign)
     loaded = list(Campaign.objects.filter(pk__in=[c.pk for c in campaigns]).prefetch_related("variants"))
@@ -281,7 +167,7 @@ def test_it_reads_dates_and_datetimes_with_offsets_even_unencoded():
 def test_it_counts_shoppers_assigned_but_not_sent_as_exposures_of_their_group():
     # given a control variant with nothing to show, an A shopper in quiet hours, and refusals made before
     # any assignment (consent, frequency cap: no variant)
-    campaign = f.campaign(channels=["email"], variants=("A",))
+    campaign = f.campaign_live(channels=["email"], variants=("A",))
     a = campaign.variants.get()
     control = Variant.objects.create(campaign=campaign, name="Control", weight=1, is_control=True)
     expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(3)])

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from tests.delivery import factories as f
-from tests.tracking.test_reports import build_experiment, expose
+from tests import fixtures as f
+from tests.fixtures import build_experiment, expose
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def test_it_shows_a_marketer_the_results_with_svg_charts(marketer_client):
 
 def test_it_warns_of_a_sample_ratio_mismatch_on_the_page(marketer_client):
     # given a 50/50 campaign that received 300 and 200 shoppers
-    campaign = f.campaign(channels=["email"], variants=("A", "B"))
+    campaign = f.campaign_live(channels=["email"], variants=("A", "B"))
     a, b = campaign.variants.order_by("pk")
     expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(300)])
     expose(campaign=campaign, variant=b, users=[f.unique("b") for _ in range(200)])
@@ -91,7 +91,7 @@ def test_it_shows_a_bad_period_as_a_message_not_an_error_page(marketer_client):
 
 def test_it_renders_a_campaign_with_no_exposures_yet(marketer_client):
     # given a campaign nobody has seen
-    campaign = f.campaign(channels=["email"], variants=("A", "B"))
+    campaign = f.campaign_live(channels=["email"], variants=("A", "B"))
 
     # when a marketer opens its results
     page = marketer_client.get(reverse("admin-campaign-report", args=[campaign.pk]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tracking.test_reports import build_experiment
+from tests.fixtures import build_experiment
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,6 @@ from twilio.request_validator import RequestValidator
 from interventions.models import Delivery
 from notifications.models import ProviderCallback
 from personalization.models import Profile
-from tests.notifications.conftest import campaign, make_delivery  # noqa: F401  (shared fixtures)
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +21,7 @@ CALLBACK_URL = "http://testserver/api/v1/webhooks/twilio/status"
 
 
 @pytest.fixture
-def sent(make_delivery):  # noqa: F811
+def sent(make_delivery):
     def make(channel: str, **fields):
         delivery = make_delivery(channel, **fields)
         Delivery.objects.filter(pk=delivery.pk).update(
