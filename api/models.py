@@ -8,6 +8,7 @@ class Scope(models.TextChoices):
     INTERVENTIONS = "interventions", "Trigger and read interventions"
     EVENTS = "events", "Send tracking events"
     USERS = "users", "Read and change shopper preferences and data"
+    PUSH_TOKENS = "push_tokens", "Register and remove shoppers' devices, record their push opt-outs"
     CAMPAIGNS = "campaigns", "Manage templates, segments and campaigns"
     REPORTS = "reports", "Read reports and exports"
     WS_TICKETS = "ws_tickets", "Issue WebSocket tickets"

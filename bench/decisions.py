@@ -1,7 +1,7 @@
 """Benchmark: decisions per second for one consumer process, and event→commit latency at a steady rate.
 
     python -m bench.decisions [--events 30000] [--rate 500] [--seconds 20] [--users 20000] [--batch 500]
-                              [--no-match 10000]
+                              [--no-match 10000] [--bandit]
 
 Runs against the PostgreSQL, Redis and Kafka of the environment (DATABASE_URL, REDIS_URL,
 KAFKA_BOOTSTRAP_SERVERS), on fresh, uniquely named topics. It creates a realistic campaign set — 20 active
@@ -22,6 +22,9 @@ several variants and four channels — then:
    stamped with its scheduled send time as ``occurred_at`` (open loop: no coordinated omission); the
    consumer reports, per event, the time from ``occurred_at`` to the commit of its batch. Reports
    p50/p95/p99/max, and p99.9 from a log-bucketed histogram (``ms``).
+
+``--bandit`` turns on Thompson-sampling allocation for every campaign (allocations computed and loaded
+before the run, as the beat task and the consumers' cache do); compare runs with and without it.
 
 The campaigns and everything decided are deleted at the end (``--keep`` keeps them).
 """
@@ -283,9 +286,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cleanup("h5bench-none")  # a fresh daily budget for the bench shoppers
     vacuum()
     campaigns = campaigns_create(prefix)
+    if args.bandit:
+        from campaigns.models import Campaign
+        from delivery.allocation import allocations_refresh, learned_cache
+
+        Campaign.objects.filter(pk__in=[c.pk for c in campaigns]).update(use_bandit=True)
+        allocations_refresh()
+        learned_cache.refresh()
     campaign_cache.invalidate()
     group = f"{prefix}group"
-    result: dict[str, Any] = {"campaigns": len(campaigns), "partitions": args.partitions, "batch": args.batch}
+    result: dict[str, Any] = {
+        "campaigns": len(campaigns),
+        "partitions": args.partitions,
+        "batch": args.batch,
+        "bandit": args.bandit,
+    }
     # The consumer decides for every active campaign of the database, not only the bench's: say so.
     others = [c.name for c in campaigns_active_triggered() if not c.name.startswith(prefix)]
     result["other_active_campaigns"] = len(others)
@@ -623,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-match", type=int, default=10000, help="events no campaign matches, timed after the mix; 0: none"
     )
+    parser.add_argument("--bandit", action="store_true", help="every campaign allocates by Thompson sampling")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", default="", help="write a cProfile of the throughput phase here")
     args = parser.parse_args(argv)

@@ -623,7 +623,14 @@ class CampaignAdmin(ServiceBackedAdmin):
         ),
         (
             "Measurement",
-            {"fields": ("holdout_percent", "use_bandit", ("conversion_goal", "attribution_window_seconds"))},
+            {
+                "fields": (
+                    "holdout_percent",
+                    ("use_bandit", "bandit_goal"),
+                    ("conversion_goal", "attribution_window_seconds"),
+                    "minimum_detectable_effect",
+                )
+            },
         ),
         ("Record", {"fields": (("created_by", "created_at", "updated_at"),), "classes": ("collapse",)}),
     )

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -110,7 +113,26 @@ class Campaign(models.Model):
         default=False, help_text="Allocate traffic to variants by Thompson sampling"
     )
 
+    class BanditGoal(models.TextChoices):
+        CONVERSION = "conversion", "Conversion (an attributed order)"
+        CLICK = "click", "Click (when conversions are too rare to learn from)"
+
+    bandit_goal = models.CharField(
+        max_length=16,
+        choices=BanditGoal.choices,
+        default=BanditGoal.CONVERSION,
+        help_text="What the bandit rewards a variant for",
+    )
+
     conversion_goal = models.CharField(max_length=64, default="checkout_completed")
+    minimum_detectable_effect = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1.00"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+        help_text="The smallest lift in conversion rate worth acting on, in percentage points: the "
+        "always-valid test is tuned to it, and the results page shows the power reached for it",
+    )
     attribution_window_seconds = models.PositiveIntegerField(default=86400)
 
     # Scheduled campaigns (docs/campaigns.md): a one-off run at ``send_at``, or a run at every tick of

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -108,22 +108,63 @@ def _bucket(salt: str, campaign_id: int | None, user_id: str) -> float:
 
 
 def variant_assign(*, campaign: Campaign, variants: Sequence[Variant], user_id: str) -> Variant | None:
-    """Pick a variant by weight, deterministically per (campaign, user); None when no variant has weight.
+    """Pick a variant by weight, deterministically per (campaign, user); None when no variant has weight."""
+    return variant_allocate(campaign=campaign, variants=variants, user_id=user_id)[0]
 
-    Variants are ordered by id so that the same set always maps the same buckets, whatever order the
-    caller passes them in.
+
+def variant_shares(
+    *, variants: Sequence[Variant], learned: Mapping[int, float] | None = None
+) -> list[tuple[Variant, float]]:
+    """Each variant with weight and its share of the non-holdout traffic, in bucket order (by id, so the
+    same set always maps the same buckets, whatever order the caller passes them in).
+
+    ``learned`` (a bandit's shares, by variant id) replaces the weights of the treatment variants: the
+    control keeps its fixed share ``weight / total weight``, and comes first so that its range never
+    moves, and the learned shares divide the rest. A variant the learned shares do not name (added since
+    they were computed) gets none until the next computation; without learned shares, or when they name
+    no current variant, the weights decide.
     """
     weighted = sorted((v for v in variants if v.weight > 0), key=lambda v: v.pk or 0)
     total = sum(v.weight for v in weighted)
     if total <= 0:
-        return None
-    point = _bucket("variant", campaign.pk, user_id) * total
-    running = 0
-    for variant in weighted:
-        running += variant.weight
-        if point < running:
-            return variant
-    return weighted[-1]
+        return []
+    fixed = [(v, v.weight / total) for v in weighted]
+    if not learned:
+        return fixed
+    treatments = [v for v in weighted if not v.is_control]
+    named = sum(max(0.0, float(learned.get(v.pk, 0.0))) for v in treatments)
+    if named <= 0:
+        return fixed
+    control = [(v, share) for v, share in fixed if v.is_control]
+    rest = 1 - sum(share for _, share in control)
+    return control + [(v, rest * max(0.0, float(learned.get(v.pk, 0.0))) / named) for v in treatments]
+
+
+def variant_allocate(
+    *,
+    campaign: Campaign,
+    variants: Sequence[Variant],
+    user_id: str,
+    learned: Mapping[int, float] | None = None,
+) -> tuple[Variant | None, float]:
+    """The variant of (campaign, user) under ``variant_shares`` and the probability it had; (None, 0)
+    when no variant has weight.
+
+    The shopper's place in [0, 1) is fixed per (campaign, user), so a shopper keeps their variant while
+    the shares stay the same. The control's range comes first and never moves: a control shopper stays in
+    the control whatever the bandit learns; a treatment shopper may move to another treatment variant
+    when the learned shares move across their place.
+    """
+    shares = variant_shares(variants=variants, learned=learned)
+    if not shares:
+        return None, 0.0
+    point = _bucket("variant", campaign.pk, user_id)
+    running = 0.0
+    for variant, share in shares:
+        running += share
+        if point < running and share > 0:
+            return variant, share
+    return next((pair for pair in reversed(shares) if pair[1] > 0), shares[-1])
 
 
 def holdout_assign(*, campaign: Campaign, user_id: str) -> bool:

@@ -92,8 +92,10 @@ CAMPAIGN_FIELDS = (
     "holdout_percent",
     "expiry_seconds",
     "use_bandit",
+    "bandit_goal",
     "conversion_goal",
     "attribution_window_seconds",
+    "minimum_detectable_effect",
     "send_at",
     "send_local_time",
     "cron",
@@ -848,3 +850,22 @@ def campaign_direct_get_or_create() -> tuple[Campaign, Variant]:
     )
     variant, _ = Variant.objects.get_or_create(campaign=campaign, name=DIRECT_VARIANT_NAME)
     return campaign, variant
+
+
+# --- Shoppers' contact points: audited here, on personalization's signals ------------------------------
+
+
+def profile_contact_change_audit(
+    *, profile: Model, changes: dict[str, Any], actor_label: str, **kwargs: Any
+) -> None:
+    """Receiver of ``personalization.signals.contact_changed``: one audit entry, in the change's
+    transaction (the old and new address or number: the audit must say what changed)."""
+    audit_record(actor=None, actor_label=actor_label, action="contact_changed", obj=profile, changes=changes)
+
+
+def profile_audit_erase(*, profile: Model, **kwargs: Any) -> None:
+    """Receiver of ``personalization.signals.profile_erasing``: audit entries about the shopper hold
+    their contact points, so they go with the rest (docs/privacy.md)."""
+    AuditEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(profile), object_id=str(profile.pk)
+    ).delete()

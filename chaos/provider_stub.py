@@ -55,7 +55,8 @@ class Fault:
     status: int = 503
     delay: float = 0.0
     times: int | None = None  # None: until changed
-    account: str = ""  # Twilio only: fault just this account (a primary down, its secondary up)
+    # Twilio: fault just this account; FCM: just this project (a primary down, its secondary up).
+    account: str = ""
 
 
 @dataclass
@@ -236,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _fcm_send(self, project: str, raw: bytes) -> None:
         state = self.server.state
         payload = json.loads(raw or b"{}")
-        fault = state.take_fault("fcm")
+        fault = state.take_fault("fcm", project)
         if self._apply(fault):
             if fault.mode == "error":
                 self._reply(fault.status, _fcm_error(fault.status, ""))

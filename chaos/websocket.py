@@ -7,8 +7,9 @@ A Redis of the drill's own (it is stopped and started again), a real daphne (kil
 started again on the same port) and ``--shoppers`` clients that behave as the browser client
 (``static/intervention-engine/intervention-engine.js``): on every (re)connection a fresh ticket and
 ``{"type": "resume", "last_seq": N}``, an ack for every intervention, a ``resume`` on a hole in the
-sequence, reconnection with exponential backoff and full jitter. The decision path (in this process)
-decides a sure on-site prediction for a random shopper ``--rate`` times a second and pushes it.
+sequence and the frames after it held until the resume's answer (``replayed``), reconnection with
+exponential backoff and full jitter. The decision path (in this process) decides a sure on-site
+prediction for a random shopper ``--rate`` times a second and pushes it.
 Passes when every shopper ends up with every on-site intervention decided for them (0 missing), none
 shown twice (a repeat frame is counted, and dropped as the client does), in ``seq`` order, and the
 catch-up after a reconnection (socket open → holding everything decided before it) has p95 ≤ 5 s.
@@ -72,7 +73,9 @@ class Shopper:
                         while not receiving.done() and not closing.done():
                             await asyncio.wait({receiving, closing}, timeout=0.1)
                             if self.held and time.monotonic() >= self.hold_until:
-                                self.release_held(all_of_them=True)
+                                # No answer yet: ask again (the browser's timer does the same).
+                                await ws.send_json({"type": "resume", "last_seq": self.last_seq})
+                                self.hold_until = time.monotonic() + HOLD_SECONDS
                         if not receiving.done():
                             receiving.cancel()
                             break
@@ -82,6 +85,12 @@ class Shopper:
                         frame = message.json()
                         if frame.get("type") == "intervention":
                             await self.receive(ws, frame)
+                        elif frame.get("type") == "replayed" and self.held:
+                            if frame["complete"]:
+                                self.release_held(all_of_them=True)
+                            else:
+                                await ws.send_json({"type": "resume", "last_seq": self.last_seq})
+                                self.hold_until = time.monotonic() + HOLD_SECONDS
                     closing.cancel()
             except aiohttp.WSServerHandshakeError:
                 self.failed_handshakes += 1
@@ -101,7 +110,7 @@ class Shopper:
             self.repeats += 1
             return
         if frame["seq"] > self.last_seq + 1:
-            # A hole: ask for it and hold this frame until the replay fills it (or HOLD_SECONDS pass).
+            # A hole: ask for it and hold this frame until the resume's answer (``replayed``).
             if all(f["intervention_id"] != intervention_id for f in self.held):
                 if not self.held:
                     await ws.send_json({"type": "resume", "last_seq": self.last_seq})

@@ -30,7 +30,7 @@ from campaigns.models import Campaign
 from core.admin import ReadOnlyModelAdmin, admin_permission_required, status_badge
 from core.errors import ApplicationError
 from delivery.event_handlers import DeadLetterRecord, dlq_read, dlq_replay, dlq_topic
-from delivery.models import SendRun
+from delivery.models import AllocationSnapshot, SendRun
 from delivery.runs import send_run_move
 from delivery.selectors import send_run_progress, send_runs_of_campaign
 from messaging.kafka import producer_config
@@ -238,6 +238,39 @@ class SendRunAdmin(ReadOnlyModelAdmin):
     @admin.action(description="Cancel the selected runs", permissions=["control_sendrun"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[SendRun]) -> None:
         self._move(request, queryset, "cancel")
+
+
+# --- Bandit allocations ------------------------------------------------------------------------------
+
+
+@admin.register(AllocationSnapshot)
+class AllocationSnapshotAdmin(ReadOnlyModelAdmin):
+    """Every allocation the bandit computed (delivery.allocation), newest first: the first row of a
+    campaign is the allocation its consumers use now, the rest its history."""
+
+    list_display = ("campaign", "computed_at", "goal", "allocation")
+    list_filter = ("campaign", "goal")
+    ordering = ("-computed_at", "-id")
+    readonly_fields = ("campaign", "computed_at", "goal", "allocation", "posteriors_table")
+    fields = readonly_fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AllocationSnapshot]:
+        return super().get_queryset(request).select_related("campaign").prefetch_related("campaign__variants")
+
+    @admin.display(description="share of the treatment traffic")
+    def allocation(self, snapshot: AllocationSnapshot) -> str:
+        names = {str(v.pk): v.name for v in snapshot.campaign.variants.all()}
+        shares = sorted(snapshot.shares.items(), key=lambda item: -float(item[1]))
+        return " · ".join(f"{names.get(k, f'variant {k}')} {float(v):.0%}" for k, v in shares)
+
+    @admin.display(description="posteriors: successes / trials, Beta(alpha, beta)")
+    def posteriors_table(self, snapshot: AllocationSnapshot) -> str:
+        names = {str(v.pk): v.name for v in snapshot.campaign.variants.all()}
+        return " · ".join(
+            f"{names.get(k, f'variant {k}')}: {p['successes']}/{p['trials']}, "
+            f"Beta({p['alpha']:g}, {p['beta']:g})"
+            for k, p in snapshot.posteriors.items()
+        )
 
 
 # The campaign page shows its latest runs: campaigns cannot import the runs (they are this app's), so the

@@ -3,8 +3,11 @@
 Pure decisions, no writes: which campaigns an event may trigger (trigger and dates) and which it exits;
 for each candidate, conditions and segment, a later exit event of the same shopper in the batch,
 eligibility (consent, frequency cap, cooldown, the shared daily budget), arbitration by priority, the
-holdout, the variant, the channel (the counters and the shoppers' presence read in one Redis call) and the
-rendered content. ``delivery.services`` runs them inside the batch's transaction and writes the result.
+holdout, the variant (by weight, or by the bandit's learned shares), the channel (the counters and the
+shoppers' presence read in one Redis call) and the rendered content. Each decision logs how likely its
+variant, its channel and the holdout were (``propensity``), and why its channel was chosen; what was
+learned comes from the process's ``learned_cache`` (delivery.allocation), never from a query per event.
+``delivery.services`` runs them inside the batch's transaction and writes the result.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Any
 from uuid import UUID
 
 from campaigns.models import Campaign, Variant
-from campaigns.selectors import holdout_assign, variant_assign
+from campaigns.selectors import holdout_assign, variant_allocate
 from campaigns.services import template_render
 from core.observability import get_logger
 from core.redis import redis_sync
-from delivery.channel_selection import channel_choose
+from delivery.allocation import Learned
+from delivery.channel_selection import ChannelChoice, channel_choose
 from delivery.eligibility import CapLedger, consented_channels, in_quiet_hours
 from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.handoff import Handoff
@@ -89,6 +93,7 @@ def decide(
     profiles: dict[str, Profile],
     now: datetime,
     handoff: Handoff,
+    learned: Learned | None = None,
 ) -> Decided:
     """Decide every candidate not in ``decided`` (the (campaign, event) pairs decided before).
 
@@ -160,6 +165,7 @@ def decide(
                 ledger=ledger,
                 online=profile.user_id in online,
                 now=now,
+                learned=learned or Learned(),
             )
             decisions.append(decision)
             if decision.counted or decision.intervention.is_holdout:
@@ -210,8 +216,10 @@ def _suppressed(
     reason: str,
     variant: Variant | None = None,
     is_holdout: bool = False,
+    propensity: dict[str, Any] | None = None,
 ) -> Decision:
     intervention = _base(plan=plan, event=event, profile=profile, variant=variant)
+    intervention.propensity = propensity or {}
     intervention.status = Intervention.Status.SUPPRESSED.value
     intervention.suppression_reason = reason
     intervention.is_holdout = is_holdout
@@ -232,6 +240,7 @@ def _decide_one(
     ledger: CapLedger,
     online: bool,
     now: datetime,
+    learned: Learned,
 ) -> Decision:
     campaign = plan.campaign
     channels = [c for c in (campaign.channels or []) if isinstance(c, str)]
@@ -242,18 +251,35 @@ def _decide_one(
     if refusal is not None:
         return _suppressed(plan=plan, event=event, profile=profile, reason=refusal)
 
-    variant = variant_assign(campaign=campaign, variants=plan.variants, user_id=profile.user_id)
+    variant, variant_probability = variant_allocate(
+        campaign=campaign,
+        variants=plan.variants,
+        user_id=profile.user_id,
+        learned=learned.shares.get(campaign.pk) if campaign.use_bandit else None,
+    )
+    propensity: dict[str, Any] = {
+        "variant": round(variant_probability, 6),
+        "holdout": float(campaign.holdout_percent or 0) / 100,
+    }
     if holdout_assign(campaign=campaign, user_id=profile.user_id):
         return _suppressed(
-            plan=plan, event=event, profile=profile, reason="holdout", variant=variant, is_holdout=True
+            plan=plan,
+            event=event,
+            profile=profile,
+            reason="holdout",
+            variant=variant,
+            is_holdout=True,
+            propensity=propensity,
         )
     if variant is None:
-        return _suppressed(plan=plan, event=event, profile=profile, reason="no_variant")
+        return _suppressed(
+            plan=plan, event=event, profile=profile, reason="no_variant", propensity=propensity
+        )
 
     send_at = now + timedelta(seconds=campaign.delay_seconds) if campaign.delay_seconds else now
     quiet: list[str] = []
 
-    def channel_at(at: datetime) -> str | None:
+    def channel_at(at: datetime) -> ChannelChoice | None:
         def usable(channel: str) -> bool:
             if channel not in consented or variant.template_for(channel) is None:
                 return False
@@ -268,24 +294,30 @@ def _decide_one(
             usable=usable,
             online=online,
             engagement=profile.engagement or {},
+            prior=learned.channel_rates,
         )
 
-    channel = channel_at(send_at)
+    choice = channel_at(send_at)
     deferred = False
-    if channel is None and quiet and event.kind == SEND_RUN_EVENT_KIND:
+    if choice is None and quiet and event.kind == SEND_RUN_EVENT_KIND:
         # A scheduled send owes the shopper the message: it waits for the end of their quiet hours (the
         # release task hands it over then) instead of being dropped.
         quiet_end = quiet_hours_end(profile=profile, at=send_at)
         if quiet_end is not None:
-            channel = channel_at(quiet_end)
-            if channel is not None:
+            choice = channel_at(quiet_end)
+            if choice is not None:
                 send_at, deferred = quiet_end.astimezone(send_at.tzinfo), True
-    if channel is None:
+    if choice is None:
         has_template = any(variant.template_for(c) is not None for c in channels)
         reason = (
             "control" if variant.is_control and not has_template else "quiet_hours" if quiet else "no_channel"
         )
-        return _suppressed(plan=plan, event=event, profile=profile, reason=reason, variant=variant)
+        return _suppressed(
+            plan=plan, event=event, profile=profile, reason=reason, variant=variant, propensity=propensity
+        )
+    channel = choice.channel
+    propensity["channel"] = round(choice.probability, 6)
+    propensity["channel_reason"] = choice.reason
 
     template = variant.template_for(channel)
     assert template is not None
@@ -304,6 +336,7 @@ def _decide_one(
     intervention = _base(plan=plan, event=event, profile=profile, variant=variant)
     intervention.channel = channel
     intervention.content = content
+    intervention.propensity = propensity
     intervention.expires_at = send_at + timedelta(seconds=campaign.expiry_seconds)
     ledger.count(campaign=campaign, profile=profile, member=str(intervention.pk))
     if campaign.delay_seconds or deferred:
@@ -316,7 +349,7 @@ def _decide_one(
             intervention=intervention,
             delivery=None,
             events=[
-                ("intervention.created", {}),
+                ("intervention.created", {"extra": {"propensity": propensity}}),
                 ("intervention.scheduled", {"extra": scheduled}),
             ],
             counted=True,
@@ -327,7 +360,7 @@ def _decide_one(
         intervention=intervention,
         delivery=delivery,
         events=[
-            ("intervention.created", {}),
+            ("intervention.created", {"extra": {"propensity": propensity}}),
             ("delivery.queued", {"extra": {"delivery_id": str(delivery)}}),
         ],
         counted=True,

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Message, Producer
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from core.observability import get_logger
@@ -194,7 +195,10 @@ class EventBatchHandler:
     def handle_one_by_one(self, messages: Sequence[Message]) -> BatchResult:
         """Fallback after a batch failed twice: each event in its own transaction, and an event whose
         processing fails is dead-lettered (reason ``processing_error``) so one poison message cannot stop
-        the partition. Events that succeed here are the same decisions the batch would have made."""
+        the partition. Events that succeed here are the same decisions the batch would have made.
+
+        A database error while PostgreSQL does not answer is not the event's fault: it is raised, and the
+        batch comes again once PostgreSQL is back (what this pass decided is not decided twice)."""
         events, dead = self.split(messages)
         by_position = {(m.topic(), m.partition(), m.offset()): m for m in messages}
         valid = 0
@@ -203,6 +207,8 @@ class EventBatchHandler:
                 decisions_process_batch(events=[event], handoff=self.handoff)
                 valid += 1
             except Exception as exc:
+                if isinstance(exc, DatabaseError) and not _database_answers():
+                    raise
                 logger.exception("event_processing_failed", topic=event.topic, offset=event.offset)
                 message = by_position[(event.topic, event.partition, event.offset)]
                 dead.append(
@@ -210,6 +216,18 @@ class EventBatchHandler:
                 )
         self.dead_letter(dead)
         return BatchResult(valid=valid, dead=len(dead), outcome=None)
+
+
+def _database_answers() -> bool:
+    """Does PostgreSQL answer now (on a new connection if the last one broke)?"""
+    if not connection.in_atomic_block:
+        close_old_connections()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return False
+    return True
 
 
 def dlq_topic() -> str:

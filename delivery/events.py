@@ -240,7 +240,39 @@ def _user(data: dict[str, Any]) -> dict[str, Any] | None:
     attributes = user.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         raise InvalidEvent("wrong_type", "user.attributes must be an object")
+    _push_tokens(user)
     return user
+
+
+PUSH_TOKENS_PER_EVENT = 20
+
+
+def _push_tokens(user: dict[str, Any]) -> None:
+    """``user.push_tokens``: devices to register, ``[{"platform", "token", "app_id"?, "keys"?}]`` (web:
+    ``token`` is the PushSubscription's endpoint and ``keys`` its ``keys``), as the users API takes them."""
+    tokens = user.get("push_tokens")
+    if tokens is None:
+        return
+    if not isinstance(tokens, list) or len(tokens) > PUSH_TOKENS_PER_EVENT:
+        raise InvalidEvent(
+            "wrong_type", f"user.push_tokens must be a list of at most {PUSH_TOKENS_PER_EVENT}"
+        )
+    for index, item in enumerate(tokens):
+        where = f"user.push_tokens[{index}]."
+        if not isinstance(item, dict):
+            raise InvalidEvent("wrong_type", f"user.push_tokens[{index}] must be an object")
+        if item.get("platform") not in ("android", "ios", "web"):
+            raise InvalidEvent("invalid_value", f"{where}platform must be android, ios or web")
+        token = item.get("token")
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise InvalidEvent("invalid_value", f"{where}token must be a string of 1 to 4096 characters")
+        _string(item, "app_id", where=where)
+        keys = item.get("keys")
+        if item["platform"] == "web" and not (
+            isinstance(keys, dict)
+            and all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth"))
+        ):
+            raise InvalidEvent("invalid_value", f"{where}keys must hold the subscription's p256dh and auth")
 
 
 def _order(data: dict[str, Any], *, required: bool) -> dict[str, Any] | None:

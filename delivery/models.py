@@ -1,4 +1,5 @@
-"""Send runs of scheduled campaigns: one row per run, one per audience member (delivery/runs.py)."""
+"""Send runs of scheduled campaigns: one row per run, one per audience member (delivery/runs.py); the
+history of the variant allocations the bandit computed (delivery/allocation.py)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,22 @@ class SendRunMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in run {self.run_id}"
+
+
+class AllocationSnapshot(models.Model):
+    """One computation of a bandit campaign's variant allocation: the shares every consumer used until
+    the next one, and the posteriors they came from. The newest row is the current allocation."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    computed_at = models.DateTimeField()
+    goal = models.CharField(max_length=16)
+    # {variant id: share of the non-holdout traffic}, and {variant id: {"alpha", "beta", "trials",
+    # "successes"}} of the Beta posterior each share was drawn from.
+    shares = models.JSONField(default=dict)
+    posteriors = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "-computed_at"], name="allocation_campaign_time_idx")]
+
+    def __str__(self) -> str:
+        return f"allocation of campaign {self.campaign_id} at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -11,8 +11,9 @@
 4. exit events cancel the shopper's pending or scheduled interventions of the campaigns that list them;
 5. decide (``delivery.decisions``): match the active campaigns from the in-memory cache, evaluate
    conditions and segment, check eligibility (consent, frequency cap, cooldown, the shared daily budget),
-   arbitrate by priority, apply the holdout, assign the variant, choose the channel (the counters and the
-   shoppers' presence read in one Redis call), render the content;
+   arbitrate by priority, apply the holdout, assign the variant (a bandit campaign's learned shares come
+   from the in-process ``learned_cache``), choose the channel (the counters and the shoppers' presence
+   read in one Redis call), render the content, log the decision's propensities;
 6. write interventions, deliveries, ``intervention-events`` outbox rows (``interventions.services``) and
    the profiles with bulk statements, sent in one pipeline with the COMMIT.
 
@@ -37,6 +38,7 @@ from django.utils import timezone
 
 from core.observability import get_logger
 from delivery import metrics
+from delivery.allocation import learned_cache
 from delivery.decisions import Decided, Decision, candidates_find, decide, exits_find
 from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.handoff import Handoff
@@ -192,7 +194,13 @@ def _process(
         exits=exits_find(events=events, campaign_set=campaign_set)
     )
     result = decide(
-        events=events, candidates=candidates, decided=decided, profiles=profiles, now=now, handoff=handoff
+        events=events,
+        candidates=candidates,
+        decided=decided,
+        profiles=profiles,
+        now=now,
+        handoff=handoff,
+        learned=learned_cache.current(),
     )
     outcome.duplicates = result.duplicates
     tail: list[Callable[[], object]] = []

@@ -1,5 +1,6 @@
-"""Beat tasks of the decision path: release delayed interventions, expire stale ones; and the send runs
-of scheduled campaigns (delivery/runs.py).
+"""Beat tasks of the decision path: release delayed interventions, expire stale ones, recompute what the
+bandit and the channel choice learned (delivery/allocation.py); and the send runs of scheduled campaigns
+(delivery/runs.py).
 
 Release and expiry claim their rows with SKIP LOCKED inside the service, so overlapping runs never act
 twice. A send run's step locks the run row and moves its cursor in the batch's transaction, so a step
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from core.observability import get_logger, housekeeping_log
 from delivery import runs
+from delivery.allocation import allocations_refresh
 from delivery.services import decisions_release_due
 from interventions.services import interventions_expire
 
@@ -41,6 +43,14 @@ def interventions_expire_task() -> int:
     expired = interventions_expire()
     housekeeping_log(logger=logger, event="interventions_expired", expired=expired)
     return expired
+
+
+@shared_task(name="delivery.tasks.allocations_refresh_task", ignore_result=True)
+def allocations_refresh_task() -> int:
+    """Beat, every minute: the bandit campaigns' allocations and the channel rates, into Redis."""
+    snapshots = allocations_refresh()
+    housekeeping_log(logger=logger, event="allocations_refreshed", campaigns=len(snapshots))
+    return len(snapshots)
 
 
 @shared_task(name=runs.START_TASK, ignore_result=True)

@@ -290,6 +290,12 @@ class InterventionConsumer(AsyncWebsocketConsumer):
         frames = await database_sync_to_async(realtime.onsite_replay)(user_id=self.user_id, last_seq=last_seq)
         for frame in frames:
             await self.send_intervention(frame)
+        # Every push this socket sent before the replay was committed before its query: a seq below it
+        # that was not replayed is not pending any more (acked elsewhere, expired), so the client may
+        # show what it holds for a hole. A full page says more may follow: resume again from there.
+        complete = len(frames) < realtime.REPLAY_LIMIT
+        last = frames[-1]["seq"] if frames else last_seq
+        await self.send_json({"type": "replayed", "last_seq": last, "complete": complete})
 
     async def on_join_room(self, message: dict[str, Any]) -> None:
         room = message.get("room")

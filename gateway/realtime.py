@@ -42,6 +42,8 @@ logger = get_logger(__name__)
 
 # Every socket joins this group, so broadcast() reaches everyone.
 BROADCAST_GROUP = "ws.all"
+# At most this many interventions per resume answer; a full page ends with "complete": false.
+REPLAY_LIMIT = 100
 ENGAGEMENT_EVENTS = frozenset({"displayed", "clicked", "dismissed"})
 ROOM_NAME_MAX_LENGTH = 80
 ROOM_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,79}$"
@@ -162,7 +164,7 @@ def intervention_frame(intervention: FrameFacts) -> dict[str, Any]:
     }
 
 
-def onsite_replay(*, user_id: str, last_seq: int, limit: int = 100) -> list[dict[str, Any]]:
+def onsite_replay(*, user_id: str, last_seq: int, limit: int = REPLAY_LIMIT) -> list[dict[str, Any]]:
     """Frames for every pending, unexpired on-site intervention of ``user_id`` after ``last_seq``, in seq
     order. One query; the (user_id, seq) index serves it."""
     interventions = interventions_onsite_replay(user_id=user_id, after_seq=last_seq, limit=limit)

@@ -4,7 +4,9 @@ The demo shop is a development aid (on when ``DEMO_ENABLED``, which defaults to 
 browser a ticket for a per-session demo shopper without any API key reaching the page; "Add to cart"
 publishes the enriched cart event the shop would, and the "go idle" button a ``prediction-results``
 message exactly as the ML service would, so the whole loop runs — consumer, decision, push over
-``/ws``, ack, engagement.
+``/ws``, ack, engagement. "Get notifications" subscribes the browser to Web Push (the JS client's
+``subscribePush`` and its service worker, served under ``/demo/`` so its scope covers the page) and
+registers the subscription for the demo shopper, as a shop's backend would with its API key.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from api.authentication import operator_required
 from api.exceptions import error_body
+from core.errors import NotFoundError
+from core.vapid import vapid_application_server_key
 from gateway.stats import ws_stats
 from gateway.tickets import ws_ticket_issue
 from messaging.kafka import producer_config, topic
+from personalization.services import profile_consent_withdraw, push_token_register, push_token_unregister
+
+_PUSH_SW = settings.BASE_DIR / "static" / "intervention-engine" / "push-sw.js"
 
 _DEMO_USER = "demo_user_id"
 _DEMO_CART = "demo_cart_id"
@@ -60,7 +67,61 @@ def _demo_shopper(request: HttpRequest, *, fresh: bool = False) -> tuple[str, st
 def demo_page(request: HttpRequest) -> HttpResponse:
     _demo_enabled()
     user_id, _ = _demo_shopper(request, fresh="new" in request.GET)
-    return render(request, "delivery/demo.html", {"user_id": user_id, "products": DEMO_PRODUCTS})
+    return render(
+        request,
+        "delivery/demo.html",
+        {
+            "user_id": user_id,
+            "products": DEMO_PRODUCTS,
+            "vapid_public_key": vapid_application_server_key(settings.WEBPUSH_VAPID_PRIVATE_KEY),
+        },
+    )
+
+
+@require_GET
+def demo_push_worker(request: HttpRequest) -> HttpResponse:
+    """The JS client's service worker, from the demo's own path (a worker's scope is its directory)."""
+    _demo_enabled()
+    return HttpResponse(_PUSH_SW.read_bytes(), content_type="text/javascript")
+
+
+@require_POST
+def demo_push_subscription(request: HttpRequest) -> JsonResponse:
+    """Register the browser's PushSubscription for the demo shopper (what a shop's backend does with
+    ``POST /api/v1/users/{id}/push-tokens``)."""
+    _demo_enabled()
+    user_id, _ = _demo_shopper(request)
+    subscription = _body(request).get("subscription")
+    keys = subscription.get("keys") if isinstance(subscription, dict) else None
+    endpoint = subscription.get("endpoint") if isinstance(subscription, dict) else None
+    if not (
+        isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")) and isinstance(keys, dict)
+    ):
+        return JsonResponse(error_body("invalid", "Send the PushSubscription as JSON."), status=400)
+    push_token_register(
+        user_id=user_id,
+        platform="web",
+        token=endpoint[:4096],
+        app_id=request.build_absolute_uri("/")[:200],
+        keys={"p256dh": str(keys.get("p256dh", ""))[:200], "auth": str(keys.get("auth", ""))[:100]},
+    )
+    return JsonResponse({"registered": endpoint})
+
+
+@require_POST
+def demo_push_opt_out(request: HttpRequest) -> JsonResponse:
+    """The shopper turned notifications off: the browser's subscription is forgotten and push consent
+    withdrawn (what a shop's backend does with ``DELETE …/push-tokens/{token}`` and ``POST …/opt-outs``)."""
+    _demo_enabled()
+    user_id, _ = _demo_shopper(request)
+    endpoint = _body(request).get("endpoint")
+    try:
+        if isinstance(endpoint, str) and endpoint:
+            push_token_unregister(user_id=user_id, token=endpoint)
+        profile_consent_withdraw(user_id=user_id, channel="push", source="client")
+    except NotFoundError:
+        return JsonResponse(error_body("not_found", "This demo shopper has no notifications."), status=404)
+    return JsonResponse({"opted_out": "push"})
 
 
 @require_POST

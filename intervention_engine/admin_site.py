@@ -104,6 +104,11 @@ class InterventionEngineAdminSite(admin.AdminSite):
         context = {
             "dashboard_numbers": dashboard_numbers(request),
             "dead_letters_url": reverse("admin:dead_letters") if dead_letters_allowed(request) else None,
+            "results_url": (
+                reverse("admin-campaigns-overview")
+                if request.user.has_perm("campaigns.view_campaign")
+                else None
+            ),
             **(extra_context or {}),
         }
         return super().index(request, extra_context=context)

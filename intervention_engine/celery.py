@@ -17,5 +17,6 @@ app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
     "delivery-release-due": {"task": "delivery.tasks.interventions_release_due_task", "schedule": 5.0},
     "delivery-expire": {"task": "delivery.tasks.interventions_expire_task", "schedule": 30.0},
+    "delivery-allocations-refresh": {"task": "delivery.tasks.allocations_refresh_task", "schedule": 60.0},
     "delivery-send-runs-reconcile": {"task": "delivery.tasks.send_runs_reconcile_task", "schedule": 60.0},
 }

@@ -311,12 +311,28 @@ TWILIO_SECONDARY_API_BASE: str = env.str("TWILIO_SECONDARY_API_BASE", default=""
 TWILIO_TIMEOUT: float = env.float("TWILIO_TIMEOUT", default=10.0)
 # Where Twilio posts delivery status (https://…/api/v1/webhooks/twilio/status); empty sends none.
 TWILIO_STATUS_CALLBACK_URL: str = env.str("TWILIO_STATUS_CALLBACK_URL", default="")
+# The public URL of the inbound-message webhook as configured on the Twilio number (signatures cover it).
+TWILIO_INBOUND_URL: str = env.str("TWILIO_INBOUND_URL", default="")
 
 FCM_CREDENTIALS_FILE: str = env.str("FCM_CREDENTIALS_FILE", default="")
 FCM_PROJECT_ID: str = env.str("FCM_PROJECT_ID", default="")
 # Overrides https://fcm.googleapis.com/v1/projects/{project}/messages:send (a local server in tests).
 FCM_ENDPOINT: str = env.str("FCM_ENDPOINT", default="")
 FCM_TIMEOUT: float = env.float("FCM_TIMEOUT", default=10.0)
+# A second Firebase project (the app registered with both sender ids), for push failover: fcm_secondary.
+FCM_SECONDARY_CREDENTIALS_FILE: str = env.str("FCM_SECONDARY_CREDENTIALS_FILE", default="")
+FCM_SECONDARY_PROJECT_ID: str = env.str("FCM_SECONDARY_PROJECT_ID", default="")
+FCM_SECONDARY_ENDPOINT: str = env.str("FCM_SECONDARY_ENDPOINT", default="")
+
+# Web Push (RFC 8030) with VAPID (RFC 8292): the application server's P-256 private key, base64url (raw
+# 32 bytes or DER), and the contact it signs with. Outside production, without one, the key `bootstrap`
+# generated in var/vapid_private_key is used (none: the webpush provider is unconfigured).
+WEBPUSH_VAPID_PRIVATE_KEY: str = env.str("WEBPUSH_VAPID_PRIVATE_KEY", default="")
+if not WEBPUSH_VAPID_PRIVATE_KEY and not IS_PRODUCTION and (VAR_DIR / "vapid_private_key").exists():
+    WEBPUSH_VAPID_PRIVATE_KEY = (VAR_DIR / "vapid_private_key").read_text().strip()
+WEBPUSH_VAPID_SUBJECT: str = env.str("WEBPUSH_VAPID_SUBJECT", default="mailto:push@example.com")
+WEBPUSH_TTL_SECONDS: int = env.int("WEBPUSH_TTL_SECONDS", default=24 * 3600)
+WEBPUSH_TIMEOUT: float = env.float("WEBPUSH_TIMEOUT", default=10.0)
 
 # Ordered provider names per channel: the first is primary, the next are used when it fails transiently.
 NOTIFICATION_PROVIDERS: dict[str, list[str]] = {
@@ -453,6 +469,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "ENUM_NAME_OVERRIDES": {
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "DeliveryStatusEnum": "interventions.models.Delivery.Status",
+        "ChannelEnum": "personalization.models.Channel",
+        "OptOutChannelEnum": "personalization.api.serializers.OPT_OUT_CHANNELS",
+        "PlatformEnum": "personalization.models.PushToken.Platform",
+        "NativePlatformEnum": "personalization.api.serializers.NATIVE_PLATFORMS",
+        "WebPlatformEnum": "personalization.api.serializers.WEB_PLATFORMS",
     },
 }
 

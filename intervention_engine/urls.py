@@ -24,10 +24,20 @@ urlpatterns = [
         admin.site.admin_view(tracking_admin_views.campaign_report_view),
         name="admin-campaign-report",
     ),
+    path(
+        "admin/reports/campaigns/",
+        admin.site.admin_view(tracking_admin_views.campaigns_overview_view),
+        name="admin-campaigns-overview",
+    ),
     re_path(
         r"^admin/reports/campaigns\.(?P<file_format>csv|xlsx)$",
         admin.site.admin_view(tracking_admin_views.reports_export_view),
         name="admin-reports-export",
+    ),
+    re_path(
+        r"^admin/reports/(?P<kind>interventions|deliveries|events|conversions)\.(?P<file_format>csv|xlsx)$",
+        admin.site.admin_view(tracking_admin_views.raw_export_view),
+        name="admin-raw-export",
     ),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),

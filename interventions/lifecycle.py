@@ -118,3 +118,27 @@ def intervention_events_enqueue(*, events: Iterable[tuple[InterventionFacts, str
     ]
     if messages:
         outbox_enqueue_bulk(messages=messages)
+
+
+# --- Opt-outs: shopper-level events ---
+
+
+def shopper_event_enqueue(*, user_id: str, type: str, channel: str, reason: str = "") -> None:
+    """One ``intervention-events`` message about the shopper rather than an intervention (an opt-out
+    with no message it answers): the contract's intervention fields are null, ``channel`` says which."""
+    payload: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": type,
+        "occurred_at": timezone.now().isoformat(),
+        "intervention_id": None,
+        "user_id": user_id,
+        "campaign_id": None,
+        "variant_id": None,
+        "channel": channel,
+        "trigger_event_id": None,
+        "trigger": None,
+        "is_holdout": False,
+    }
+    if reason:
+        payload["reason"] = reason
+    outbox_enqueue_bulk(messages=[(TOPIC, user_id, payload)])

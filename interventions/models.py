@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 
 from campaigns.models import Campaign, Variant
 from personalization.models import Channel, Profile
@@ -45,6 +45,12 @@ class Intervention(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
     content = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
+    # How likely this decision was (so any policy can be evaluated offline): the probability of its
+    # variant, of its channel and of the holdout, and why the channel was chosen (delivery.decisions).
+    # Also a database default: rows written by raw SQL that predates the column still insert.
+    propensity = models.JSONField(
+        default=dict, db_default=Value({}, output_field=models.JSONField()), blank=True
+    )
     seq = models.PositiveBigIntegerField(null=True, blank=True, help_text="Per-user on-site sequence number")
     scheduled_for = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -257,3 +257,88 @@ def deliveries_count_by_status(*, intervention_ids: QuerySet[Any] | Sequence[UUI
 def delivery_ids_of_profile(*, profile_id: int) -> list[UUID]:
     """The ids of every delivery of a shopper's interventions (for the apps that log sends by id)."""
     return list(Delivery.objects.filter(intervention__profile_id=profile_id).values_list("id", flat=True))
+
+
+# --- Opt-outs: what a shopper's opt-out of a channel answers ---------------------------------------
+
+
+def delivery_latest_sent(*, profile_id: int, channel: str) -> Delivery | None:
+    """The shopper's last delivery on ``channel`` that left (sent or delivered), with its intervention."""
+    return (
+        Delivery.objects.filter(
+            intervention__profile_id=profile_id,
+            channel=channel,
+            sent_at__isnull=False,
+        )
+        .select_related("intervention")
+        .order_by("-sent_at")
+        .first()
+    )
+
+
+# --- Raw exports: every row of a period, for analysts (tracking/exports.py) ----------------------------
+
+# What the raw exports carry, as ORM paths (the column is the path with "__" read as "_"): identifiers,
+# states and times, not message content or trigger context.
+INTERVENTION_EXPORT_FIELDS = (
+    "id",
+    "created_at",
+    "campaign_id",
+    "variant_id",
+    "user_id",
+    "trigger",
+    "trigger_event_id",
+    "status",
+    "suppression_reason",
+    "is_holdout",
+    "channel",
+    "scheduled_for",
+    "delivered_at",
+    "expires_at",
+)
+DELIVERY_EXPORT_FIELDS = (
+    "id",
+    "queued_at",
+    "intervention_id",
+    "intervention__campaign_id",
+    "intervention__variant_id",
+    "intervention__user_id",
+    "channel",
+    "provider",
+    "status",
+    "attempts",
+    "error_kind",
+    "sent_at",
+    "delivered_at",
+    "failed_at",
+)
+
+
+def interventions_for_export(
+    *, start: datetime | None, end: datetime | None, campaign_id: int | None
+) -> QuerySet[Intervention, tuple[Any, ...]]:
+    """Interventions decided in ``[start, end)`` (of one campaign), oldest first, as tuples of
+    ``INTERVENTION_EXPORT_FIELDS``. Iterate it with ``.iterator(chunk_size=...)``: a server-side cursor."""
+    rows = Intervention.objects.all()
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
+    if campaign_id is not None:
+        rows = rows.filter(campaign_id=campaign_id)
+    return rows.order_by("created_at", "id").values_list(*INTERVENTION_EXPORT_FIELDS)
+
+
+def deliveries_for_export(
+    *, start: datetime | None, end: datetime | None, campaign_id: int | None
+) -> QuerySet[Delivery, tuple[Any, ...]]:
+    """Deliveries queued in ``[start, end)`` (of one campaign's interventions), oldest first, as tuples of
+    ``DELIVERY_EXPORT_FIELDS``."""
+    rows = Delivery.objects.all()
+    if start is not None:
+        rows = rows.filter(queued_at__gte=start)
+    if end is not None:
+        rows = rows.filter(queued_at__lt=end)
+    if campaign_id is not None:
+        rows = rows.filter(intervention__campaign_id=campaign_id)
+    return rows.order_by("queued_at", "id").values_list(*DELIVERY_EXPORT_FIELDS)

@@ -387,6 +387,7 @@ class DecidedIntervention:
     is_holdout: bool = False
     channel: str = ""
     content: dict[str, Any] = field(default_factory=dict)
+    propensity: dict[str, Any] = field(default_factory=dict)
     seq: int | None = None
     scheduled_for: datetime | None = None
     expires_at: datetime | None = None
@@ -428,6 +429,7 @@ def interventions_batch_insert(
                 "channel": i.channel,
                 "content": i.content,
                 "context": i.context,
+                "propensity": i.propensity,
                 "seq": i.seq,
                 "scheduled_for": _iso(i.scheduled_for),
                 "expires_at": _iso(i.expires_at),

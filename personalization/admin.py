@@ -17,7 +17,7 @@ from personalization.models import Profile, PushToken
 class PushTokenInline(admin.TabularInline):
     model = PushToken
     extra = 0
-    fields = ("platform", "short_token", "is_active", "created_at", "invalidated_at")
+    fields = ("platform", "app_id", "short_token", "is_active", "created_at", "invalidated_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = False

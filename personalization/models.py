@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.postgres.indexes import HashIndex
 from django.db import models
 
 CHANNELS = ("onsite", "email", "sms", "push")
@@ -67,14 +68,23 @@ class PushToken(models.Model):
         WEB = "web", "Web"
 
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="push_tokens")
+    # FCM/APNs: the registration token; web: the PushSubscription's endpoint URL.
     token = models.CharField(max_length=4096)
     platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.ANDROID)
+    app_id = models.CharField(
+        max_length=200, blank=True, help_text="The app (bundle id, web origin) that registered it"
+    )
+    # Web Push only: the PushSubscription's ``keys`` ({"p256dh", "auth"}, base64url), encrypted to.
+    keys = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     invalidated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["profile", "token"], name="push_token_unique")]
+        # A device registering for another shopper leaves the one before (looked up by token alone); a hash
+        # index, because a web endpoint may exceed what a B-tree entry holds.
+        indexes = [HashIndex(fields=["token"], name="push_token_token_idx")]
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.token[:12]}…"

@@ -90,6 +90,19 @@ def push_tokens_active(*, profile_ids: Iterable[int]) -> dict[int, list[str]]:
     return tokens
 
 
+def push_subscription_keys(*, tokens: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The encryption keys of web tokens (PushSubscription endpoints) that are active, by token."""
+    rows = PushToken.objects.filter(
+        token__in=list(tokens), platform=PushToken.Platform.WEB, is_active=True
+    ).values_list("token", "keys")
+    return {token: dict(keys) for token, keys in rows if keys}
+
+
+def push_token_is_web(token: str) -> bool:
+    """A web token is its subscription's endpoint URL; FCM and APNs tokens never hold "://"."""
+    return "://" in token
+
+
 def segment_named_exists(*, name: str) -> bool:
     return Segment.objects.filter(name=name).exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ from django.utils import timezone
 
 from api.idempotency import idempotency_records_erase
 from core.bulk import rows_json
-from core.errors import ApplicationError, NotFoundError
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.persistence import row_lock, row_save_named
 from personalization.models import Profile, PushToken, Segment
 from personalization.selectors import ERASED_PREFIX, shopper_erased_id
-from personalization.signals import profile_erasing, profile_exporting
+from personalization.signals import consent_withdrawn, contact_changed, profile_erasing, profile_exporting
 
 # --- Batched writes for the Kafka decision path and tracking ingest (appended by the decision path) ---
 
@@ -185,9 +186,11 @@ def profile_changes_apply(
     *, profiles: Mapping[str, Profile], changes: Sequence[ProfileChange], write: bool = True
 ) -> list[Profile]:
     """Apply event-borne changes to locked profiles and write them back with one bulk update; returns
-    the profiles changed. ``write=False`` leaves the write (``PROFILE_CHANGE_FIELDS``) to the caller,
+    the profiles changed. Devices in ``user.push_tokens`` are registered (one more statement, only when
+    a change carries some). ``write=False`` leaves the write (``PROFILE_CHANGE_FIELDS``) to the caller,
     which folds it into a later one of the same transaction (the decision path: one UPDATE per batch)."""
     touched: dict[str, Profile] = {}
+    devices: list[tuple[Profile, Mapping[str, Any]]] = []
     now = timezone.now()
     for change in changes:
         profile = profiles[change.user_id]
@@ -209,6 +212,7 @@ def profile_changes_apply(
             attributes = change.user.get("attributes")
             if isinstance(attributes, dict) and attributes:
                 profile.attributes = {**profile.attributes, **attributes}
+            devices.extend((profile, item) for item in change.user.get("push_tokens") or ())
         if fresh and change.cart is not None:
             profile.last_cart = dict(change.cart)
         if change.order_revenue is not None:
@@ -217,6 +221,8 @@ def profile_changes_apply(
             profile.last_order_at = change.order_at or change.seen_at
     if touched and write:
         profiles_write(profiles=list(touched.values()), fields=PROFILE_CHANGE_FIELDS)
+    # Devices are another table: written now whatever ``write`` says (events rarely carry them).
+    push_tokens_register_many(registrations=devices)
     return list(touched.values())
 
 
@@ -301,6 +307,8 @@ def profile_onsite_seq_allocate(
 # --- Shopper preferences and data rights (GDPR), used by the users API (appended by the API) ---------
 
 _CONSENT_CHANNELS = ("onsite", "email", "sms", "push")
+# E.164: "+", a country code that never starts with 0, at most 15 digits in all.
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _validate_preferences(data: Mapping[str, Any]) -> None:
@@ -320,17 +328,23 @@ def _validate_preferences(data: Mapping[str, Any]) -> None:
             errors["quiet_hours"] = [
                 "Quiet hours need a start and a different end (the window may wrap midnight)."
             ]
+    phone = data.get("phone")
+    if phone and not E164.fullmatch(phone):
+        errors["phone"] = [f"{phone!r} is not an E.164 number (a + then up to 15 digits, e.g. +33612345678)."]
     if errors:
         raise ApplicationError("The preferences are not valid.", code="invalid", details=errors)
 
 
 @transaction.atomic
-def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Profile:
+def profile_preferences_update(*, user_id: str, data: Mapping[str, Any], actor_label: str = "") -> Profile:
     """Change what ``data`` names and leave the rest: ``consent`` ({channel: bool}), ``quiet_hours``
-    ({"start", "end"} times in the shopper's zone, or None to clear), ``timezone`` (IANA), ``locale``.
+    ({"start", "end"} times in the shopper's zone, or None to clear), ``timezone`` (IANA), ``locale``,
+    and the contact points ``email`` and ``phone`` (E.164; "" removes them).
 
     Creates the profile when the shopper is not known yet, so consent can be recorded before any event;
-    for an erased shopper this is the new consent: a new profile, later events processed again."""
+    for an erased shopper this is the new consent: a new profile, later events processed again.
+    In the same transaction, a withdrawn consent is announced (``consent_withdrawn``, source
+    ``preferences``) and a changed contact point too (``contact_changed``, by ``actor_label``)."""
     _validate_preferences(data)
     profile = profiles_lock(user_ids=[user_id])[user_id]
     if profile.erased_at is not None:
@@ -338,8 +352,23 @@ def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Prof
         # stays for campaign results, under an id no longer derived from theirs (docs/privacy.md).
         Profile.objects.filter(pk=profile.pk).update(user_id=f"{ERASED_PREFIX}{uuid.uuid4().hex}")
         profile = profiles_lock(user_ids=[user_id])[user_id]
+    withdrawn = [
+        channel
+        for channel, allowed in (data.get("consent") or {}).items()
+        if not allowed and profile.has_consent(channel)
+    ]
     for channel, allowed in (data.get("consent") or {}).items():
         setattr(profile, f"consent_{channel}", bool(allowed))
+    contact_changes: dict[str, list[str]] = {}
+    for field in ("email", "phone"):
+        if field in data and (data[field] or "") != getattr(profile, field):
+            contact_changes[field] = [getattr(profile, field), data[field] or ""]
+            setattr(profile, field, data[field] or "")
+    # A new address or number is a new contact point: a suppression recorded for the old one no longer holds.
+    if "email" in contact_changes:
+        profile.email_suppressed_at = None
+    if "phone" in contact_changes:
+        profile.phone_suppressed_at = None
     if "quiet_hours" in data:
         window = data["quiet_hours"]
         profile.quiet_hours_start = window["start"] if window else None
@@ -349,7 +378,51 @@ def profile_preferences_update(*, user_id: str, data: Mapping[str, Any]) -> Prof
     if "locale" in data:
         profile.locale = data["locale"] or ""
     profile.save()
+    for channel in withdrawn:
+        consent_withdrawn.send(sender=Profile, profile=profile, channel=channel, source="preferences")
+    if contact_changes:
+        contact_changed.send(
+            sender=Profile, profile=profile, changes=contact_changes, actor_label=actor_label
+        )
     return profile
+
+
+@transaction.atomic
+def profile_consent_withdraw(*, user_id: str, channel: str, source: str) -> Profile:
+    """A shopper's opt-out of one channel, reported by a client (``source``: e.g. ``push_client``).
+
+    Withdrawing twice is harmless: ``consent_withdrawn`` is sent only when the consent was on."""
+    if channel not in _CONSENT_CHANNELS:
+        raise ApplicationError(
+            f"Unknown channel {channel!r}.", code="invalid", details={"channel": ["Unknown."]}
+        )
+    profile = Profile.objects.select_for_update().filter(user_id=user_id, erased_at__isnull=True).first()
+    if profile is None:
+        raise NotFoundError(f"No shopper with user_id {user_id!r}.")
+    _consent_set(profile=profile, channel=channel, allowed=False, source=source)
+    return profile
+
+
+@transaction.atomic
+def profiles_sms_consent_set(*, phone: str, allowed: bool, source: str) -> list[Profile]:
+    """An SMS keyword from ``phone`` (STOP, START…): SMS consent of every shopper with that number.
+
+    A number may be shared (a family phone); the carrier's opt-out is per number, so ours is too."""
+    profiles = list(
+        Profile.objects.select_for_update().filter(phone=phone, erased_at__isnull=True).order_by("pk")
+    )
+    for profile in profiles:
+        _consent_set(profile=profile, channel="sms", allowed=allowed, source=source)
+    return profiles
+
+
+def _consent_set(*, profile: Profile, channel: str, allowed: bool, source: str) -> None:
+    if profile.has_consent(channel) == allowed:
+        return
+    setattr(profile, f"consent_{channel}", allowed)
+    profile.save(update_fields=[f"consent_{channel}", "updated_at"])
+    if not allowed:
+        consent_withdrawn.send(sender=Profile, profile=profile, channel=channel, source=source)
 
 
 @transaction.atomic
@@ -439,6 +512,83 @@ def push_tokens_deactivate(*, profile_id: int, tokens: Iterable[str]) -> int:
     return PushToken.objects.filter(profile_id=profile_id, token__in=list(tokens), is_active=True).update(
         is_active=False, invalidated_at=timezone.now()
     )
+
+
+# --- Devices: push tokens registered by apps (the users API) and by the event stream ------------------
+
+PUSH_PLATFORMS = tuple(PushToken.Platform.values)
+
+
+@transaction.atomic
+def push_token_register(
+    *, user_id: str, platform: str, token: str, app_id: str = "", keys: Mapping[str, str] | None = None
+) -> PushToken:
+    """Register (or refresh) a device of a shopper; returns the token, active.
+
+    Registering again is harmless and revives a token retired earlier (the app got it back from FCM, so
+    it works again). A device registered for another shopper is theirs no longer (a shared device, a new
+    login): it leaves the other profile, so one person's pushes never reach the next one's phone.
+    Creates an unknown shopper, like preferences; an erased shopper is refused until a new consent."""
+    profile = profiles_lock(user_ids=[user_id])[user_id]
+    if profile.erased_at is not None:
+        raise ConflictError(
+            f"Shopper {user_id!r} was erased; record a new consent (PUT preferences) first.", code="erased"
+        )
+    PushToken.objects.filter(token=token).exclude(profile=profile).delete()
+    push_token, _created = PushToken.objects.update_or_create(
+        profile=profile,
+        token=token,
+        defaults={
+            "platform": platform,
+            "app_id": app_id,
+            "keys": dict(keys or {}),
+            "is_active": True,
+            "invalidated_at": None,
+        },
+    )
+    return push_token
+
+
+@transaction.atomic
+def push_token_unregister(*, user_id: str, token: str) -> None:
+    """The app signed the device out: the token is forgotten (not kept retired: nothing to report on)."""
+    deleted, _ = PushToken.objects.filter(profile__user_id=user_id, token=token).delete()
+    if not deleted:
+        raise NotFoundError(f"Shopper {user_id!r} has no push token {token[:40]!r}.")
+
+
+def push_tokens_register_many(*, registrations: Sequence[tuple[Profile, Mapping[str, Any]]]) -> None:
+    """Tokens carried by events' ``user.push_tokens`` (validated by the event parser), in ONE statement.
+
+    Insert or revive each (profile, token); a token that moved to another shopper leaves the earlier
+    one in the same statement. Runs in the caller's transaction, with the profiles locked."""
+    rows = [
+        {
+            "profile_id": profile.pk,
+            "token": str(item["token"]),
+            "platform": str(item.get("platform") or PushToken.Platform.ANDROID),
+            "app_id": str(item.get("app_id") or ""),
+            "keys": dict(item.get("keys") or {}),
+        }
+        for profile, item in registrations
+    ]
+    if not rows:
+        return
+    table = PushToken._meta.db_table
+    # The last registration of a token in the batch wins (DISTINCT ON keeps one row per token).
+    sql = (
+        "WITH r AS (SELECT DISTINCT ON (token) * FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) "  # noqa: S608
+        "AS (profile_id bigint, token text, platform text, app_id text, keys jsonb)) "
+        "WITH ORDINALITY AS x(profile_id, token, platform, app_id, keys, n) ORDER BY token, n DESC), "
+        f'moved AS (DELETE FROM "{table}" AS t USING r '  # (identifiers from the model, values bound)
+        "WHERE t.token = r.token AND t.profile_id <> r.profile_id) "
+        f'INSERT INTO "{table}" (profile_id, token, platform, app_id, keys, is_active, created_at) '
+        "SELECT profile_id, token, platform, app_id, keys, true, now() FROM r "
+        "ON CONFLICT (profile_id, token) DO UPDATE SET platform = EXCLUDED.platform, "
+        "app_id = EXCLUDED.app_id, keys = EXCLUDED.keys, is_active = true, invalidated_at = NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [rows_json(rows)])
 
 
 @transaction.atomic

@@ -295,11 +295,13 @@ class EmbeddedPostgres:
             f"?host={quote(str(self.socket_dir))}&port={POSTGRES_SOCKET_PORT}"
         )
 
-    def stop(self) -> bool:
+    def stop(self, *, modes: tuple[str, ...] = ("fast", "immediate")) -> bool:
+        """pg_ctl stop in the first of ``modes`` that works (``("immediate",)``: as a crash would, no
+        checkpoint, the next start recovers from the WAL); SIGKILL if none does."""
         if not self._running or self._running_postmaster() is None:
             self._running = False
             return False
-        for mode in ("fast", "immediate"):
+        for mode in modes:
             try:
                 self._as_owner(
                     ["pg_ctl", "--pgdata", str(self.data_dir), "-w", "-t", "30", "-m", mode, "stop"]

@@ -9,7 +9,6 @@ a line saying why. pytest fixtures wrapping these live in ``tests/conftest.py``.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import uuid
@@ -49,7 +48,6 @@ from tracking.attribution import OrderPlaced, conversions_record
 from tracking.services import tracking_events_record
 
 ACTOR = "test"
-_numbers = itertools.count(1)
 
 
 def unique(prefix: str) -> str:
@@ -84,7 +82,7 @@ def template(
     """A template of ``channel`` with ``CONTENT[channel]`` in each locale, ``content`` replacing fields."""
     return campaign_services.template_create(
         data={
-            "name": name or f"{channel} template {next(_numbers)}",
+            "name": name or unique(f"{channel} template"),
             "channel": channel,
             "onsite_kind": onsite_kind if channel == "onsite" else "",
         },
@@ -118,11 +116,11 @@ def campaign(
         variants = ["A", {"name": "Control", "weight": 1, "is_control": True}]
     if segment is not None:
         data["segment"] = campaign_services.segment_create(
-            name=f"Segment {next(_numbers)}", rules=segment, actor_label=ACTOR
+            name=unique("Segment"), rules=segment, actor_label=ACTOR
         )
     return campaign_services.campaign_create(
         data={
-            "name": f"Campaign {next(_numbers)}",
+            "name": unique("Campaign"),
             "trigger": "prediction.cart_abandonment",
             "conditions": "score >= 0.7",
             "channels": list(channels),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import struct
+from pathlib import Path
 from urllib.parse import quote
 
 from django.db import connection
@@ -33,3 +35,24 @@ def database_url() -> str:
         query = f"?host={host}" + (f"&port={port}" if port else "")
         return f"postgres://{credentials}@/{name}{query}"
     return f"postgres://{credentials}@{host}{':' + str(port) if port else ''}/{name}"
+
+
+# --- Headless Chromium (tests/browser) ----------------------------------------------------------------
+
+# Debian's package (scripts/install-browser.sh); Playwright drives that binary and never downloads browsers.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG screenshot (from its IHDR chunk)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height

@@ -222,3 +222,152 @@ def sample_ratio_check(
         else "Observed group sizes match the configured split."
     )
     return SampleRatioCheck(chi2=float(result.statistic), p_value=p_value, mismatch=mismatch, reason=reason)
+
+
+# --- Always-valid inference: looking every day without fooling oneself -------------------------------
+
+
+@dataclass(frozen=True)
+class SequentialComparison:
+    """A difference of two conversion rates with an always-valid interval and p-value.
+
+    "Always valid": the probability that the interval ever misses the true difference, over every look
+    one cares to take (daily, hourly, on each page load), is at most 1 - confidence; likewise the p-value
+    is below alpha at some look with probability at most alpha when the rates are equal. A fixed-horizon
+    p-value looked at daily crosses 0.05 by chance far more often than 5 % of the time.
+    """
+
+    difference: float
+    interval: Interval | None  # None while either group has no variance (no conversion, or all converted)
+    p_value: float
+    mixing_sd: float
+
+
+def sequential_difference(
+    *,
+    successes: int,
+    trials: int,
+    baseline_successes: int,
+    baseline_trials: int,
+    mixing_sd: float,
+    confidence: float = CONFIDENCE,
+) -> SequentialComparison | None:
+    """The mixture sequential probability ratio test (mSPRT) for a difference of two proportions.
+
+    Johari, Koomen, Pekelis & Walsh, "Always valid inference: continuous monitoring of A/B tests"
+    (Operations Research 70(3), 2022), with the normal approximation they use for large samples: the
+    estimated difference θ̂ has variance V = p̂(1 - p̂)/n + p̂₀(1 - p̂₀)/n₀, and mixing the likelihood ratio
+    over alternatives θ ~ N(0, τ²) gives
+
+        Λ = sqrt(V / (V + τ²)) · exp(τ² θ̂² / (2 V (V + τ²)))
+
+    a nonnegative supermartingale under the null, so P(Λ ever ≥ 1/a) ≤ a (Ville's inequality). The
+    p-value is min(1, 1/Λ); the interval is every θ₀ the same test would not reject:
+
+        θ̂ ± sqrt(V (V + τ²) / τ² · (2 log(1/a) - log(V / (V + τ²))))
+
+    τ (``mixing_sd``) is where the test is most powerful: the campaign's minimum detectable effect.
+    """
+    if trials <= 0 or baseline_trials <= 0 or mixing_sd <= 0:
+        return None
+    rate = successes / trials
+    baseline_rate = baseline_successes / baseline_trials
+    difference = rate - baseline_rate
+    variance = rate * (1 - rate) / trials + baseline_rate * (1 - baseline_rate) / baseline_trials
+    if variance <= 0:
+        return SequentialComparison(difference=difference, interval=None, p_value=1.0, mixing_sd=mixing_sd)
+    tau2 = mixing_sd * mixing_sd
+    alpha = 1 - confidence
+    log_shrink = math.log(variance / (variance + tau2))
+    log_ratio = 0.5 * log_shrink + tau2 * difference * difference / (2 * variance * (variance + tau2))
+    half_width = _sequential_half_width(variance=variance, tau2=tau2, alpha=alpha)
+    return SequentialComparison(
+        difference=difference,
+        interval=Interval(low=difference - half_width, high=difference + half_width),
+        p_value=min(1.0, math.exp(-log_ratio)),
+        mixing_sd=mixing_sd,
+    )
+
+
+def fixed_half_width(*, variance: float, confidence: float = CONFIDENCE) -> float:
+    """Half the fixed-horizon (Wald) interval of an estimate with this variance: valid at one look only."""
+    return _z(confidence) * math.sqrt(variance)
+
+
+def _sequential_half_width(*, variance: float, tau2: float, alpha: float) -> float:
+    return math.sqrt(
+        variance
+        * (variance + tau2)
+        / tau2
+        * (2 * math.log(1 / alpha) - math.log(variance / (variance + tau2)))
+    )
+
+
+def power_reached(
+    *, baseline_rate: float, trials: int, baseline_trials: int, effect: float, confidence: float = CONFIDENCE
+) -> float | None:
+    """The power a fixed-horizon two-sided z-test has, at these sample sizes, to detect ``effect`` (an
+    absolute difference of rates) over ``baseline_rate``: how close the experiment is to telling."""
+    if trials <= 0 or baseline_trials <= 0 or effect <= 0:
+        return None
+    from scipy import stats
+
+    treated_rate = min(baseline_rate + effect, 1.0)
+    se = math.sqrt(
+        treated_rate * (1 - treated_rate) / trials + baseline_rate * (1 - baseline_rate) / baseline_trials
+    )
+    if se == 0:
+        return 1.0
+    z = _z(confidence)
+    return float(stats.norm.cdf(effect / se - z) + stats.norm.cdf(-effect / se - z))
+
+
+def growth_to_resolve(
+    *,
+    baseline_rate: float,
+    trials: int,
+    baseline_trials: int,
+    effect: float,
+    confidence: float = CONFIDENCE,
+) -> float | None:
+    """By how many times the samples must grow (≥ 1) before the always-valid interval is narrower than
+    ``effect`` on each side: then a true difference of ``effect`` is, at its expected estimate, declared.
+
+    Both groups grow at today's ratio, with the variance of the baseline rate (and of the rate ``effect``
+    above it) per shopper. ``None`` when nothing is known yet.
+    """
+    if trials <= 0 or baseline_trials <= 0 or effect <= 0 or not 0 < baseline_rate < 1:
+        return None
+    treated_rate = min(baseline_rate + effect, 1.0)
+    variance = (
+        treated_rate * (1 - treated_rate) / trials + baseline_rate * (1 - baseline_rate) / baseline_trials
+    )
+    tau2 = effect * effect
+    alpha = 1 - confidence
+
+    def half_width(growth: float) -> float:
+        return _sequential_half_width(variance=variance / growth, tau2=tau2, alpha=alpha)
+
+    if half_width(1.0) <= effect:
+        return 1.0
+    low, high = 1.0, 2.0
+    while half_width(high) > effect:
+        low, high = high, high * 2
+        if high > 1e9:
+            return None
+    for _ in range(60):  # bisection to well below a day's precision
+        middle = (low + high) / 2
+        low, high = (low, middle) if half_width(middle) <= effect else (middle, high)
+    return high
+
+
+def mean_interval(
+    *, count: int, total: float, total_squares: float, confidence: float = CONFIDENCE
+) -> Interval | None:
+    """Normal interval of a mean (e.g. revenue per shopper) from its sums; ``None`` below two units."""
+    if count < 2:
+        return None
+    mean = total / count
+    variance = max(total_squares - count * mean * mean, 0.0) / (count - 1)
+    half = _z(confidence) * math.sqrt(variance / count)
+    return Interval(low=mean - half, high=mean + half)

@@ -1,4 +1,5 @@
-"""CSV and XLSX exports of campaign reports: one row per variant and one for the holdout, per campaign.
+"""CSV and XLSX exports: campaign reports (one row per variant and one for the holdout, per campaign), and
+the raw rows of a period (interventions, deliveries, tracking events, conversions).
 
 Campaigns are read in chunks (three queries per chunk, see tracking/reports.py), so an export over every
 campaign and a long period keeps memory flat: CSV is streamed row by row, XLSX is written by openpyxl's
@@ -9,14 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any
 
+from django.db.models import QuerySet
 from django.http import FileResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from interventions import selectors as intervention_selectors
+from tracking import selectors
 from tracking.reports import (
     COUNTS,
     CampaignReport,
@@ -54,10 +62,16 @@ COLUMNS = (
     "lift_vs_control_ci_high",
     "p_value_vs_control",
     "probability_to_beat_control",
+    "always_valid_difference_vs_control_ci_low",
+    "always_valid_difference_vs_control_ci_high",
+    "always_valid_p_value_vs_control",
+    "verdict_vs_control",
     "lift_vs_holdout",
     "lift_vs_holdout_ci_low",
     "lift_vs_holdout_ci_high",
     "p_value_vs_holdout",
+    "always_valid_p_value_vs_holdout",
+    "verdict_vs_holdout",
     "incremental_conversions",
     "incremental_revenue",
     "srm_p_value",
@@ -92,6 +106,8 @@ def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
     vs_holdout = group.vs_holdout or {}
     control_ci = vs_control.get("relative_lift_ci")
     holdout_ci = vs_holdout.get("relative_lift_ci")
+    control_valid = vs_control.get("always_valid") or {}
+    control_valid_ci = control_valid.get("absolute_lift_ci")
     values: dict[str, Cell] = {
         "campaign_id": report.campaign_id,
         "campaign": report.campaign_name,
@@ -120,10 +136,16 @@ def _row(report: CampaignReport, group: GroupReport) -> list[Cell]:
         "lift_vs_control_ci_high": control_ci.high if control_ci else None,
         "p_value_vs_control": vs_control.get("p_value"),
         "probability_to_beat_control": vs_control.get("probability_to_beat"),
+        "always_valid_difference_vs_control_ci_low": control_valid_ci.low if control_valid_ci else None,
+        "always_valid_difference_vs_control_ci_high": control_valid_ci.high if control_valid_ci else None,
+        "always_valid_p_value_vs_control": control_valid.get("p_value"),
+        "verdict_vs_control": vs_control.get("verdict"),
         "lift_vs_holdout": vs_holdout.get("relative_lift"),
         "lift_vs_holdout_ci_low": holdout_ci.low if holdout_ci else None,
         "lift_vs_holdout_ci_high": holdout_ci.high if holdout_ci else None,
         "p_value_vs_holdout": vs_holdout.get("p_value"),
+        "always_valid_p_value_vs_holdout": (vs_holdout.get("always_valid") or {}).get("p_value"),
+        "verdict_vs_holdout": vs_holdout.get("verdict"),
         "incremental_conversions": vs_holdout.get("incremental_conversions"),
         "incremental_revenue": vs_holdout.get("incremental_revenue"),
         "srm_p_value": report.srm.p_value,
@@ -237,3 +259,158 @@ def export_response(
         filename=filename,
         content_type=XLSX,
     )
+
+
+# --- Raw rows: interventions, deliveries, tracking events and conversions of a period -----------------
+#
+# Memory stays flat however many rows: the rows come from a server-side cursor (QuerySet.iterator with
+# chunk_size: PostgreSQL sends RAW_CHUNK_SIZE rows at a time), CSV is yielded every RAW_CHUNK_SIZE rows,
+# and XLSX goes through openpyxl's write-only workbook, which streams each sheet to a temporary file.
+
+RAW_CHUNK_SIZE = 2000
+# An XLSX sheet holds 1,048,576 rows; longer exports continue on "<kind> 2", "<kind> 3", ...
+XLSX_ROWS_PER_SHEET = 1_000_000
+
+
+@dataclass(frozen=True)
+class RawKind:
+    name: str
+    fields: tuple[str, ...]
+    rows: Callable[..., QuerySet[Any, tuple[Any, ...]]]  # (start=, end=, campaign_id=) -> tuples
+
+    @property
+    def columns(self) -> list[str]:
+        """``intervention__campaign_id`` reads ``campaign_id``: the export names what the value is."""
+        return [field.rsplit("__", 1)[-1] for field in self.fields]
+
+
+RAW_KINDS: dict[str, RawKind] = {
+    "interventions": RawKind(
+        "interventions",
+        intervention_selectors.INTERVENTION_EXPORT_FIELDS,
+        intervention_selectors.interventions_for_export,
+    ),
+    "deliveries": RawKind(
+        "deliveries",
+        intervention_selectors.DELIVERY_EXPORT_FIELDS,
+        intervention_selectors.deliveries_for_export,
+    ),
+    "events": RawKind("events", selectors.TRACKING_EVENT_EXPORT_FIELDS, selectors.tracking_events_for_export),
+    "conversions": RawKind(
+        "conversions", selectors.CONVERSION_EXPORT_FIELDS, selectors.conversions_for_export
+    ),
+}
+
+
+def _raw_queryset(
+    *, kind: str, period: ReportPeriod, campaign_id: int | None
+) -> QuerySet[Any, tuple[Any, ...]]:
+    return RAW_KINDS[kind].rows(start=period.start, end=period.end, campaign_id=campaign_id)
+
+
+def raw_count(*, kind: str, period: ReportPeriod, campaign_id: int | None = None) -> int:
+    return _raw_queryset(kind=kind, period=period, campaign_id=campaign_id).count()
+
+
+def raw_rows(*, kind: str, period: ReportPeriod, campaign_id: int | None = None) -> Iterator[tuple[Any, ...]]:
+    return _raw_queryset(kind=kind, period=period, campaign_id=campaign_id).iterator(
+        chunk_size=RAW_CHUNK_SIZE
+    )
+
+
+def _raw_csv_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _csv_cell(value)
+
+
+def raw_csv_stream(
+    *, kind: str, period: ReportPeriod, campaign_id: int | None = None, progress: Progress | None = None
+) -> Iterator[str]:
+    """The rows as CSV text, the header first, then a chunk every ``RAW_CHUNK_SIZE`` rows. Times are
+    ISO-8601 in UTC; ids, user ids and order ids are written as text a spreadsheet will not run."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+        return text
+
+    writer.writerow(RAW_KINDS[kind].columns)
+    yield flush()
+    pending = 0
+    for row in raw_rows(kind=kind, period=period, campaign_id=campaign_id):
+        writer.writerow([_raw_csv_cell(value) for value in row])
+        pending += 1
+        if pending == RAW_CHUNK_SIZE:
+            yield flush()
+            if progress is not None:
+                progress(pending)
+            pending = 0
+    yield flush()
+    if progress is not None and pending:
+        progress(pending)
+
+
+def _raw_xlsx_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)  # Excel has no time zones: UTC, said in the header
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+def raw_xlsx_write(
+    *,
+    target: IO[bytes],
+    kind: str,
+    period: ReportPeriod,
+    campaign_id: int | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """The rows as an XLSX workbook (a sheet per million rows), written to a binary file object."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    header = [f"{column} (UTC)" if column.endswith("_at") else column for column in RAW_KINDS[kind].columns]
+    sheet: Any = None
+    pending = 0
+    for written, row in enumerate(raw_rows(kind=kind, period=period, campaign_id=campaign_id)):
+        if written % XLSX_ROWS_PER_SHEET == 0:
+            number = written // XLSX_ROWS_PER_SHEET + 1
+            sheet = workbook.create_sheet(kind if number == 1 else f"{kind} {number}")
+            sheet.append(header)
+        sheet.append(_xlsx_row(sheet, [_raw_xlsx_value(value) for value in row]))
+        pending += 1
+        if progress is not None and pending == RAW_CHUNK_SIZE:
+            progress(pending)
+            pending = 0
+    if sheet is None:
+        workbook.create_sheet(kind).append(header)
+    if progress is not None and pending:
+        progress(pending)
+    workbook.save(target)
+
+
+def raw_export_response(
+    *, kind: str, file_format: str, period: ReportPeriod, campaign_id: int | None = None
+) -> StreamingHttpResponse | FileResponse:
+    """The download of the API and the admin: CSV streamed as the cursor reads, XLSX from a spooled file."""
+    filename = f"{kind}-{timezone.now():%Y%m%d-%H%M%S}.{file_format}"
+    if file_format == "csv":
+        response = StreamingHttpResponse(
+            raw_csv_stream(kind=kind, period=period, campaign_id=campaign_id),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115  (the response closes it)
+    raw_xlsx_write(target=spooled, kind=kind, period=period, campaign_id=campaign_id)
+    spooled.seek(0)
+    return FileResponse(spooled, as_attachment=True, filename=filename, content_type=XLSX)

@@ -19,6 +19,7 @@ Who counts (see docs/analytics.md for the reasoning):
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ HOLDOUT = "holdout"
 CONTROL = "control"
 TREATMENT = "treatment"
 MONEY = Decimal("0.01")
+MIN_DETECTABLE_EFFECT = 0.0001  # 0.01 percentage point, the smallest the campaign field accepts
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class GroupReport:
     revenue: Decimal = Decimal("0.00")
     revenue_squares: Decimal = Decimal("0")  # sum over converters of (their revenue)², for the interval
     revenue_other_currencies: dict[str, Decimal] = field(default_factory=dict)
+    first_exposed_at: datetime | None = None
     conversion_rate: float | None = None
     conversion_rate_ci: analytics.Interval | None = None
     revenue_per_user: Decimal | None = None
@@ -140,6 +143,7 @@ class CampaignReport:
     srm: analytics.SampleRatioCheck
     incremental: dict[str, Any] | None
     generated_at: datetime
+    minimum_detectable_effect: float = 0.01  # absolute, as a fraction (1 percentage point = 0.01)
 
     @property
     def variants(self) -> list[GroupReport]:
@@ -191,6 +195,7 @@ def exposure_counts(*, campaign_ids: Sequence[int], period: ReportPeriod) -> lis
                CASE WHEN i.is_holdout THEN NULL ELSE i.variant_id END AS group_variant,
                COUNT(*) AS exposures,
                COUNT(DISTINCT i.user_id) AS users,
+               MIN(i.created_at) AS first_exposed_at,
                COUNT(*) FILTER (WHERE i.status = %s) AS suppressed,
                COUNT(*) FILTER (WHERE i.delivered_at IS NOT NULL) AS delivered,
                COUNT(*) FILTER (WHERE g.displayed) AS displayed,
@@ -393,6 +398,7 @@ def _build(
         ):
             setattr(group, name, int(exposed.get(name) or 0))
         group.sent = group.exposures - group.suppressed
+        group.first_exposed_at = exposed.get("first_exposed_at")
         converted = conversions.get(key, {})
         group.orders = int(converted.get("orders") or 0)
         group.converters = int(converted.get("converters") or 0)
@@ -417,14 +423,17 @@ def _build(
 
     control = next((g for g in groups if g.role == CONTROL), None)
     holdout = groups[-1]
+    # The field's validators keep it at 0.01 pp or more; a row written around them must not break the page.
+    mde = max(float(campaign.minimum_detectable_effect) / 100, MIN_DETECTABLE_EFFECT)
+    looked_at = min(generated_at, period.end) if period.end else generated_at
     for group in groups:
         if group.role == TREATMENT and control is not None:
-            group.vs_control = _compare(group, control, with_increment=False)
+            group.vs_control = _compare(group, control, with_increment=False, mde=mde, looked_at=looked_at)
         if group.role != HOLDOUT:
-            group.vs_holdout = _compare(group, holdout, with_increment=True)
+            group.vs_holdout = _compare(group, holdout, with_increment=True, mde=mde, looked_at=looked_at)
 
     treated = _pooled([g for g in groups if g.role != HOLDOUT])
-    incremental = _compare(treated, holdout, with_increment=True)
+    incremental = _compare(treated, holdout, with_increment=True, mde=mde, looked_at=looked_at)
     srm = _srm(campaign=campaign, groups=groups)
     funnel = {
         "exposures": treated.exposures,
@@ -449,6 +458,7 @@ def _build(
         srm=srm,
         incremental=incremental,
         generated_at=generated_at,
+        minimum_detectable_effect=mde,
     )
 
 
@@ -476,10 +486,14 @@ def _pooled(groups: Sequence[GroupReport]) -> GroupReport:
     for group in groups:
         for name in (*COUNTS, "revenue", "revenue_squares"):
             setattr(pooled, name, getattr(pooled, name) + getattr(group, name))
+    firsts = [g.first_exposed_at for g in groups if g.first_exposed_at is not None]
+    pooled.first_exposed_at = min(firsts) if firsts else None
     return pooled
 
 
-def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool) -> dict[str, Any] | None:
+def _compare(
+    group: GroupReport, baseline: GroupReport, *, with_increment: bool, mde: float, looked_at: datetime
+) -> dict[str, Any] | None:
     comparison = analytics.proportions_compare(
         successes=group.converters,
         trials=group.users,
@@ -501,6 +515,7 @@ def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool)
             baseline_successes=baseline.converters,
             baseline_trials=baseline.users,
         ),
+        **_sequential(group, baseline, mde=mde, looked_at=looked_at),
     }
     if with_increment:
         per_user = analytics.mean_difference(
@@ -523,19 +538,350 @@ def _compare(group: GroupReport, baseline: GroupReport, *, with_increment: bool)
     return result
 
 
+def _sequential(
+    group: GroupReport, baseline: GroupReport, *, mde: float, looked_at: datetime
+) -> dict[str, Any]:
+    """The always-valid comparison of conversion rates (absolute difference), the fixed-horizon interval
+    of the same difference beside it, the power reached for the planned minimum effect, and the verdict."""
+    rate, baseline_rate = group.converters / group.users, baseline.converters / baseline.users
+    variance = rate * (1 - rate) / group.users + baseline_rate * (1 - baseline_rate) / baseline.users
+    half_width = analytics.fixed_half_width(variance=variance)
+    sequential = analytics.sequential_difference(
+        successes=group.converters,
+        trials=group.users,
+        baseline_successes=baseline.converters,
+        baseline_trials=baseline.users,
+        mixing_sd=mde,
+    )
+    assert sequential is not None  # both groups have shoppers (checked by the caller) and mde > 0
+    growth = analytics.growth_to_resolve(
+        baseline_rate=baseline_rate, trials=group.users, baseline_trials=baseline.users, effect=mde
+    )
+    starts = [g.first_exposed_at for g in (group, baseline) if g.first_exposed_at is not None]
+    days_so_far = max((looked_at - min(starts)).total_seconds() / 86400, 1.0) if starts else None
+    days_left = (
+        math.ceil(days_so_far * (growth - 1)) if growth is not None and days_so_far is not None else None
+    )
+    return {
+        "baseline_name": baseline.name,
+        "absolute_lift_ci": analytics.Interval(
+            low=sequential.difference - half_width, high=sequential.difference + half_width
+        ),
+        "always_valid": {
+            "absolute_lift_ci": sequential.interval,
+            "p_value": sequential.p_value,
+        },
+        "power": analytics.power_reached(
+            baseline_rate=baseline_rate, trials=group.users, baseline_trials=baseline.users, effect=mde
+        ),
+        "days_to_decision": days_left,
+        "verdict": verdict_text(
+            name=group.name,
+            baseline=baseline.name,
+            sequential=sequential,
+            days_left=days_left,
+            mde=mde,
+        ),
+    }
+
+
+def verdict_text(
+    *, name: str, baseline: str, sequential: analytics.SequentialComparison, days_left: int | None, mde: float
+) -> str:
+    """The verdict in words, from the always-valid interval only (so it may be read any day)."""
+    interval = sequential.interval
+    if interval is not None and (interval.low > 0 or interval.high < 0):
+        wins = interval.low > 0
+        return (
+            f"{name} {'beats' if wins else 'loses to'} {baseline.lower()}: "
+            f"{sequential.difference * 100:+.1f} pp, always-valid 95% interval "
+            f"[{_points(interval.low)}, {_points(interval.high)}]"
+        )
+    if interval is not None and -mde < interval.low and interval.high < mde:
+        return (
+            f"No difference as large as the planned {mde * 100:.2g} pp: always-valid 95% interval "
+            f"[{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+        )
+    if days_left is None:
+        return "No decision yet; too few conversions to say how long it will take"
+    return (
+        f"No decision yet; at today's rate about {days_left} more "
+        f"day{'s' if days_left != 1 else ''} for the planned minimum effect ({mde * 100:.2g} pp)"
+    )
+
+
+def _points(rate: float) -> str:
+    """A difference of rates in percentage points, one decimal; two when one would read as 0.0 (an
+    interval "[0.0, 7.0]" that excludes zero would look as if it touched it)."""
+    points = rate * 100
+    return f"{points:.1f}" if round(points, 1) != 0 or points == 0 else f"{points:.2f}"
+
+
 def _money(value: float) -> Decimal:
     return Decimal(str(value)).quantize(MONEY)
 
 
 def _srm(*, campaign: Campaign, groups: Sequence[GroupReport]) -> analytics.SampleRatioCheck:
-    if campaign.use_bandit:
-        return analytics.SampleRatioCheck(
-            chi2=None,
-            p_value=None,
-            mismatch=False,
-            reason="Not checked: a bandit moves traffic between variants on purpose.",
-        )
     considered = [g for g in groups if g.expected_share > 0 or g.users > 0]
+    if campaign.use_bandit:
+        # A bandit moves traffic between the treatment variants on purpose; the control and the holdout
+        # keep their fixed shares, so the check is of those two against the treatment variants together.
+        treated = [g for g in considered if g.role == TREATMENT]
+        considered = [g for g in considered if g.role != TREATMENT]
+        if treated:
+            considered.append(_pooled(treated))
+            considered[-1].expected_share = sum(g.expected_share for g in treated)
     return analytics.sample_ratio_check(
         observed=[g.users for g in considered], expected_shares=[g.expected_share for g in considered]
+    )
+
+
+# --- Over time: the same groups, day by day ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailyPoint:
+    """One group on one day (UTC). Shoppers, converters and revenue are cumulative: what a look taken at
+    the end of that day would have seen of the cohort exposed so far."""
+
+    day: date
+    exposures: int  # that day's
+    users: int
+    converters: int
+    revenue: Decimal
+    conversion_rate: float | None
+    conversion_rate_ci: analytics.Interval | None
+    revenue_per_user: float | None
+    revenue_per_user_ci: analytics.Interval | None
+
+
+@dataclass(frozen=True)
+class GroupSeries:
+    key: str
+    name: str
+    role: str
+    points: list[DailyPoint]
+
+
+@dataclass(frozen=True)
+class LiftPoint:
+    day: date
+    difference: float | None
+    fixed_ci: analytics.Interval | None
+    always_valid_ci: analytics.Interval | None
+
+
+@dataclass(frozen=True)
+class LiftSeries:
+    name: str
+    baseline: str
+    points: list[LiftPoint]
+
+
+@dataclass(frozen=True)
+class CampaignTimeline:
+    days: list[date]
+    groups: list[GroupSeries]
+    lifts: list[LiftSeries]
+
+
+def _daily_rows(sql: str, params: Sequence[Any]) -> dict[tuple[int | None, date], tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(row[0], row[1]): tuple(row[2:]) for row in cursor.fetchall()}
+
+
+def daily_counts(
+    *, campaign_id: int, period: ReportPeriod, currency: str
+) -> dict[str, dict[tuple[int | None, date], tuple[Any, ...]]]:
+    """Per (variant or holdout, UTC day): exposures; shoppers first exposed; shoppers first converting;
+    revenue in ``currency`` and its per-shopper variance increment. Four grouped queries.
+
+    The variance term needs Σ over shoppers of (their revenue so far)² on every day; it grows only on the
+    days a shopper orders, by cum² - (cum - that day's revenue)², so summing those increments per day
+    keeps the query grouped instead of one row per shopper and day.
+    """
+    intervention = INTERVENTION_TABLE
+    conversion = Conversion._meta.db_table
+    where, params = _intervention_filter(campaign_ids=[campaign_id], period=period)
+    conditions = " AND ".join(where)
+    group = "CASE WHEN i.is_holdout THEN NULL ELSE i.variant_id END"
+    converted_group = "CASE WHEN c.is_holdout THEN NULL ELSE c.variant_id END"
+    converted_where = f"{conditions} AND (c.is_holdout OR c.variant_id IS NOT NULL)"
+    utc_day = "(({}) AT TIME ZONE 'UTC')::date"
+    exposures = f"""
+        SELECT {group}, {utc_day.format("i.created_at")}, COUNT(*)
+        FROM {intervention} i WHERE {conditions} GROUP BY 1, 2
+    """  # noqa: S608  (table names come from the models, values are parameters)
+    users = f"""
+        SELECT g, first_day, COUNT(*) FROM (
+            SELECT {group} AS g, i.user_id, {utc_day.format("MIN(i.created_at)")} AS first_day
+            FROM {intervention} i WHERE {conditions} GROUP BY 1, 2
+        ) firsts GROUP BY 1, 2
+    """  # noqa: S608
+    converters = f"""
+        SELECT g, first_day, COUNT(*) FROM (
+            SELECT {converted_group} AS g, c.user_id,
+                   {utc_day.format("GREATEST(MIN(c.occurred_at), MIN(i.created_at))")} AS first_day
+            FROM {conversion} c JOIN {intervention} i ON i.id = c.intervention_id
+            WHERE {converted_where} GROUP BY 1, 2
+        ) firsts GROUP BY 1, 2
+    """  # noqa: S608
+    revenue = f"""
+        SELECT g, day, SUM(revenue), SUM(running * running - (running - revenue) * (running - revenue))
+        FROM (
+            SELECT g, day, revenue, SUM(revenue) OVER (PARTITION BY g, user_id ORDER BY day) AS running
+            FROM (
+                SELECT {converted_group} AS g, c.user_id,
+                       {utc_day.format("GREATEST(c.occurred_at, i.created_at)")} AS day,
+                       SUM(c.revenue) AS revenue
+                FROM {conversion} c JOIN {intervention} i ON i.id = c.intervention_id
+                WHERE {converted_where} AND c.currency = %s GROUP BY 1, 2, 3
+            ) per_day
+        ) running GROUP BY 1, 2
+    """  # noqa: S608
+    return {
+        "exposures": _daily_rows(exposures, params),
+        "users": _daily_rows(users, params),
+        "converters": _daily_rows(converters, params),
+        "revenue": _daily_rows(revenue, [*params, currency]),
+    }
+
+
+def campaign_timeline(*, report: CampaignReport, period: ReportPeriod) -> CampaignTimeline:
+    """The report's groups day by day, and each comparison's cumulative lift (variants against control
+    when there is one, else against the holdout; the campaign against the holdout) with its
+    fixed-horizon and always-valid intervals."""
+    counts = daily_counts(campaign_id=report.campaign_id, period=period, currency=report.currency)
+    seen = [day for rows in counts.values() for _, day in rows]
+    if not seen:
+        return CampaignTimeline(days=[], groups=[], lifts=[])
+    first, last = min(seen), max(seen)
+    days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    series = [_group_series(group, days=days, counts=counts) for group in report.groups]
+    by_key = {s.key: s for s in series}
+    lifts: list[LiftSeries] = []
+    control = report.control
+    baseline = control if control is not None else report.holdout
+    for group in report.groups:
+        if group.role == TREATMENT or (group.role == CONTROL and control is None):
+            lifts.append(
+                _lift_series(by_key[group.key], by_key[baseline.key], mde=report.minimum_detectable_effect)
+            )
+    return CampaignTimeline(days=days, groups=series, lifts=lifts)
+
+
+def _group_series(
+    group: GroupReport, *, days: list[date], counts: dict[str, dict[tuple[int | None, date], tuple[Any, ...]]]
+) -> GroupSeries:
+    users = converters = 0
+    revenue, squares = Decimal("0"), Decimal("0")
+    points = []
+    for day in days:
+        key = (group.variant_id, day)
+        users += int(counts["users"].get(key, (0,))[0])
+        converters += int(counts["converters"].get(key, (0,))[0])
+        day_revenue, day_squares = counts["revenue"].get(key, (Decimal("0"), Decimal("0")))
+        revenue += Decimal(day_revenue)
+        squares += Decimal(day_squares)
+        per_user = analytics.mean_interval(count=users, total=float(revenue), total_squares=float(squares))
+        points.append(
+            DailyPoint(
+                day=day,
+                exposures=int(counts["exposures"].get(key, (0,))[0]),
+                users=users,
+                converters=converters,
+                revenue=revenue.quantize(MONEY),
+                conversion_rate=converters / users if users else None,
+                conversion_rate_ci=analytics.wilson_interval(successes=converters, trials=users),
+                revenue_per_user=float(revenue) / users if users else None,
+                revenue_per_user_ci=per_user,
+            )
+        )
+    return GroupSeries(key=group.key, name=group.name, role=group.role, points=points)
+
+
+def _lift_series(group: GroupSeries, baseline: GroupSeries, *, mde: float) -> LiftSeries:
+    points = []
+    for treated, base in zip(group.points, baseline.points, strict=True):
+        sequential = analytics.sequential_difference(
+            successes=treated.converters,
+            trials=treated.users,
+            baseline_successes=base.converters,
+            baseline_trials=base.users,
+            mixing_sd=mde,
+        )
+        if sequential is None:
+            points.append(LiftPoint(day=treated.day, difference=None, fixed_ci=None, always_valid_ci=None))
+            continue
+        rate, base_rate = treated.converters / treated.users, base.converters / base.users
+        half = analytics.fixed_half_width(
+            variance=rate * (1 - rate) / treated.users + base_rate * (1 - base_rate) / base.users
+        )
+        points.append(
+            LiftPoint(
+                day=treated.day,
+                difference=sequential.difference,
+                fixed_ci=analytics.Interval(
+                    low=sequential.difference - half, high=sequential.difference + half
+                )
+                if half > 0
+                else None,
+                always_valid_ci=sequential.interval,
+            )
+        )
+    return LiftSeries(name=group.name, baseline=baseline.name, points=points)
+
+
+# --- Overview: every campaign on one line ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    campaign_id: int
+    name: str
+    status: str
+    exposures: int
+    users: int
+    converters: int
+    conversion_rate: float | None
+    currency: str
+    incremental_revenue: Decimal | None
+    incremental_revenue_ci: analytics.Interval | None
+    verdict: str
+    decided: str  # "better", "worse" or "" (no decision): how the verdict reads at a glance
+
+
+def overview_row(report: CampaignReport) -> OverviewRow:
+    """A campaign's line on the overview: what it reached, what it earned against its holdout, and the
+    verdict — of the campaign against its holdout when it has one, else of its best-exposed variant
+    against control."""
+    treated = report.funnel
+    incremental = report.incremental
+    comparison = incremental
+    if comparison is None:
+        compared = [g for g in report.variants if g.vs_control is not None]
+        compared.sort(key=lambda g: -g.users)
+        comparison = compared[0].vs_control if compared else None
+    verdict = comparison["verdict"] if comparison else "Nothing to compare yet"
+    interval = comparison["always_valid"]["absolute_lift_ci"] if comparison else None
+    decided = ""
+    if interval is not None and interval.low > 0:
+        decided = "better"
+    elif interval is not None and interval.high < 0:
+        decided = "worse"
+    users = int(treated["users"])
+    return OverviewRow(
+        campaign_id=report.campaign_id,
+        name=report.campaign_name,
+        status=report.campaign_status,
+        exposures=int(treated["exposures"]),
+        users=users,
+        converters=int(treated["converters"]),
+        conversion_rate=int(treated["converters"]) / users if users else None,
+        currency=report.currency,
+        incremental_revenue=incremental["incremental_revenue"] if incremental else None,
+        incremental_revenue_ci=incremental.get("incremental_revenue_ci") if incremental else None,
+        verdict=verdict,
+        decided=decided,
     )

@@ -7,6 +7,8 @@ A GET body can be edited and sent back with PUT: read-only fields (id, timestamp
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -111,8 +113,17 @@ class CampaignSerializer(StrictSerializer):
     holdout_percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False)
     expiry_seconds = _seconds()
     use_bandit = serializers.BooleanField(required=False)
+    bandit_goal = serializers.ChoiceField(choices=Campaign.BanditGoal.choices, required=False)
     conversion_goal = serializers.CharField(max_length=64, required=False)
     attribution_window_seconds = _seconds()
+    minimum_detectable_effect = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("100"),
+        required=False,
+        help_text="Percentage points of conversion rate; tunes the always-valid test (default 1.00)",
+    )
     send_at = serializers.DateTimeField(allow_null=True, required=False)
     send_local_time = LocalTimeField(
         allow_null=True, required=False, help_text="The shopper's wall-clock time, in their own time zone"

@@ -17,6 +17,7 @@ webhook_urlpatterns: list[URLPattern | URLResolver] = [
         ),
     ),
     path("webhooks/twilio/status", webhooks.twilio_status, name="webhook-twilio-status"),
+    path("webhooks/twilio/inbound", webhooks.twilio_inbound, name="webhook-twilio-inbound"),
     path("webhooks/push-receipts", webhooks.PushReceiptsView.as_view(), name="webhook-push"),
 ]
 

@@ -4,7 +4,8 @@
   ``/api/v1/webhooks/anymail/<esp>/tracking/``), authenticated by ANYMAIL's WEBHOOK_SECRET (HTTP basic auth)
   and refused outright while no secret is set; it emits anymail's ``tracking`` signal, recorded below for
   email deliveries only.
-- SMS: Twilio status callbacks, accepted only with a valid ``X-Twilio-Signature``.
+- SMS: Twilio status callbacks, and inbound messages (STOP/START keywords, ``notifications.optouts``),
+  accepted only with a valid ``X-Twilio-Signature``.
 - Push: receipts posted by the app backend with an API key holding the ``webhooks`` scope.
 
 A forged call gets 4xx and writes nothing. A replay writes nothing either: each callback has a key
@@ -44,6 +45,7 @@ from core.observability import get_logger
 from interventions.selectors import delivery_by_provider_message_id, delivery_get
 from notifications.ledger import delivery_failure_report
 from notifications.models import ProviderCallback
+from notifications.optouts import sms_keyword_apply
 from notifications.providers.sms import DEAD_NUMBER_CODES
 from personalization.services import profile_email_complaint_record
 from tracking.services import tracking_event_record
@@ -176,14 +178,22 @@ def _twilio_token(account_sid: str) -> str:
     return ""
 
 
+def _twilio_signed(request: HttpRequest, *, configured_url: str) -> dict[str, str] | None:
+    """The posted parameters when ``X-Twilio-Signature`` is valid for the account they name, else None."""
+    params = {key: request.POST.get(key, "") for key in request.POST}
+    token = _twilio_token(params.get("AccountSid", ""))
+    url = configured_url or request.build_absolute_uri()
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token or not signature or not RequestValidator(token).validate(url, params, signature):
+        return None
+    return params
+
+
 @csrf_exempt
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
-    params = {key: request.POST.get(key, "") for key in request.POST}
-    token = _twilio_token(params.get("AccountSid", ""))
-    url = settings.TWILIO_STATUS_CALLBACK_URL or request.build_absolute_uri()
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not token or not signature or not RequestValidator(token).validate(url, params, signature):
+    params = _twilio_signed(request, configured_url=settings.TWILIO_STATUS_CALLBACK_URL)
+    if params is None:
         return JsonResponse(error_body("invalid_signature", "Bad signature."), status=403)
     sid, message_status = params.get("MessageSid", ""), params.get("MessageStatus", "")
     delivery = delivery_by_provider_message_id(channel="sms", provider_message_id=sid)
@@ -210,6 +220,23 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
                 response={"status": message_status, "error_code": code},
             )
     return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    """A message a shopper sent to our number: STOP/START keywords change SMS consent.
+
+    Answers an empty TwiML response: Twilio sends its own confirmation for the standard keywords. A
+    replayed message (same MessageSid) changes nothing again."""
+    params = _twilio_signed(request, configured_url=settings.TWILIO_INBOUND_URL)
+    if params is None:
+        return JsonResponse(error_body("invalid_signature", "Bad signature."), status=403)
+    with transaction.atomic():
+        if not _callback_seen(f"twilio-inbound:{params.get('MessageSid', '')}"):
+            keyword = sms_keyword_apply(phone=params.get("From", ""), body=params.get("Body", ""))
+            logger.info("twilio_inbound", keyword=keyword or "none")
+    return HttpResponse("<Response/>", content_type="text/xml")
 
 
 # --- Push: receipts from the app backend ---------------------------------------------------------------

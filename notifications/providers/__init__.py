@@ -48,15 +48,26 @@ def _build(name: str) -> Provider:
             api_base=getattr(settings, f"{prefix}API_BASE"),
             timeout=settings.TWILIO_TIMEOUT,
         )
-    if name == "fcm":
+    if name in ("fcm", "fcm_secondary"):
         from notifications.providers.push import FcmPushProvider
 
+        prefix = "FCM_SECONDARY_" if name == "fcm_secondary" else "FCM_"
         return FcmPushProvider(
             name=name,
-            project_id=settings.FCM_PROJECT_ID,
-            credentials_file=settings.FCM_CREDENTIALS_FILE,
-            endpoint=settings.FCM_ENDPOINT,
+            project_id=getattr(settings, f"{prefix}PROJECT_ID"),
+            credentials_file=getattr(settings, f"{prefix}CREDENTIALS_FILE"),
+            endpoint=getattr(settings, f"{prefix}ENDPOINT"),
             timeout=settings.FCM_TIMEOUT,
+        )
+    if name == "webpush":
+        from notifications.providers.push import WebPushProvider
+
+        return WebPushProvider(
+            name=name,
+            vapid_private_key=settings.WEBPUSH_VAPID_PRIVATE_KEY,
+            subject=settings.WEBPUSH_VAPID_SUBJECT,
+            ttl=settings.WEBPUSH_TTL_SECONDS,
+            timeout=settings.WEBPUSH_TIMEOUT,
         )
     raise ApplicationError(f"Unknown notification provider {name!r}", code="unknown_provider")
 
@@ -86,6 +97,8 @@ _REQUIRED = {
         "TWILIO_SECONDARY_FROM",
     ),
     "fcm": ("FCM_PROJECT_ID",),
+    "fcm_secondary": ("FCM_SECONDARY_PROJECT_ID",),
+    "webpush": ("WEBPUSH_VAPID_PRIVATE_KEY",),
     "email_secondary": ("EMAIL_SECONDARY_URL",),
 }
 _CHANNEL = {
@@ -94,6 +107,8 @@ _CHANNEL = {
     "twilio": "sms",
     "twilio_secondary": "sms",
     "fcm": "push",
+    "fcm_secondary": "push",
+    "webpush": "push",
 }
 
 
@@ -121,5 +136,5 @@ def providers_for(channel: str) -> list[Provider]:
 @receiver(setting_changed)
 def _forget_providers(**kwargs: Any) -> None:
     setting: str = kwargs["setting"]
-    if setting.startswith(("TWILIO_", "FCM_", "EMAIL_", "NOTIFICATION_", "ANYMAIL")):
+    if setting.startswith(("TWILIO_", "FCM_", "WEBPUSH_", "EMAIL_", "NOTIFICATION_", "ANYMAIL")):
         _cache.clear()

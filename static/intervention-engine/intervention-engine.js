@@ -24,8 +24,9 @@
   // A refused handshake (bad ticket or Origin) reaches a browser as a plain 1006 close, so every close
   // is retried, with a fresh ticket, no faster than this backoff allows.
   var BACKOFF_MAX_MS = 30000;
-  // How long a frame after a hole in the sequence waits for the replay to fill it. A hole that stays
-  // (acked in another tab, expired) is given up after this, and the held frames are shown.
+  // A frame after a hole in the sequence is held until the answer to a resume ("replayed") says the
+  // hole is filled or will never be (acked in another tab, expired). Meanwhile the resume is sent again
+  // this often, in case its answer was lost.
   var HOLD_MS = 3000;
 
   function storageGet(key, fallback) {
@@ -162,6 +163,7 @@
 
   Connection.prototype.handle = function (frame) {
     if (frame.type === "intervention") this.receiveIntervention(frame);
+    else if (frame.type === "replayed") this.replayed(frame);
     else if (frame.type === "room_message" && typeof this.options.onRoomMessage === "function") {
       this.options.onRoomMessage(frame);
     } else if (typeof this.options.onMessage === "function") this.options.onMessage(frame);
@@ -192,11 +194,20 @@
     var self = this;
     global.clearTimeout(this.holdTimer);
     this.holdTimer = global.setTimeout(function () {
-      self.releaseHeld(true);
+      if (self.held.length && self.send({ type: "resume", last_seq: self.lastSeq })) self.holdFor();
     }, HOLD_MS);
   };
 
-  // Show the held frames the sequence has caught up with (all of them once the wait is over).
+  // The answer to a resume: every frame held now arrived before it, and was committed before the
+  // replay was read, so a hole below it that the replay did not fill never will be. A full page
+  // ("complete": false) asks for the next one.
+  Connection.prototype.replayed = function (frame) {
+    if (!this.held.length) return;
+    if (frame.complete) this.releaseHeld(true);
+    else if (this.send({ type: "resume", last_seq: this.lastSeq })) this.holdFor();
+  };
+
+  // Show the held frames the sequence has caught up with (all of them once a replay has answered).
   Connection.prototype.releaseHeld = function (all) {
     this.held.sort(function (a, b) {
       return a.seq - b.seq;
@@ -382,9 +393,67 @@
     })();
   };
 
+  function base64UrlBytes(text) {
+    var padded = (text + "===".slice((text.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    var raw = global.atob(padded);
+    var bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  /*
+   * Web Push: register the service worker, ask the shopper, subscribe with the engine's VAPID public key,
+   * and hand the subscription to the shop's backend (which registers it with an API key:
+   * POST /api/v1/users/{id}/push-tokens {"platform": "web", "subscription": …}).
+   *   InterventionEngine.subscribePush({
+   *     applicationServerKey: "<base64url>", serviceWorker: "/push-sw.js",
+   *     register: (subscription) => fetch("/my-backend/push-subscription", {method: "POST", body: …}),
+   *   })  // → the PushSubscription JSON; rejects when the browser or the shopper says no
+   * unsubscribePush({serviceWorker, unregister}) does the reverse (unregister gets the endpoint), for a
+   * shopper who turns notifications off.
+   */
+  async function pushRegistration(options) {
+    if (!("serviceWorker" in global.navigator) || !("PushManager" in global)) {
+      throw new Error("This browser has no Web Push");
+    }
+    return global.navigator.serviceWorker.register(options.serviceWorker, options.scope ? { scope: options.scope } : undefined)
+      .then(function () { return global.navigator.serviceWorker.ready; });
+  }
+
+  async function subscribePush(options) {
+    if (!options || !options.applicationServerKey || typeof options.register !== "function") {
+      throw new Error("subscribePush needs applicationServerKey, serviceWorker and register");
+    }
+    var registration = await pushRegistration(options);
+    var permission = await global.Notification.requestPermission();
+    if (permission !== "granted") throw new Error("Notifications were not allowed (" + permission + ")");
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) {
+      subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true,
+        applicationServerKey: base64UrlBytes(options.applicationServerKey),
+      });
+    }
+    var json = subscription.toJSON();
+    await options.register(json);
+    return json;
+  }
+
+  async function unsubscribePush(options) {
+    var registration = await pushRegistration(options);
+    var subscription = await registration.pushManager.getSubscription();
+    if (!subscription) return false;
+    var endpoint = subscription.endpoint;
+    await subscription.unsubscribe();
+    if (typeof options.unregister === "function") await options.unregister(endpoint);
+    return true;
+  }
+
   global.InterventionEngine = {
     connect: function (options) {
       return new Connection(options);
     },
+    subscribePush: subscribePush,
+    unsubscribePush: unsubscribePush,
   };
 })(window);

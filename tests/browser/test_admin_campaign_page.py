@@ -7,23 +7,13 @@ downloads browsers. Set ADMIN_SCREENSHOT_PATH=docs/img/admin-campaign.png to ref
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 import pytest
 from django.urls import reverse
 
 from tests.fixtures import build_cart_rescue
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.processes import CHROMIUM, png_size
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,27 +22,6 @@ pytestmark = [
         reason="needs /usr/bin/chromium: run scripts/install-browser.sh (Debian package)",
     ),
 ]
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
-    # plain synchronous code, which Django would otherwise refuse while a loop exists.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
 
 
 def test_it_shows_a_marketer_the_campaign_preview_in_a_real_browser(
@@ -102,7 +71,7 @@ def test_it_shows_a_marketer_the_campaign_preview_in_a_real_browser(
     page.set_viewport_size({"width": 1360, "height": height})
     page.screenshot(path=str(screenshot))
     data = screenshot.read_bytes()
-    width, height = _png_size(data)
+    width, height = png_size(data)
     assert width >= 1000
     assert height >= 900
     assert len(data) > 50_000

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 from django.core.management import call_command
+from django.db import DatabaseError, connection
 from prometheus_client import REGISTRY
 
 from campaigns.models import TemplateLocalization
@@ -233,6 +234,46 @@ def test_it_dead_letters_a_message_the_database_refuses_and_decides_the_rest_of_
     letters = json_values(read_all(topic("intervention-engine.dlq"), expected=1))
     assert [(letter["reason"], letter["offset"]) for letter in letters] == [("processing_error", 1)]
     assert letters[0]["error"].startswith("DataError")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_events_for_later_instead_of_dead_lettering_them_while_postgresql_is_away(
+    settings, tmp_path
+):
+    # given a consumer that fell back to one event at a time, holding a good event
+    isolate_topics(settings)
+    campaign_cache.invalidate()
+    f.campaign_live(channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions="")
+    user_id = f.unique("u")
+    produce([(topic("cart-events-enriched"), b"k", f.encode(f.cart_body(user_id=user_id)))])
+    consumer = EventConsumer(batch_size=10, poll_timeout=0.2, group_id=f"h13-{uuid.uuid4().hex[:8]}")
+    consumer.setup()
+    try:
+        assert consumer.consumer is not None
+        assert consumer.handler is not None
+        batch: list = []
+        deadline = time.monotonic() + 20
+        while not batch and time.monotonic() < deadline:
+            batch = [m for m in consumer.consumer.consume(num_messages=10, timeout=0.2) if not m.error()]
+
+        # when PostgreSQL does not answer (no server at the socket the connection points to)
+        host = connection.settings_dict["HOST"]
+        connection.close()
+        connection.settings_dict["HOST"] = str(tmp_path)
+        try:
+            with pytest.raises(DatabaseError):
+                consumer.handler.handle_one_by_one(batch)
+        finally:
+            connection.settings_dict["HOST"] = host
+            connection.close()
+
+        # then the event is not dead-lettered, and is decided once PostgreSQL is back
+        result = consumer.handler.handle_one_by_one(batch)
+    finally:
+        consumer.teardown()
+    assert (result.valid, result.dead) == (1, 0)
+    assert Intervention.objects.filter(user_id=user_id).count() == 1
+    assert read_all(topic("intervention-engine.dlq"), expected=1, timeout=3) == []
 
 
 def test_it_measures_how_long_each_message_waited_between_the_broker_and_its_batch(settings):

@@ -527,14 +527,15 @@ async def test_it_resumes_in_order_without_duplicates_or_expired(open_socket, on
 
     # when the client resumes after seq 0, and a push of seq 5 races in afterwards
     await socket.send({"type": "resume", "last_seq": 0})
-    first, second = await socket.receive(), await socket.receive()
+    first, second, answer = await socket.receive(), await socket.receive(), await socket.receive()
     await realtime.aintervention_push(intervention_ids=[fifth.id])
 
-    # then it gets 3 then 5, each once
+    # then it gets 3 then 5, each once, and the answer says the replay is complete up to 5
     assert [(first["seq"], first["intervention_id"]), (second["seq"], second["intervention_id"])] == [
         (3, str(third.id)),
         (5, str(fifth.id)),
     ]
+    assert answer == {"type": "replayed", "last_seq": 5, "complete": True}
     assert await socket.nothing_more()
 
 
@@ -549,6 +550,30 @@ async def test_it_resumes_only_after_last_seq(open_socket, onsite_intervention) 
     await socket.send({"type": "resume", "last_seq": 2})
 
     assert (await socket.receive())["seq"] == 3
+    assert await socket.receive() == {"type": "replayed", "last_seq": 3, "complete": True}
+    assert await socket.nothing_more()
+
+
+@with_db
+async def test_it_answers_a_full_replay_page_as_incomplete(open_socket, onsite_intervention) -> None:
+    # given one more pending intervention than a replay page holds
+    user = a_user()
+    make = database_sync_to_async(onsite_intervention)
+    for seq in range(1, realtime.REPLAY_LIMIT + 2):
+        await make(user_id=user, seq=seq)
+    socket = await open_socket(user)
+
+    # when the client resumes from the start, then from where the first answer ended
+    await socket.send({"type": "resume", "last_seq": 0})
+    first_page = [await socket.receive() for _ in range(realtime.REPLAY_LIMIT + 1)]
+    await socket.send({"type": "resume", "last_seq": realtime.REPLAY_LIMIT})
+    second_page = [await socket.receive(), await socket.receive()]
+
+    # then the first answer says more may follow, the second that the replay is complete
+    assert [f["seq"] for f in first_page[:-1]] == list(range(1, realtime.REPLAY_LIMIT + 1))
+    assert first_page[-1] == {"type": "replayed", "last_seq": realtime.REPLAY_LIMIT, "complete": False}
+    assert second_page[0]["seq"] == realtime.REPLAY_LIMIT + 1
+    assert second_page[1] == {"type": "replayed", "last_seq": realtime.REPLAY_LIMIT + 1, "complete": True}
     assert await socket.nothing_more()
 
 

@@ -236,6 +236,12 @@ VIEW_CALLS: dict[str, Callable[[World], list[Call]]] = {
         for action in ("activate", "pause", "complete", "archive", "duplicate")
     ],
     "admin-campaign-report": lambda w: [Call("GET", {"campaign_id": w.campaign_id})],
+    "admin-campaigns-overview": lambda w: [Call("GET")],
+    "admin-raw-export": lambda w: [
+        Call("GET", {"kind": kind, "file_format": f})
+        for kind in ("interventions", "deliveries", "events", "conversions")
+        for f in ("csv", "xlsx")
+    ],
     "admin-reports-export": lambda w: [Call("GET", {"file_format": f}) for f in ("csv", "xlsx")],
     "admin:auth_user_password_change": lambda w: [Call("GET", {"id": w.user_id})],
 }

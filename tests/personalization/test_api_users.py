@@ -40,6 +40,8 @@ def test_it_reads_preferences(api_client, shopper) -> None:
         "quiet_hours": {"start": "22:00", "end": "08:00"},
         "timezone": "Europe/Paris",
         "locale": "fr-FR",
+        "email": "ada@example.com",
+        "phone": "+33600000000",
     }
 
 

@@ -117,6 +117,36 @@ def test_it_warns_of_a_sample_ratio_mismatch():
     assert report.srm.p_value == pytest.approx(stats.chisquare([300, 200]).pvalue)
 
 
+def test_it_checks_only_control_and_holdout_shares_of_a_bandit_campaign():
+    # given a bandit campaign (control, A, B weighted 1:1:1, 10% holdout) that moved most treatment
+    # traffic to B, while control and holdout got their shares
+    campaign = f.campaign_live(
+        channels=["email"],
+        variants=[{"name": "control", "weight": 1, "is_control": True}, "A", "B"],
+        use_bandit=True,
+        holdout_percent=Decimal("10"),
+    )
+    control, a, b = (campaign.variants.get(name=name) for name in ("control", "A", "B"))
+    expose(campaign=campaign, variant=control, users=[f.unique("c") for _ in range(300)])
+    expose(campaign=campaign, variant=a, users=[f.unique("a") for _ in range(60)])
+    expose(campaign=campaign, variant=b, users=[f.unique("b") for _ in range(540)])
+    expose(campaign=campaign, variant=control, users=[f.unique("h") for _ in range(100)], holdout=True)
+
+    # when the report is built
+    report = campaign_report(campaign_id=campaign.pk, period=ReportPeriod())
+
+    # then the split between the treatment variants is not a mismatch; the groups checked are control,
+    # holdout and the treatment variants together, against 30% / 10% / 60%
+    assert report.srm.mismatch is False
+    assert report.srm.p_value == pytest.approx(stats.chisquare([300, 100, 600], [300, 100, 600]).pvalue)
+
+    # and when the control is starved, it is
+    expose(campaign=campaign, variant=b, users=[f.unique("b") for _ in range(300)])
+    starved = campaign_report(campaign_id=campaign.pk, period=ReportPeriod())
+    assert starved.srm.mismatch is True
+    assert starved.srm.p_value == pytest.approx(stats.chisquare([300, 100, 900], [390, 130, 780]).pvalue)
+
+
 def test_it_aggregates_many_campaigns_in_a_fixed_number_of_queries():
     # given three campaigns with exposures
     campaigns = []

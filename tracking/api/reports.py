@@ -1,4 +1,5 @@
-"""``GET /campaigns/{id}/report`` (JSON), ``GET /reports/campaigns.csv|.xlsx`` (exports); scope ``reports``.
+"""``GET /campaigns/{id}/report`` (JSON), ``GET /reports/campaigns.csv|.xlsx`` (exports) and the raw rows,
+``GET /reports/{interventions,deliveries,events,conversions}.csv|.xlsx``; scope ``reports``.
 
 Thin: parse the period, call tracking.reports / tracking.exports, format. Routes: tracking/api/urls.py.
 """
@@ -61,6 +62,12 @@ def _comparison(value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     out = dict(value)
     out["relative_lift_ci"] = _interval(value.get("relative_lift_ci"))
+    out["absolute_lift_ci"] = _interval(value.get("absolute_lift_ci"))
+    always_valid = value["always_valid"]
+    out["always_valid"] = {
+        "absolute_lift_ci": _interval(always_valid["absolute_lift_ci"]),
+        "p_value": always_valid["p_value"],
+    }
     if "incremental_revenue" in out:
         out["incremental_revenue"] = _money(value["incremental_revenue"])
         out["incremental_revenue_ci"] = _interval(value.get("incremental_revenue_ci"))
@@ -98,6 +105,7 @@ def report_json(report: CampaignReport) -> dict[str, Any]:
             "name": report.campaign_name,
             "status": report.campaign_status,
             "holdout_percent": str(report.holdout_percent),
+            "minimum_detectable_effect": report.minimum_detectable_effect,
         },
         "period": {
             "from": report.period.start.isoformat() if report.period.start else None,
@@ -160,6 +168,36 @@ class CampaignsExportView(APIView):
         period = _period(request)
         campaign_id = _campaign_param(request)
         return exports.export_response(file_format=file_format, period=period, campaign_id=campaign_id)
+
+
+class RawExportView(APIView):
+    required_scopes = {Scope.REPORTS}
+    content_negotiation_class = _AnyAcceptNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "from",
+                OpenApiTypes.STR,
+                description="Rows from this date (YYYY-MM-DD) or ISO-8601 datetime: interventions by "
+                "decision time, deliveries by queue time, events and conversions by when they occurred",
+            ),
+            OpenApiParameter(
+                "to", OpenApiTypes.STR, description="Until this date (inclusive) or datetime (exclusive)"
+            ),
+            OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's rows"),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
+        summary="Raw interventions, deliveries, tracking events or conversions of a period, oldest first "
+        "(CSV streamed)",
+        operation_id="raw_export",
+    )
+    def get(self, request: Request, kind: str, file_format: str) -> StreamingHttpResponse | FileResponse:
+        period = _period(request)
+        campaign_id = _campaign_param(request)
+        return exports.raw_export_response(
+            kind=kind, file_format=file_format, period=period, campaign_id=campaign_id
+        )
 
 
 def _campaign_param(request: Request) -> int | None:

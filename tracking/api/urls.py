@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from tracking.api.events import TrackingEventsView
-from tracking.api.reports import CampaignReportView, CampaignsExportView
+from tracking.api.reports import CampaignReportView, CampaignsExportView, RawExportView
 
 urlpatterns = [
     path("events", TrackingEventsView.as_view(), name="tracking-events"),
@@ -17,5 +17,10 @@ urlpatterns = [
         r"^reports/campaigns\.(?P<file_format>csv|xlsx)$",
         CampaignsExportView.as_view(),
         name="campaigns-export",
+    ),
+    re_path(
+        r"^reports/(?P<kind>interventions|deliveries|events|conversions)\.(?P<file_format>csv|xlsx)$",
+        RawExportView.as_view(),
+        name="raw-export",
     ),
 ]

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from campaigns.demo import demo_load
+from core.vapid import vapid_private_key_generate
 from messaging.kafka import ensure_topics
 
 
@@ -25,9 +26,22 @@ class Command(BaseCommand):
         created = ensure_topics()
         self.stdout.write(f"kafka topics ready ({len(created)} created)")
         self._ensure_admin()
+        self._ensure_vapid_key()
         if not options["no_demo"]:
             demo = demo_load()
             self.stdout.write(f"demo data ready ({sum(len(names) for names in demo.values())} created)")
+
+    def _ensure_vapid_key(self) -> None:
+        """Outside production, a Web Push (VAPID) key of this checkout's own in var/, which the settings
+        read when WEBPUSH_VAPID_PRIVATE_KEY is not set; production sets it (a new key invalidates every
+        browser's subscription)."""
+        path = settings.VAR_DIR / "vapid_private_key"
+        if settings.WEBPUSH_VAPID_PRIVATE_KEY or settings.IS_PRODUCTION or path.exists():
+            return  # never replaced: browsers' subscriptions are bound to the key they subscribed with
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(vapid_private_key_generate() + "\n")
+        path.chmod(0o600)
+        self.stdout.write(f"web push key generated in {path} (restart the processes to use it)")
 
     def _ensure_admin(self) -> None:
         username = os.environ.get("ADMIN_USERNAME", "admin")
