@@ -9,6 +9,7 @@ its ``ApplicationError.message`` is what the marketer reads. See docs/admin.md.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,6 +27,7 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -36,6 +38,7 @@ from campaigns.models import (
     TemplateLocalization,
     Variant,
 )
+from campaigns.schedules import SchedulePreview, schedule_preview
 from campaigns.selectors import audit_entries_for, campaign_get, template_get
 from campaigns.services import (
     ALLOWED_TRANSITIONS,
@@ -66,7 +69,7 @@ from core.errors import ApplicationError
 from personalization.models import CHANNELS, Segment
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError, validate_rule
-from personalization.selectors import segment_estimate_size, segment_recent_members
+from personalization.selectors import segment_estimate_size, segment_member_zones, segment_recent_members
 
 # --- Saving through the services ------------------------------------------------------------------------
 
@@ -775,6 +778,7 @@ class CampaignAdmin(ServiceBackedAdmin):
                     segment_size = error.message
             content_type = ContentType.objects.get_for_model(Campaign)
             context.update(
+                schedule=_schedule_preview(campaign),
                 previews=campaign_previews(campaign=campaign, locale=locale),
                 preview_locales=available,
                 preview_locale=locale,
@@ -792,6 +796,15 @@ class CampaignAdmin(ServiceBackedAdmin):
                 can_duplicate=self._may_run(request, "duplicate"),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+def _schedule_preview(campaign: Campaign) -> SchedulePreview | None:
+    """The next five runs, in the schedule's zone and in the zones most common among the audience."""
+    zones: list[str] = []
+    if campaign.kind == Campaign.Kind.SCHEDULED and campaign.segment is not None:
+        with contextlib.suppress(RuleError):
+            zones = segment_member_zones(segment=campaign.segment)
+    return schedule_preview(campaign=campaign, now=timezone.now(), shopper_zones=zones)
 
 
 # --- What the system wrote: read-only -----------------------------------------------------------------

@@ -156,3 +156,54 @@ def campaign_schedule_shape_errors(*, campaign: Campaign) -> dict[str, list[str]
     if zone_get(campaign.schedule_timezone) is None:
         errors["schedule_timezone"] = [f"{campaign.schedule_timezone!r} is not a known time zone"]
     return errors
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    """The next runs of a scheduled campaign: per run, when it starts in the marketer's zone and when it
+    reaches a shopper in each of ``shopper_zones`` (with ``send_local_time``, that shopper's own time)."""
+
+    zone: str
+    shopper_zones: list[str]
+    # One row per run: (start in ``zone``, [the send time in each shopper zone]).
+    runs: list[tuple[datetime, list[datetime]]]
+    problem: str = ""
+
+
+def schedule_preview(
+    *, campaign: Campaign, now: datetime, shopper_zones: list[str], count: int = 5
+) -> SchedulePreview | None:
+    """None for a campaign that is not scheduled; ``problem`` says why there is no run to show."""
+    if campaign.kind != Campaign.Kind.SCHEDULED:
+        return None
+    zone = zone_get(campaign.schedule_timezone)
+    known = [name for name in shopper_zones if zone_get(name) is not None]
+    if zone is None:
+        return SchedulePreview(campaign.schedule_timezone, known, [], "the schedule's time zone is not known")
+    starts: list[datetime]
+    if campaign.cron:
+        try:
+            starts = cron_next_ticks(cron=cron_parse(campaign.cron), zone=zone, after=now, count=count)
+        except CronError as exc:
+            return SchedulePreview(zone.key, known, [], f"not a cron expression: {exc}")
+    elif campaign.send_at is not None and campaign.send_at > now:
+        starts = [campaign.send_at.astimezone(zone)]
+    else:
+        return SchedulePreview(zone.key, known, [], "no run ahead: set a future one-off time or a cron")
+    runs = [
+        (start, [_reaches(campaign=campaign, start=start, zone=ZoneInfo(name)) for name in known])
+        for start in starts
+    ]
+    return SchedulePreview(zone.key, known, runs)
+
+
+def _reaches(*, campaign: Campaign, start: datetime, zone: ZoneInfo) -> datetime:
+    """When a run starting at ``start`` reaches a shopper in ``zone``: at once, or with ``send_local_time``
+    the first such time on their clock at or after the start (as the run's snapshot computes it)."""
+    local = start.astimezone(zone)
+    if campaign.send_local_time is None:
+        return local
+    due = datetime.combine(local.date(), campaign.send_local_time, tzinfo=zone)
+    if due < start:
+        due = datetime.combine(local.date() + timedelta(days=1), campaign.send_local_time, tzinfo=zone)
+    return due

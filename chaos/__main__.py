@@ -2,7 +2,7 @@
 
 Without a drill name every drill runs, one after the other, each in its own process with its defaults,
 and a table of their accounting is printed at the end. Drills: sends, decisions, broker, websocket,
-postgres, fuzz (see each module's docstring, or ``python -m chaos DRILL --help``).
+postgres, fuzz, runs (see each module's docstring, or ``python -m chaos DRILL --help``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ DRILLS = {
     "websocket": "chaos.websocket",
     "postgres": "chaos.postgres",
     "fuzz": "chaos.fuzz",
+    "runs": "chaos.runs",
 }
 
 

@@ -1,5 +1,7 @@
 """Operators' view of the dead-letter topic: what the consumer refused, why, and a way to send it back.
 
+Also the send runs of scheduled campaigns (their own pages, and their progress on the campaign page).
+
 The DLQ is a Kafka topic, not a table, so this is a page of the admin site (``/admin/dead-letters/``,
 wired in ``InterventionEngineAdminSite.get_urls``) rather than a model admin. It reads the topic the way
 ``manage.py dlq list`` does and replays with the same ``dlq_replay``: the consumer validates a replayed
@@ -23,12 +25,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
+from campaigns.admin import CampaignAdmin
+from campaigns.models import Campaign
 from core.admin import ReadOnlyModelAdmin, admin_permission_required, status_badge
 from core.errors import ApplicationError
 from delivery.event_handlers import DeadLetterRecord, dlq_read, dlq_replay, dlq_topic
 from delivery.models import AllocationSnapshot, SendRun
 from delivery.runs import send_run_move
-from delivery.selectors import send_run_progress
+from delivery.selectors import send_run_progress, send_runs_of_campaign
 from messaging.kafka import producer_config
 
 # Who may look: whoever may look at the Kafka outbox (the same plumbing, the same personal data).
@@ -267,3 +271,33 @@ class AllocationSnapshotAdmin(ReadOnlyModelAdmin):
             f"Beta({p['alpha']:g}, {p['beta']:g})"
             for k, p in snapshot.posteriors.items()
         )
+
+
+# The campaign page shows its latest runs: campaigns cannot import the runs (they are this app's), so the
+# campaign's admin is registered again here with the runs' progress added to its page.
+CAMPAIGN_PAGE_RUNS = 5
+
+
+class CampaignWithRunsAdmin(CampaignAdmin):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if object_id.isdigit():
+            campaign_id = int(object_id)
+            context["send_runs"] = [
+                send_run_progress(run=run)
+                for run in send_runs_of_campaign(campaign_id=campaign_id)[:CAMPAIGN_PAGE_RUNS]
+            ]
+            context["send_runs_url"] = (
+                reverse("admin:delivery_sendrun_changelist") + f"?campaign__id__exact={campaign_id}"
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+admin.site.unregister(Campaign)
+admin.site.register(Campaign, CampaignWithRunsAdmin)

@@ -25,15 +25,15 @@ from campaigns.services import template_render
 from core.observability import get_logger
 from core.redis import redis_sync
 from delivery.allocation import Learned
-from delivery.channel_selection import channel_choose
+from delivery.channel_selection import ChannelChoice, channel_choose
 from delivery.eligibility import CapLedger, consented_channels, in_quiet_hours
-from delivery.events import InboundEvent
+from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.handoff import Handoff
 from delivery.selectors import CampaignPlan, CampaignSet
 from gateway.presence import live_socket_counts, online_from_counts
 from interventions.models import Intervention
 from interventions.services import DecidedIntervention
-from notifications.channels import channel_reachable
+from notifications.channels import channel_reachable, quiet_hours_end
 from personalization.models import Channel, Profile
 from personalization.rendering import TemplateRenderError
 from personalization.rules import RuleError, profile_rule_context
@@ -279,22 +279,34 @@ def _decide_one(
     send_at = now + timedelta(seconds=campaign.delay_seconds) if campaign.delay_seconds else now
     quiet: list[str] = []
 
-    def usable(channel: str) -> bool:
-        if channel not in consented or variant.template_for(channel) is None:
-            return False
-        if in_quiet_hours(profile=profile, channel=channel, at=send_at):
-            quiet.append(channel)
-            return False
-        return channel_reachable(profile=profile, channel=channel)
+    def channel_at(at: datetime) -> ChannelChoice | None:
+        def usable(channel: str) -> bool:
+            if channel not in consented or variant.template_for(channel) is None:
+                return False
+            if in_quiet_hours(profile=profile, channel=channel, at=at):
+                quiet.append(channel)
+                return False
+            return channel_reachable(profile=profile, channel=channel)
 
-    choice = channel_choose(
-        strategy=campaign.channel_strategy,
-        channels=channels,
-        usable=usable,
-        online=online,
-        engagement=profile.engagement or {},
-        prior=learned.channel_rates,
-    )
+        return channel_choose(
+            strategy=campaign.channel_strategy,
+            channels=channels,
+            usable=usable,
+            online=online,
+            engagement=profile.engagement or {},
+            prior=learned.channel_rates,
+        )
+
+    choice = channel_at(send_at)
+    deferred = False
+    if choice is None and quiet and event.kind == SEND_RUN_EVENT_KIND:
+        # A scheduled send owes the shopper the message: it waits for the end of their quiet hours (the
+        # release task hands it over then) instead of being dropped.
+        quiet_end = quiet_hours_end(profile=profile, at=send_at)
+        if quiet_end is not None:
+            choice = channel_at(quiet_end)
+            if choice is not None:
+                send_at, deferred = quiet_end.astimezone(send_at.tzinfo), True
     if choice is None:
         has_template = any(variant.template_for(c) is not None for c in channels)
         reason = (
@@ -327,15 +339,18 @@ def _decide_one(
     intervention.propensity = propensity
     intervention.expires_at = send_at + timedelta(seconds=campaign.expiry_seconds)
     ledger.count(campaign=campaign, profile=profile, member=str(intervention.pk))
-    if campaign.delay_seconds:
+    if campaign.delay_seconds or deferred:
         intervention.status = Intervention.Status.SCHEDULED.value
         intervention.scheduled_for = send_at
+        scheduled: dict[str, Any] = {"scheduled_for": send_at.isoformat()}
+        if deferred:
+            scheduled["deferred"] = "quiet_hours"
         return Decision(
             intervention=intervention,
             delivery=None,
             events=[
                 ("intervention.created", {"extra": {"propensity": propensity}}),
-                ("intervention.scheduled", {"extra": {"scheduled_for": send_at.isoformat()}}),
+                ("intervention.scheduled", {"extra": scheduled}),
             ],
             counted=True,
         )

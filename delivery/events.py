@@ -38,11 +38,15 @@ class InvalidEvent(Exception):
         self.message = message
 
 
+# The kind of the events a send run of a scheduled campaign makes, one per audience member (delivery.runs).
+SEND_RUN_EVENT_KIND = "send_run"
+
+
 @dataclass
 class InboundEvent:
     """One validated event, cart event or prediction, with what the decision path needs."""
 
-    kind: str  # "cart" or "prediction"
+    kind: str  # "cart", "prediction", or SEND_RUN_EVENT_KIND
     event_id: str  # event_id, or prediction_id for a prediction
     trigger: str  # event_type, or prediction.<model>
     user_id: str

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -38,10 +39,10 @@ from campaigns.selectors import campaign_get
 from core.bulk import rows_json
 from core.errors import ConflictError, NotFoundError
 from core.observability import get_logger
-from delivery.events import InboundEvent
+from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.models import SendRun, SendRunMember
 from delivery.selectors import CampaignPlan, CampaignSet
-from delivery.services import SEND_RUN_EVENT_KIND, decisions_process_batch
+from delivery.services import decisions_process_batch
 from interventions.models import Intervention
 from interventions.selectors import decisions_for_triggers
 from personalization.rules import compile_rule
@@ -53,8 +54,6 @@ SEND_RUN_TRIGGER = "send_run"
 START_TASK = RUN_START_TASK
 STEP_TASK = "delivery.tasks.send_run_step_task"
 BATCH_SIZE = 500
-# A running run whose row has not moved for this long has lost its chain of tasks: reconcile steps it.
-STALLED_AFTER = timedelta(minutes=2)
 FINAL_STATES = frozenset({SendRun.State.FINISHED, SendRun.State.CANCELLED, SendRun.State.FAILED})
 # Exit events a profile remembers the time of: a member who did this after the snapshot is skipped.
 _EXIT_SEEN_ON_PROFILE = "checkout_completed"
@@ -389,7 +388,7 @@ class Reconciled:
 def send_runs_reconcile(*, now: datetime | None = None) -> Reconciled:
     """Restart what stopped and report what does not add up; see the module docstring (step 4)."""
     now = now or timezone.now()
-    stale = now - STALLED_AFTER
+    stale = now - timedelta(seconds=settings.SEND_RUN_STALLED_AFTER_SECONDS)
     scheduled = list(
         SendRun.objects.filter(state=SendRun.State.SCHEDULED, updated_at__lt=stale).values_list(
             "pk", flat=True

@@ -167,6 +167,14 @@ class RunProgress:
     def failed_deliveries(self) -> int:
         return self.deliveries.get("failed", 0)
 
+    @property
+    def suppressed(self) -> int:
+        return sum(self.run.suppressed.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.run.skipped.values())
+
 
 def send_runs_of_campaign(*, campaign_id: int) -> QuerySet[SendRun]:
     return SendRun.objects.filter(campaign_id=campaign_id).order_by("-tick", "-id")

@@ -40,7 +40,7 @@ from core.observability import get_logger
 from delivery import metrics
 from delivery.allocation import learned_cache
 from delivery.decisions import Decided, Decision, candidates_find, decide, exits_find
-from delivery.events import InboundEvent
+from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
 from delivery.handoff import Handoff
 from delivery.selectors import CampaignSet, campaign_cache
 from interventions.models import Intervention
@@ -125,8 +125,6 @@ def decisions_process_batch(
 
 
 _ONCE_PER_EVENT = "intervention_once_per_event"
-# The kind of the events a send run of a scheduled campaign makes, one per audience member (delivery.runs).
-SEND_RUN_EVENT_KIND = "send_run"
 
 
 def _constraint(exc: IntegrityError) -> str | None:

@@ -364,6 +364,9 @@ NOTIFICATION_SENDING_TIMEOUT_SECONDS: int = env.int("NOTIFICATION_SENDING_TIMEOU
 # prefetched messages, broker restart); beat enqueues it again — the claim makes the copy harmless.
 NOTIFICATION_REQUEUE_AFTER_SECONDS: int = env.int("NOTIFICATION_REQUEUE_AFTER_SECONDS", default=60)
 NOTIFICATION_SWEEP_INTERVAL_SECONDS: float = env.float("NOTIFICATION_SWEEP_INTERVAL_SECONDS", default=15.0)
+# A running send run whose row has not moved this long lost its chain of tasks (a worker killed): the
+# reconcile task (beat, every minute) steps it again. A step of 500 members takes about a second.
+SEND_RUN_STALLED_AFTER_SECONDS: int = env.int("SEND_RUN_STALLED_AFTER_SECONDS", default=120)
 # Beat runs the ledger's sweeps (django-celery-beat copies these entries into its table at start).
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),

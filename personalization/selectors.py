@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TypeVar
@@ -59,6 +60,14 @@ def segment_recent_members(*, segment: Segment, limit: int) -> list[tuple[int, s
         .values_list("pk", "user_id")[:limit]
     )
     return _run_segment_query(segment, lambda: list(members))
+
+
+def segment_member_zones(*, segment: Segment, sample: int = 1000, limit: int = 3) -> list[str]:
+    """The time zones most common among a sample of the segment's members (those who gave one), most
+    common first: a bounded read, whatever the segment's size."""
+    zones = segment_members(segment=segment).exclude(timezone="").values_list("timezone", flat=True)[:sample]
+    counted = Counter(_run_segment_query(segment, lambda: list(zones)))
+    return [zone for zone, _ in counted.most_common(limit)]
 
 
 def segment_list() -> QuerySet[Segment]:

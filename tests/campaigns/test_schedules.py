@@ -4,7 +4,7 @@ django-celery-beat entries that follow the campaign's status, and cron ticks tha
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from campaigns import services
 from campaigns.models import Campaign
-from campaigns.schedules import RUN_START_TASK, cron_last_tick, cron_next_ticks, cron_parse
+from campaigns.schedules import RUN_START_TASK, cron_last_tick, cron_next_ticks, cron_parse, schedule_preview
 from core.errors import ApplicationError
 from tests import fixtures as f
 
@@ -128,3 +128,52 @@ def test_it_finds_cron_ticks_in_the_schedule_zone_across_daylight_saving():
         datetime(2026, 3, 8, 13, 0, tzinfo=UTC),
         datetime(2026, 3, 9, 13, 0, tzinfo=UTC),
     ]
+
+
+def test_it_previews_the_next_runs_in_the_marketers_and_the_shoppers_zones_across_daylight_saving():
+    # given "every day at 09:00" in Paris, previewed before America's spring change (2026-03-08), for
+    # shoppers in New York and in a zone nobody knows
+    campaign = Campaign(kind=Campaign.Kind.SCHEDULED, cron="0 9 * * *", schedule_timezone="Europe/Paris")
+
+    # when the next five runs are previewed
+    preview = schedule_preview(
+        campaign=campaign,
+        now=datetime(2026, 3, 6, 0, 0, tzinfo=UTC),
+        shopper_zones=["America/New_York", "Mars/Olympus"],
+    )
+
+    # then each starts at 09:00 Paris time and reaches New York at 03:00, then 04:00 from the change on
+    assert preview is not None
+    assert (preview.zone, preview.shopper_zones, preview.problem) == (
+        "Europe/Paris",
+        ["America/New_York"],
+        "",
+    )
+    assert [(start.day, start.hour) for start, _ in preview.runs] == [(d, 9) for d in range(6, 11)]
+    assert [(reach.day, reach.hour) for _, (reach,) in preview.runs] == [
+        (6, 3),
+        (7, 3),
+        (8, 4),
+        (9, 4),
+        (10, 4),
+    ]
+
+
+def test_it_previews_a_local_time_send_and_says_why_a_past_one_off_has_no_run():
+    # given a one-off at 08:00 UTC sent at 10:00 on each shopper's clock, and one whose time has passed
+    at = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    local = Campaign(
+        kind=Campaign.Kind.SCHEDULED, send_at=at, schedule_timezone="UTC", send_local_time=time(10)
+    )
+    past = Campaign(kind=Campaign.Kind.SCHEDULED, send_at=at, schedule_timezone="UTC")
+
+    # when both are previewed
+    zones = ["Asia/Tokyo", "America/New_York"]
+    ahead = schedule_preview(campaign=local, now=at - timedelta(days=1), shopper_zones=zones)
+    gone = schedule_preview(campaign=past, now=at + timedelta(minutes=1), shopper_zones=zones)
+
+    # then Tokyo (17:00 local at the start) gets it at 10:00 the next day, New York (04:00) the same day
+    assert ahead is not None
+    assert [(r.month, r.day, r.hour) for r in ahead.runs[0][1]] == [(6, 2, 10), (6, 1, 10)]
+    assert gone is not None
+    assert (gone.runs, gone.problem) == ([], "no run ahead: set a future one-off time or a cron")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import time, timedelta
+
 import pytest
+from django.utils import timezone
 
 from delivery.models import SendRun
 from tests.fixtures import run_started, run_walked, scheduled_campaign, shoppers
@@ -106,3 +109,37 @@ def test_it_lets_a_marketer_pause_a_run_from_the_admin(marketer_client):
     page = marketer_client.get(f"/admin/delivery/sendrun/{run.pk}/change/")
     assert page.status_code == 200
     assert b"<progress" in page.content
+
+
+def test_it_shows_the_latest_runs_progress_and_next_run_times_on_the_campaign_page(marketer_client):
+    # given a daily 10:00 Paris campaign (sent at 10:00 on each shopper's clock) with a finished run of 3
+    # shoppers, one of whom lives in New York
+    campaign = scheduled_campaign(
+        send_at=None, cron="0 10 * * *", schedule_timezone="Europe/Paris", send_local_time=time(10, 0)
+    )
+    shoppers(2)
+    shoppers(1, zone="America/New_York")
+    run = run_walked(run_started(campaign), now=timezone.now() + timedelta(days=2))
+
+    # when the marketer opens the campaign's page
+    page = marketer_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+
+    # then it shows the run with its progress and a link to control it
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'data-run="{run.pk}"' in html
+    assert "<progress" in html
+    assert "3 / 3" in html
+    assert f"?campaign__id__exact={campaign.pk}" in html
+    assert (
+        marketer_client.get(f"/admin/delivery/sendrun/?campaign__id__exact={campaign.pk}").status_code == 200
+    )
+    # and the next five runs at 10:00 Paris time, each reaching New York at 10:00 New York time
+    schedule = page.context["schedule"]
+    assert (schedule.zone, schedule.shopper_zones) == ("Europe/Paris", ["America/New_York"])
+    assert len(schedule.runs) == 5
+    for start, (in_new_york,) in schedule.runs:
+        assert (start.hour, start.minute, start.tzinfo.key) == (10, 0, "Europe/Paris")
+        assert (in_new_york.hour, in_new_york.tzinfo.key) == (10, "America/New_York")
+        assert in_new_york > start
+    assert "Reaches a shopper in America/New_York" in html

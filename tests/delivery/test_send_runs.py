@@ -8,10 +8,12 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from delivery import runs
 from delivery.models import SendRun, SendRunMember
 from interventions.models import Intervention
+from personalization.models import Profile
 from tests import fixtures as f
 from tests.fixtures import run_started, run_walked, scheduled_campaign, shoppers
 
@@ -92,6 +94,43 @@ def test_it_skips_a_shopper_who_ordered_after_the_snapshot():
     assert run.skipped == {"exit:checkout_completed": 1}
     assert SendRunMember.objects.get(run=run, user_id=buyer).state == "skipped"
     assert runs.send_run_books(run=run).balanced
+
+
+def test_it_defers_a_member_in_quiet_hours_to_the_end_of_the_window_and_releases_it_then():
+    # given a scheduled email campaign, a shopper whose quiet hours (in Tokyo) hold now and end in about
+    # an hour, and one without quiet hours
+    from delivery.services import decisions_release_due
+
+    campaign = scheduled_campaign()
+    quiet, awake = shoppers(2)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    local_now = timezone.now().astimezone(tokyo)
+    window_end = (local_now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    Profile.objects.filter(user_id=quiet).update(
+        timezone="Asia/Tokyo",
+        quiet_hours_start=(local_now - timedelta(hours=1)).time(),
+        quiet_hours_end=window_end.time(),
+    )
+
+    # when the run is walked
+    run = run_walked(run_started(campaign))
+
+    # then the quiet shopper is decided, not suppressed: the email is scheduled for the end of the window
+    held = Intervention.objects.get(campaign=campaign, user_id=quiet)
+    assert (held.status, held.channel, held.suppression_reason) == ("scheduled", "email", "")
+    assert held.scheduled_for == window_end
+    assert Intervention.objects.get(campaign=campaign, user_id=awake).status == "pending"
+    assert (run.state, run.decided, run.queued, run.suppressed) == ("finished", 2, 2, {})
+    assert SendRunMember.objects.get(run=run, user_id=quiet).state == "decided"
+    assert runs.send_run_books(run=run).balanced
+
+    # and the release task leaves it alone before the window ends and queues its email after
+    assert decisions_release_due(now=window_end - timedelta(seconds=1)).created == []
+    released = decisions_release_due(now=window_end + timedelta(seconds=1))
+    assert released.created == [held.pk]
+    held.refresh_from_db()
+    assert held.status == "pending"
+    assert held.deliveries.filter(channel="email", status="queued").count() == 1
 
 
 def test_it_pauses_resumes_and_cancels_between_batches():
