@@ -40,6 +40,18 @@ def test_every_fuzzed_message_is_refused_with_a_reason_or_accepted_and_nothing_e
     check()
 
 
+def test_it_refuses_a_nul_character_that_postgresql_could_not_store():
+    # given a cart event whose item name holds an escaped NUL (found by Hypothesis: the whole batch failed)
+    body = f.cart_body(user_id="u-nul")
+    body["cart"]["items"][0]["name"] = "Trail\u0000shoe"
+
+    # when / then it is refused as the contract's bad input, not left to fail in the database
+    assert refusal("cart-events-enriched", f.encode(body)) == "absurd_value"
+    # and a literal backslash-u in text is still fine
+    body["cart"]["items"][0]["name"] = "Trail \\u0000 shoe"
+    assert refusal("cart-events-enriched", f.encode(body)) is None
+
+
 @settings(
     max_examples=4,
     deadline=None,
