@@ -204,12 +204,24 @@ def test_it_processes_nothing_twice_after_a_restart(settings):
 
 
 def test_it_dead_letters_a_message_the_database_refuses_and_decides_the_rest_of_its_batch(settings):
-    # given a batch where one valid-looking event cannot be stored (PostgreSQL refuses \u0000 in JSON)
+    # given a batch where one valid event cannot be stored: the database refuses its shopper's row (a
+    # trigger stands in for whatever a database may refuse that validation cannot know, in this test's
+    # transaction only)
     isolate_topics(settings)
     campaign_cache.invalidate()
     f.campaign_live(channels=["onsite"], channel_strategy="fixed", trigger="cart_item_added", conditions="")
     good, poisoned = f.unique("u"), f.unique("u")
-    poison = f.cart_body(user_id=poisoned, user={"attributes": {"note": "nul\u0000byte"}})
+    poison = f.cart_body(user_id=poisoned)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_poisoned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.user_id = '{poisoned}' THEN "
+            "RAISE EXCEPTION 'refused by the database' USING ERRCODE = '22000'; END IF; RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_refuse_poisoned BEFORE INSERT OR UPDATE ON personalization_profile "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_poisoned()"
+        )
     cart_topic = topic("cart-events-enriched")
     produce(
         [
