@@ -226,35 +226,37 @@ def test_it_subscribes_from_the_demo_shop_and_shows_a_push_encrypted_by_the_engi
         registrations: list[dict[str, Any]] = []
         cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
         cdp.send("ServiceWorker.enable")
-        registration = None
+        # The push is handed to the registration whose worker is active: one still installing drops it, so
+        # the hop is repeated (as a push service retries) until the page shows the notification.
+        page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+        shown: list[dict[str, Any]] = []
+        delivered_at = -10.0
         for _ in range(100):  # Playwright hands over CDP events only while it is called: wait through it
-            registration = next(
-                (r for r in registrations if "/demo/" in r["scopeURL"] and not r["isDeleted"]), None
+            active = [r for r in registrations if "/demo/" in r["scopeURL"] and not r["isDeleted"]]
+            if active and time.monotonic() - delivered_at > 3:
+                delivered_at = time.monotonic()
+                cdp.send(
+                    "ServiceWorker.deliverPushMessage",
+                    {
+                        "origin": base,
+                        "registrationId": active[-1]["registrationId"],
+                        "data": json.dumps(received["payload"]),
+                    },
+                )
+            # then it shows as a notification with the engine's title and text, its link the tracked click
+            shown = page.evaluate(
+                """async () => {
+                    const registration = await navigator.serviceWorker.ready;
+                    const shown = await registration.getNotifications();
+                    return shown.map(n => ({title: n.title, body: n.body, url: (n.data || {}).url}));
+                }"""
             )
-            if registration is not None:
+            if shown:
                 break
-            page.wait_for_timeout(100)
-        assert registration is not None, registrations
-        cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {
-                "origin": base,
-                "registrationId": registration["registrationId"],
-                "data": json.dumps(received["payload"]),
-            },
-        )
-
-        # then it shows as a notification with the engine's title and text, its link the tracked click
-        shown = page.wait_for_function(
-            """async () => {
-                const registration = await navigator.serviceWorker.ready;
-                const shown = await registration.getNotifications();
-                const seen = shown.map(n => ({title: n.title, body: n.body, url: n.data.url}));
-                return seen.length ? seen : null;
-            }""",
-            timeout=10000,
-        ).json_value()
-        assert [n["title"] for n in shown] == ["Your cart misses you"]
+            page.wait_for_timeout(300)
+        assert registrations, "no service worker registration was reported"
+        # (a repeated hop may show the same message twice; it is one message)
+        assert {n["title"] for n in shown} == {"Your cart misses you"}
         assert shown[0]["body"].startswith("Trail shoes, still yours.")
         assert "/t/c/" in shown[0]["url"]
     finally:
