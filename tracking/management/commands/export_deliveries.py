@@ -1,11 +1,11 @@
 """Export the raw deliveries of a period to CSV or XLSX, with a progress bar.
 
-See tracking/management/raw_export_command.py for the options.
+See tracking/management/export_command.py for the options.
 """
 
 from __future__ import annotations
 
-from tracking.management.raw_export_command import RawExportCommand
+from tracking.management.export_command import RawExportCommand
 
 
 class Command(RawExportCommand):

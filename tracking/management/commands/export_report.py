@@ -3,63 +3,38 @@
     python manage.py export_report --format xlsx --out report.xlsx [--campaign 12]
         [--from 2026-11-01 --to 2026-11-30]
 
-The file appears only once complete: rows go to a temporary file beside ``--out``, renamed at the end, so a
-failed or interrupted export never leaves a half-written report that looks whole.
+The options and the write-then-rename are those of every export (tracking/management/export_command.py).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import IO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm  # type: ignore[import-untyped]
+from django.core.management.base import CommandError
 
-from core.errors import ApplicationError
 from tracking import exports
-from tracking.reports import report_period_parse
+from tracking.exports import Progress
+from tracking.management.export_command import ExportCommand
+from tracking.reports import ReportPeriod
 
 
-class Command(BaseCommand):
+class Command(ExportCommand):
     help = "Export campaign reports to CSV or XLSX."
+    unit = "campaign"
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["csv", "xlsx"], required=True)
-        parser.add_argument("--out", required=True, help="file to write")
-        parser.add_argument("--campaign", type=int, default=None, help="only this campaign id")
-        parser.add_argument("--from", dest="start", default=None, help="YYYY-MM-DD or ISO-8601 datetime")
-        parser.add_argument("--to", dest="end", default=None, help="YYYY-MM-DD (inclusive) or datetime")
-        parser.add_argument("--no-progress", action="store_true")
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            period = report_period_parse(start=options["start"], end=options["end"])
-        except ApplicationError as exc:
-            raise CommandError(exc.message) from exc
-        campaign_id: int | None = options["campaign"]
+    def count(self, *, period: ReportPeriod, campaign_id: int | None) -> int:
         total = exports.export_campaign_count(campaign_id=campaign_id)
         if campaign_id is not None and total == 0:
             raise CommandError(f"No campaign with id {campaign_id}.")
-        out = Path(options["out"])
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent or Path("."), prefix=f".{out.name}.", suffix=".part")
-        try:
-            with (
-                tqdm(total=total, unit="campaign", desc="export", disable=options["no_progress"]) as bar,
-                os.fdopen(fd, "wb") as handle,
-            ):
-                if options["format"] == "csv":
-                    for chunk in exports.csv_stream(
-                        period=period, campaign_id=campaign_id, progress=bar.update
-                    ):
-                        handle.write(chunk.encode())
-                else:
-                    exports.xlsx_write(
-                        target=handle, period=period, campaign_id=campaign_id, progress=bar.update
-                    )
-            os.replace(tmp_name, out)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        self.stdout.write(self.style.SUCCESS(f"wrote {total} campaign(s) to {out}"))
+        return total
+
+    def csv_chunks(
+        self, *, period: ReportPeriod, campaign_id: int | None, progress: Progress
+    ) -> Iterator[str]:
+        return exports.csv_stream(period=period, campaign_id=campaign_id, progress=progress)
+
+    def xlsx_write(
+        self, *, target: IO[bytes], period: ReportPeriod, campaign_id: int | None, progress: Progress
+    ) -> None:
+        exports.xlsx_write(target=target, period=period, campaign_id=campaign_id, progress=progress)
