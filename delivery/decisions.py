@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -57,6 +57,9 @@ class Decided:
     decisions: list[Decision]
     ledger: CapLedger  # the sends counted, for the hand-off to record after commit
     duplicates: int  # (campaign, event) pairs decided before: skipped
+    # Event ids of send-run members left undecided because their render ran out of time (the run retries
+    # them; see delivery.runs).
+    render_retry: list[str] = field(default_factory=list)
 
 
 def candidates_find(
@@ -151,6 +154,7 @@ def decide(
     online = online_from_counts(wants_presence, counts)
 
     decisions: list[Decision] = []
+    render_retry: list[str] = []
     for event, profile, context, hits in matched:
         winner_found = False
         for plan in hits:
@@ -167,10 +171,13 @@ def decide(
                 now=now,
                 learned=learned or Learned(),
             )
+            if decision is None:  # a send-run member to render again later
+                render_retry.append(event.event_id)
+                continue
             decisions.append(decision)
             if decision.counted or decision.intervention.is_holdout:
                 winner_found = True
-    return Decided(decisions=decisions, ledger=ledger, duplicates=duplicates)
+    return Decided(decisions=decisions, ledger=ledger, duplicates=duplicates, render_retry=render_retry)
 
 
 def _matches(*, plan: CampaignPlan, context: dict[str, Any]) -> bool:
@@ -241,7 +248,9 @@ def _decide_one(
     online: bool,
     now: datetime,
     learned: Learned,
-) -> Decision:
+) -> Decision | None:
+    """The decision for one candidate; None only for a send-run member whose render ran out of time and
+    may be tried again (``render_retry`` in its event's payload)."""
     campaign = plan.campaign
     channels = [c for c in (campaign.channels or []) if isinstance(c, str)]
     consented = consented_channels(profile=profile, channels=channels)
@@ -331,7 +340,12 @@ def _decide_one(
         )
     except TemplateRenderError as exc:
         logger.warning("intervention_render_failed", campaign_id=campaign.pk, error=str(exc))
-        return _suppressed(plan=plan, event=event, profile=profile, reason="render_error", variant=variant)
+        reason = "render_error"
+        if exc.out_of_time and event.kind == SEND_RUN_EVENT_KIND:
+            if event.payload.get("render_retry"):
+                return None
+            reason = "render_timeout"
+        return _suppressed(plan=plan, event=event, profile=profile, reason=reason, variant=variant)
 
     intervention = _base(plan=plan, event=event, profile=profile, variant=variant)
     intervention.channel = channel

@@ -67,6 +67,8 @@ class SendRunMember(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PLANNED)
     reason = models.CharField(max_length=64, blank=True)
     intervention_id = models.UUIDField(null=True, blank=True)
+    # Decisions tried and left undecided because the render ran out of time (retried later, bounded).
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -147,8 +147,9 @@ def send_run_snapshot(*, run_id: int, now: datetime | None = None) -> SendRun:
         "%s::bigint AS run), "  # (the audience is Django's SQL, values bound; identifiers from models)
         f"audience(id, user_id, tz) AS ({audience_sql}), "
         "zones AS (SELECT name FROM pg_timezone_names) "
-        f'INSERT INTO "{members}" (run_id, position, profile_id, user_id, due_at, state, reason) '
-        "SELECT p.run, row_number() OVER (ORDER BY d.due, a.user_id), a.id, a.user_id, d.due, 'planned', '' "
+        f'INSERT INTO "{members}" (run_id, position, profile_id, user_id, due_at, state, reason, attempts) '
+        "SELECT p.run, row_number() OVER (ORDER BY d.due, a.user_id), a.id, a.user_id, d.due, "
+        "'planned', '', 0 "
         "FROM audience a CROSS JOIN p "
         "CROSS JOIN LATERAL (SELECT COALESCE((SELECT name FROM zones WHERE name = a.tz), p.zone) AS zone) z "
         f"CROSS JOIN LATERAL (SELECT {due} AS due) d"
@@ -198,12 +199,21 @@ def send_run_step(
         batch = list(
             SendRunMember.objects.filter(run_id=run.pk, position__gt=run.cursor)
             .order_by("position")
-            .values_list("position", "user_id", "due_at")[:batch_size]
+            .values_list("position", "user_id", "due_at", "attempts")[:batch_size]
         )
         due = [m for m in batch if m[2] <= now]
+        retrying = False
         if not due:
+            # Members left behind the cursor for another render (see _render_retry_later), once due.
+            due = _retries_due(run_id=run.pk, cursor=run.cursor, now=now, limit=batch_size)
+            retrying = bool(due)
+        if not due:
+            waiting = _retry_next_due(run_id=run.pk, cursor=run.cursor)
             if batch:
-                return StepResult(state=run.state, next_due=batch[0][2])
+                first = batch[0][2]
+                return StepResult(state=run.state, next_due=min(first, waiting) if waiting else first)
+            if waiting is not None:
+                return StepResult(state=run.state, next_due=waiting)
             _finish(run, now=now)
             return StepResult(state=run.state)
         campaign = campaign_get(campaign_id=run.campaign_id)
@@ -212,6 +222,7 @@ def send_run_step(
         exited: set[str] = set()
         if _EXIT_SEEN_ON_PROFILE in (campaign.exit_events or []):
             exited = profiles_ordered_since(user_ids=[m[1] for m in due], since=run.started_at)
+        attempts_max = max(1, int(settings.SEND_RUN_RENDER_ATTEMPTS))
         events = [
             InboundEvent(
                 kind=SEND_RUN_EVENT_KIND,
@@ -219,21 +230,33 @@ def send_run_step(
                 trigger=SEND_RUN_TRIGGER,
                 user_id=user_id,
                 occurred_at=due_at,
-                payload={"event_type": SEND_RUN_TRIGGER, "run_id": run.pk},
+                payload={
+                    "event_type": SEND_RUN_TRIGGER,
+                    "run_id": run.pk,
+                    # A render out of time leaves the member for later, until its last attempt.
+                    "render_retry": attempts + 1 < attempts_max,
+                },
             )
-            for _, user_id, due_at in due
+            for _, user_id, due_at, attempts in due
             if user_id not in exited
         ]
+        retry: set[str] = set()
         if events:
-            decisions_process_batch(events=events, campaigns=_plan(campaign), after_commit=after_commit)
+            outcome = decisions_process_batch(
+                events=events, campaigns=_plan(campaign), after_commit=after_commit
+            )
+            retry = set(outcome.render_retry)
         taken = decisions_for_triggers(
-            campaign_id=campaign.pk, trigger_event_ids=[event.event_id for event in events]
+            campaign_id=campaign.pk,
+            trigger_event_ids=[event.event_id for event in events if event.event_id not in retry],
         )
         rows = []
+        again: list[int] = []
         suppressed: Counter[str] = Counter(run.suppressed)
         skipped: Counter[str] = Counter(run.skipped)
-        for position, user_id, _ in due:
-            decision = taken.get(member_event_id(run_id=run.pk, user_id=user_id))
+        for position, user_id, _, _ in due:
+            event_id = member_event_id(run_id=run.pk, user_id=user_id)
+            decision = taken.get(event_id)
             if user_id in exited:
                 state, reason, intervention_id = (
                     SendRunMember.State.SKIPPED,
@@ -241,6 +264,9 @@ def send_run_step(
                     None,
                 )
                 skipped[reason] += 1
+            elif event_id in retry:
+                again.append(position)
+                continue
             elif decision is None:
                 # The decision path took nothing: the conditions or segment no longer hold, or the
                 # campaign ended.
@@ -258,10 +284,51 @@ def send_run_step(
                 {"position": position, "state": state, "reason": reason, "intervention_id": intervention_id}
             )
         _members_settle(run_id=run.pk, rows=rows)
+        if again:
+            _render_retry_later(run_id=run.pk, positions=again, now=now)
         run.suppressed, run.skipped = dict(suppressed), dict(skipped)
-        run.cursor = due[-1][0]
+        if not retrying:
+            run.cursor = due[-1][0]
         run.save()
     return StepResult(state=run.state, walked=len(due))
+
+
+# --- Members whose render ran out of time -------------------------------------------------------------------
+# The render budget is CPU time of the rendering thread, so running out of it says the template is slow,
+# but a render can also run out of it behind a slow one (the template's cool-off refuses it at once for
+# TEMPLATE_SLOW_COOLOFF_SECONDS). A run owes its members the message: such a member stays planned behind the
+# cursor, due again after the cool-off, and is taken again once the walk has nothing else due; on its last
+# attempt (SEND_RUN_RENDER_ATTEMPTS) a render out of time is suppressed as ``render_timeout``. The decision
+# path wrote nothing for it (no intervention, no cap counted), so no member is decided twice.
+
+
+def _render_retry_later(*, run_id: int, positions: list[int], now: datetime) -> None:
+    again_at = now + timedelta(seconds=float(settings.TEMPLATE_SLOW_COOLOFF_SECONDS) + 1)
+    SendRunMember.objects.filter(
+        run_id=run_id, position__in=positions, state=SendRunMember.State.PLANNED
+    ).update(attempts=F("attempts") + 1, due_at=again_at, reason="render_timeout")
+    logger.warning("send_run_render_retry", run_id=run_id, members=len(positions), at=again_at.isoformat())
+
+
+def _retries_due(
+    *, run_id: int, cursor: int, now: datetime, limit: int
+) -> list[tuple[int, str, datetime, int]]:
+    return list(
+        SendRunMember.objects.filter(
+            run_id=run_id, position__lte=cursor, state=SendRunMember.State.PLANNED, due_at__lte=now
+        )
+        .order_by("position")
+        .values_list("position", "user_id", "due_at", "attempts")[:limit]
+    )
+
+
+def _retry_next_due(*, run_id: int, cursor: int) -> datetime | None:
+    return (
+        SendRunMember.objects.filter(run_id=run_id, position__lte=cursor, state=SendRunMember.State.PLANNED)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )
 
 
 def _members_settle(*, run_id: int, rows: list[dict[str, object]]) -> None:

@@ -78,6 +78,8 @@ class BatchOutcome:
     onsite_rows: list[tuple[str, DecidedIntervention | Intervention]] = field(default_factory=list)
     delivery_ids: list[UUID] = field(default_factory=list)
     committed_at: datetime | None = None
+    # Send-run members whose render ran out of time, left undecided for the run to retry (event ids).
+    render_retry: list[str] = field(default_factory=list)
 
 
 def decisions_process_batch(
@@ -203,6 +205,7 @@ def _process(
         learned=learned_cache.current(),
     )
     outcome.duplicates = result.duplicates
+    outcome.render_retry = result.render_retry
     tail: list[Callable[[], object]] = []
     if result.decisions:
         _persist(decisions=result.decisions, profiles=profiles, outcome=outcome, tail=tail)

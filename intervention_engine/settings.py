@@ -219,8 +219,9 @@ KAFKA_FETCH_WAIT_MAX_MS: int = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=5)
 KAFKA_TOPIC_PARTITIONS: int = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 # Decision path: messages per shopper per (local) day across every campaign and channel; 0 = no budget.
 SHOPPER_DAILY_MESSAGE_BUDGET: int = env.int("SHOPPER_DAILY_MESSAGE_BUDGET", default=3)
-# Budget of one message's render: loop iterations in all its fields, and wall time per field. A template over
-# it is refused on save and fails that one decision (suppressed as render_error); see docs/templates.md.
+# Budget of one message's render: loop iterations in all its fields, and CPU time of the rendering thread per
+# field (time waiting for a core is not counted). A template over it is refused on save and fails that one
+# decision (suppressed as render_error; a send run's member is retried first); see docs/templates.md.
 TEMPLATE_MAX_LOOP_ITERATIONS: int = env.int("TEMPLATE_MAX_LOOP_ITERATIONS", default=10_000)
 TEMPLATE_RENDER_TIMEOUT_MS: int = env.int("TEMPLATE_RENDER_TIMEOUT_MS", default=100)
 # A template that ran out of time is not rendered again in that process for this long (each try would
@@ -367,6 +368,9 @@ NOTIFICATION_SWEEP_INTERVAL_SECONDS: float = env.float("NOTIFICATION_SWEEP_INTER
 # A running send run whose row has not moved this long lost its chain of tasks (a worker killed): the
 # reconcile task (beat, every minute) steps it again. A step of 500 members takes about a second.
 SEND_RUN_STALLED_AFTER_SECONDS: int = env.int("SEND_RUN_STALLED_AFTER_SECONDS", default=120)
+# A send run's member whose render ran out of TEMPLATE_RENDER_TIMEOUT_MS is decided again later (after the
+# template's cool-off), up to this many attempts in all; then it is suppressed as render_timeout.
+SEND_RUN_RENDER_ATTEMPTS: int = env.int("SEND_RUN_RENDER_ATTEMPTS", default=3)
 # Beat runs the ledger's sweeps (django-celery-beat copies these entries into its table at start).
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),

@@ -11,8 +11,9 @@ Templates are written by marketers and filled with shopper data, so both sides a
   from what the caller passes, never a model instance;
 * templates and outputs are size-limited; HTML is autoescaped in HTML fields only;
 * each render has a budget (see ``_Budget``): loop iterations in all, counted before a loop starts, and
-  time per field, checked at every lookup, operator, filter, loop and output chunk. A template that
-  exceeds it is refused on save (validation renders it) and fails that one render in the decision path.
+  CPU time of the rendering thread per field, checked at every lookup, operator, filter, loop and output
+  chunk. A template that exceeds it is refused on save (validation renders it) and fails that one render
+  in the decision path (``TemplateRenderError.out_of_time`` says it was the time).
 
 Undefined policy: a top-level name outside the allow-list is always an error (so a typo is refused on
 save, and Jinja's own ``self`` is unreachable), while a missing key inside the data
@@ -107,12 +108,17 @@ _CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": 
 class TemplateRenderError(UnprocessableError):
     code = "template_error"
 
-    def __init__(self, message: str, *, field: str, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str, line: int | None = None, out_of_time: bool = False
+    ) -> None:
         where = f"{field}, line {line}" if line is not None else field
         super().__init__(f"{where}: {message}", details={"field": field, "line": line})
         self.field = field
         self.line = line
         self.reason = message
+        # Refused only for its time (now, or lately: see _SLOW_UNTIL), not for what it is: the same render
+        # may pass later (a send run retries such a member).
+        self.out_of_time = out_of_time
 
 
 class _Undefined(ChainableUndefined):
@@ -131,8 +137,10 @@ class _OutOfTime(_OverBudget):
 
 @dataclass
 class _Budget:
-    """What one message's render may spend: loop iterations in all its fields, and for each field time
-    until ``deadline`` (monotonic)."""
+    """What one message's render may spend: loop iterations in all its fields, and for each field CPU
+    time until ``deadline`` on the rendering thread's own clock (``time.thread_time``): a thread waiting
+    for a core, for the GIL or for I/O on a loaded machine spends none of it, so a valid template is not
+    refused because the machine is busy; a template that is slow in itself is."""
 
     iterations_left: int
     deadline: float
@@ -145,7 +153,7 @@ class _Budget:
         timeout_ms = int(settings.TEMPLATE_RENDER_TIMEOUT_MS)
         return cls(
             iterations_left=max_iterations,
-            deadline=time.monotonic() + timeout_ms / 1000,
+            deadline=time.thread_time() + timeout_ms / 1000,
             max_iterations=max_iterations,
             timeout_ms=timeout_ms,
         )
@@ -160,10 +168,10 @@ class _Budget:
         self.tick()
 
     def restart_clock(self) -> None:
-        self.deadline = time.monotonic() + self.timeout_ms / 1000
+        self.deadline = time.thread_time() + self.timeout_ms / 1000
 
     def tick(self) -> None:
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise _OutOfTime(
                 f"rendering took longer than {self.timeout_ms} ms (the limit is TEMPLATE_RENDER_TIMEOUT_MS)"
             )
@@ -494,6 +502,7 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
                 f"rendering took longer than {budget.timeout_ms} ms recently (the limit is "
                 "TEMPLATE_RENDER_TIMEOUT_MS); not rendered again for TEMPLATE_SLOW_COOLOFF_SECONDS",
                 field=field,
+                out_of_time=True,
             )
         _SLOW_UNTIL.pop((source, html), None)
     # The time is per field, so that a field that runs out of it is the one to blame (see _SLOW_UNTIL).
@@ -515,7 +524,9 @@ def _render_one(field: str, source: str, context: Mapping[str, Any], *, html: bo
             if len(_SLOW_UNTIL) >= _SLOW_MAX_ENTRIES:
                 _SLOW_UNTIL.clear()
             _SLOW_UNTIL[(source, html)] = time.monotonic() + float(settings.TEMPLATE_SLOW_COOLOFF_SECONDS)
-        raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None
+        raise TemplateRenderError(
+            str(error), field=field, line=_template_line(error), out_of_time=isinstance(error, _OutOfTime)
+        ) from None
     except UndefinedError as error:
         raise TemplateRenderError(str(error), field=field, line=_template_line(error)) from None
     except TemplateError as error:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from campaigns.models import TemplateLocalization
 from delivery import runs
 from delivery.models import SendRun, SendRunMember
 from interventions.models import Intervention
@@ -254,3 +255,70 @@ def test_it_starts_one_run_per_cron_tick():
     assert (first.tick, second.tick) == (monday.replace(second=0), tuesday.replace(second=0))
     assert (first.decided, second.decided) == (2, 2)
     assert Intervention.objects.filter(campaign=campaign).count() == 4
+
+
+# A template that needs about 20 ms of CPU per render: out of a 5 ms render budget.
+_CPU_SLOW = (
+    "{% for a in [0] * 40 %}{% for b in [0] * 40 %}"
+    "{% if ([5] * 100)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}{{ profile.user_id }}"
+)
+
+
+def _slow_render_campaign(settings):
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 5
+    settings.TEMPLATE_SLOW_COOLOFF_SECONDS = 0
+    settings.SEND_RUN_RENDER_ATTEMPTS = 2
+    campaign = scheduled_campaign()
+    TemplateLocalization.objects.filter(
+        template_id__in=campaign.variants.values_list("email_template_id", flat=True)
+    ).update(body_text=_CPU_SLOW)
+    return campaign
+
+
+def test_it_retries_later_a_member_whose_render_ran_out_of_time_and_sends_it_once(settings):
+    # given a run of 3 whose template runs out of its render budget
+    campaign = _slow_render_campaign(settings)
+    members = shoppers(3)
+    now = timezone.now()
+    run = run_walked(run_started(campaign, now=now), now=now)
+
+    # then nobody was decided or suppressed: each member waits, planned, for another attempt after the
+    # template's cool-off, and the run is not finished
+    assert (run.state, run.decided, run.suppressed) == ("running", 0, {})
+    assert not Intervention.objects.filter(campaign=campaign).exists()
+    waiting = SendRunMember.objects.filter(run=run)
+    assert set(waiting.values_list("state", "reason", "attempts")) == {("planned", "render_timeout", 1)}
+    assert runs.send_run_books(run=run).balanced
+    early = runs.send_run_step(run_id=run.pk, now=now, after_commit=False)
+    assert (early.walked, early.next_due) == (0, now + timedelta(seconds=1))
+
+    # when the budget allows it by the time they are due again (the machine, or the limit, changed)
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 5000
+    run = run_walked(run, now=now + timedelta(seconds=2))
+
+    # then each member is decided once, sent the message, and the run finishes with balanced books
+    decided = Intervention.objects.filter(campaign=campaign)
+    assert sorted(decided.values_list("user_id", flat=True)) == sorted(members)
+    assert set(decided.values_list("status", flat=True)) == {"pending"}
+    assert (run.state, run.decided, run.queued) == ("finished", 3, 3)
+    assert set(SendRunMember.objects.filter(run=run).values_list("state", flat=True)) == {"decided"}
+    assert runs.send_run_books(run=run).balanced
+
+
+def test_it_suppresses_a_member_whose_render_ran_out_of_time_on_every_attempt(settings):
+    # given a run of 2 whose template always runs out of its render budget, 2 attempts allowed
+    campaign = _slow_render_campaign(settings)
+    shoppers(2)
+    now = timezone.now()
+    run = run_walked(run_started(campaign, now=now), now=now)
+
+    # when it is walked again once the members are due again
+    run = run_walked(run, now=now + timedelta(seconds=2))
+
+    # then the last attempt suppressed each member, saying the render ran out of time
+    suppressed = Intervention.objects.filter(campaign=campaign)
+    assert set(suppressed.values_list("status", "suppression_reason")) == {("suppressed", "render_timeout")}
+    assert suppressed.count() == 2
+    assert (run.state, run.decided, run.queued, run.suppressed) == ("finished", 2, 0, {"render_timeout": 2})
+    assert set(SendRunMember.objects.filter(run=run).values_list("attempts", flat=True)) == {1}
+    assert runs.send_run_books(run=run).balanced

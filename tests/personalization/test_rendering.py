@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -275,3 +276,51 @@ def test_it_does_not_run_again_a_template_that_ran_out_of_time_lately(settings) 
     assert elapsed < 0.02, elapsed
     assert "took longer than 50 ms recently" in refused.value.message
     assert ordinary == {"body_text": "Hi Ada"}
+
+
+def test_it_counts_the_render_deadline_in_the_rendering_threads_cpu_time(settings) -> None:
+    # given a template that needs about 20 ms of CPU, a 60 ms deadline, and another thread that holds the
+    # interpreter (sum over a range never lets go of the GIL) for a few hundred ms while it renders
+    source = (
+        "{% for a in [0] * 40 %}{% for b in [0] * 40 %}"
+        "{% if ([7] * 100)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}"
+    )
+    render_fields({"body_text": source}, sample_context())  # compiled outside the measure
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 60
+    hog = threading.Thread(target=lambda: [sum(range(3_000_000)) for _ in range(4)])
+
+    # when it renders while its thread waits for the other one
+    started = time.monotonic()
+    hog.start()
+    try:
+        rendered = render_fields({"body_text": source}, sample_context())
+        elapsed = time.monotonic() - started
+    finally:
+        hog.join()
+
+    # then it took longer than the deadline on the wall clock, and renders: waiting is not rendering
+    assert elapsed > 0.06, elapsed
+    assert rendered == {"body_text": ""}
+
+
+def test_it_refuses_a_template_slow_in_cpu_and_says_it_was_the_time(settings) -> None:
+    # given a 5 ms deadline and a template that needs about 20 ms of CPU
+    settings.TEMPLATE_RENDER_TIMEOUT_MS = 5
+    source = (
+        "{% for a in [0] * 40 %}{% for b in [0] * 40 %}"
+        "{% if ([6] * 100)|join|length > 1 %}{% endif %}{% endfor %}{% endfor %}"
+    )
+
+    # when it is rendered
+    started = time.thread_time()
+    with pytest.raises(TemplateRenderError) as refused:
+        render_fields({"body_text": source}, sample_context())
+
+    # then it is refused on the deadline, after about that much CPU, and the error says it was the time
+    assert "took longer than 5 ms" in refused.value.message
+    assert refused.value.out_of_time
+    assert time.thread_time() - started < 0.5
+    # (an error about what the template is, not how long it took, does not say so)
+    with pytest.raises(TemplateRenderError) as bad:
+        render_fields({"body_text": "{{ cart.total / 0 }}"}, {**sample_context(), "cart": {"total": 1}})
+    assert not bad.value.out_of_time
