@@ -5,12 +5,13 @@ the time-zone rollout across daylight-saving changes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
-from campaigns.models import TemplateLocalization
+from campaigns.models import Campaign, TemplateLocalization
 from delivery import runs
 from delivery.models import SendRun, SendRunMember
 from interventions.models import Intervention
@@ -264,7 +265,7 @@ _CPU_SLOW = (
 )
 
 
-def _slow_render_campaign(settings):
+def _slow_render_campaign(settings: Any) -> Campaign:
     settings.TEMPLATE_RENDER_TIMEOUT_MS = 5
     settings.TEMPLATE_SLOW_COOLOFF_SECONDS = 0
     settings.SEND_RUN_RENDER_ATTEMPTS = 2
