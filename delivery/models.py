@@ -31,7 +31,7 @@ class SendRun(models.Model):
     suppressed = models.JSONField(default=dict, blank=True, help_text="Decided but not sent, by reason")
     skipped = models.JSONField(default=dict, blank=True, help_text="No decision owed any more, by reason")
     failed = models.PositiveIntegerField(default=0)
-    # The last member position walked (keyset pagination over SendRunMember.position).
+    # The furthest member position walked by any of its chunks (each chunk keeps its own cursor).
     cursor = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -82,6 +82,26 @@ class SendRunMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in run {self.run_id}"
+
+
+class SendRunChunk(models.Model):
+    """One of a run's walkers: the members whose position is ``index`` modulo ``of``, walked in position
+    order from ``cursor``. Steps of one chunk are serialised by its row lock; chunks are walked side by
+    side (by several workers), so a run is not held to one core."""
+
+    run = models.ForeignKey(SendRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveSmallIntegerField()
+    of = models.PositiveSmallIntegerField()
+    # The last member position this chunk walked (keyset pagination).
+    cursor = models.PositiveIntegerField(default=0)
+    done = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="send_run_chunk_once")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index}/{self.of} of run {self.run_id}"
 
 
 class AllocationSnapshot(models.Model):

@@ -5,19 +5,24 @@
 2. ``send_run_snapshot`` (one transaction) evaluates the campaign's segment IN SQL and snapshots it
    into ``SendRunMember`` with ONE ``INSERT … SELECT``: each member gets a due time — the run's start, or
    with ``send_local_time`` the first such time on the shopper's own clock (zone from the profile, the
-   campaign's schedule zone when unknown) — and a position numbered by (due time, user id).
-3. ``send_run_step`` (one transaction per batch) locks the run row, checks it is still running (so pause
-   and cancel act between two batches), takes the next members after the cursor whose time has come
-   (keyset pagination on position: memory bounded by the batch, never by the audience), skips those who
-   left through an exit event after the snapshot, and hands the rest to the decision path
-   (``decisions_process_batch``) as one event each with the id ``run:<run>:<user>`` — the same rules
-   as a triggered campaign: conditions and segment again, consent, caps, the daily budget, quiet hours,
-   holdout, variant, channel, rendering. It then reads back the decision each member got, adds the batch
-   to the run's books and moves the cursor, in the same transaction.
+   campaign's schedule zone when unknown) — and a position numbered by (due time, user id). The members
+   are dealt into ``SEND_RUN_WALKERS`` chunks (``SendRunChunk``: position modulo the chunk count, so each
+   chunk keeps the due-time order and a time-zone rollout keeps every chunk busy), one chain of step
+   tasks each: several workers walk one run side by side.
+3. ``send_run_step`` (one transaction per batch of a chunk) locks the chunk row, checks the run is still
+   running (pause and cancel lock every chunk, so they act between two batches), takes the chunk's next
+   members after its cursor whose time has come (keyset pagination on position: memory bounded by the
+   batch, never by the audience), skips those who left through an exit event after the snapshot, and
+   hands the rest to the decision path (``decisions_process_batch``) as one event each with the id
+   ``run:<run>:<user>`` — the same rules as a triggered campaign: conditions and segment again, consent,
+   caps, the daily budget, quiet hours, holdout, variant, channel, rendering. It then reads back the
+   decision each member got, settles the members, moves the chunk's cursor and, last (the run row is
+   locked only from there to the commit), adds the batch to the run's books, in the same transaction.
    A crash anywhere rolls the whole batch back and the next step takes it again; a decision committed
-   by an earlier attempt is found by the (campaign, trigger event) key and never taken twice.
-4. ``send_runs_reconcile`` (beat) starts the snapshot of runs left scheduled, steps runs left running
-   whose chain of tasks stopped (a worker killed), and reports any run whose books do not balance.
+   by an earlier attempt is found by the (campaign, trigger event) key and never taken twice. A member
+   whose render ran out of time stays planned behind the cursor and is retried (see below).
+4. ``send_runs_reconcile`` (beat) starts the snapshot of runs left scheduled, steps the chunks of running
+   runs whose chain of tasks stopped (a worker killed), and reports any run whose books do not balance.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -40,7 +46,7 @@ from core.bulk import rows_json
 from core.errors import ConflictError, NotFoundError
 from core.observability import get_logger
 from delivery.events import SEND_RUN_EVENT_KIND, InboundEvent
-from delivery.models import SendRun, SendRunMember
+from delivery.models import SendRun, SendRunChunk, SendRunMember
 from delivery.selectors import CampaignPlan, CampaignSet
 from delivery.services import decisions_process_batch
 from interventions.models import Intervention
@@ -162,8 +168,23 @@ def send_run_snapshot(*, run_id: int, now: datetime | None = None) -> SendRun:
     run.state = SendRun.State.RUNNING
     run.started_at = now
     run.save()
-    logger.info("send_run_snapshotted", run_id=run.pk, campaign_id=run.campaign_id, audience=size)
+    walkers = max(1, min(int(settings.SEND_RUN_WALKERS), size))
+    SendRunChunk.objects.bulk_create(
+        [SendRunChunk(run=run, index=index, of=walkers) for index in range(walkers)]
+    )
+    logger.info(
+        "send_run_snapshotted", run_id=run.pk, campaign_id=run.campaign_id, audience=size, chunks=walkers
+    )
     return run
+
+
+def send_run_chunks(*, run_id: int) -> list[int]:
+    """The indexes of the run's chunks still walking (one step task chain each)."""
+    return list(
+        SendRunChunk.objects.filter(run_id=run_id, done=False)
+        .order_by("index")
+        .values_list("index", flat=True)
+    )
 
 
 # --- The walk: one batch per step -----------------------------------------------------------------------
@@ -188,16 +209,52 @@ def _plan(campaign: Campaign) -> CampaignSet:
 
 
 def send_run_step(
-    *, run_id: int, now: datetime | None = None, batch_size: int = BATCH_SIZE, after_commit: bool = True
+    *,
+    run_id: int,
+    chunk: int | None = None,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    after_commit: bool = True,
 ) -> StepResult:
-    """Decide the next batch of due members; see the module docstring (step 3)."""
+    """Decide the next batch of due members of ``chunk``; see the module docstring (step 3). Without a
+    chunk, the first chunk (by index) that has a batch due walks it (one caller walking the whole run)."""
     now = now or timezone.now()
+    if chunk is not None:
+        return _chunk_step(
+            run_id=run_id, index=chunk, now=now, batch_size=batch_size, after_commit=after_commit
+        )
+    next_due: datetime | None = None
+    for index in send_run_chunks(run_id=run_id):
+        result = _chunk_step(
+            run_id=run_id, index=index, now=now, batch_size=batch_size, after_commit=after_commit
+        )
+        if result.walked or result.state != SendRun.State.RUNNING:
+            return result
+        if result.next_due is not None:
+            next_due = min(next_due, result.next_due) if next_due else result.next_due
+    state = SendRun.objects.filter(pk=run_id).values_list("state", flat=True).first()
+    return StepResult(state=state or SendRun.State.FAILED, next_due=next_due)
+
+
+def _chunk_members(chunk: SendRunChunk) -> QuerySet[SendRunMember]:
+    members = SendRunMember.objects.filter(run_id=chunk.run_id)
+    if chunk.of > 1:
+        members = members.alias(slot=Mod("position", chunk.of)).filter(slot=chunk.index)
+    return members
+
+
+def _chunk_step(*, run_id: int, index: int, now: datetime, batch_size: int, after_commit: bool) -> StepResult:
     with transaction.atomic():
-        run = SendRun.objects.select_for_update().get(pk=run_id)
-        if run.state != SendRun.State.RUNNING:
+        # The chunk's row lock serialises its steps (a redelivered task, reconcile beside the chain). The
+        # run row is read without a lock: a move (pause, cancel) locks every chunk before the run, so it
+        # waits for the batches in progress, and a step that starts after it sees the new state.
+        chunk = SendRunChunk.objects.select_for_update().filter(run_id=run_id, index=index).first()
+        run = SendRun.objects.get(pk=run_id)
+        if run.state != SendRun.State.RUNNING or chunk is None or chunk.done:
             return StepResult(state=run.state)
+        members = _chunk_members(chunk)
         batch = list(
-            SendRunMember.objects.filter(run_id=run.pk, position__gt=run.cursor)
+            members.filter(position__gt=chunk.cursor)
             .order_by("position")
             .values_list("position", "user_id", "due_at", "attempts")[:batch_size]
         )
@@ -205,16 +262,21 @@ def send_run_step(
         retrying = False
         if not due:
             # Members left behind the cursor for another render (see _render_retry_later), once due.
-            due = _retries_due(run_id=run.pk, cursor=run.cursor, now=now, limit=batch_size)
+            due = _retries_due(members=members, cursor=chunk.cursor, now=now, limit=batch_size)
             retrying = bool(due)
         if not due:
-            waiting = _retry_next_due(run_id=run.pk, cursor=run.cursor)
+            waiting = _retry_next_due(members=members, cursor=chunk.cursor)
             if batch:
                 first = batch[0][2]
                 return StepResult(state=run.state, next_due=min(first, waiting) if waiting else first)
             if waiting is not None:
                 return StepResult(state=run.state, next_due=waiting)
-            _finish(run, now=now)
+            chunk.done = True
+            chunk.save()
+            run = SendRun.objects.select_for_update().get(pk=run_id)
+            # Under the run's lock, the other chunks' last steps have committed or wait for this one.
+            if not SendRunChunk.objects.filter(run_id=run_id, done=False).exists():
+                _finish(run, now=now)
             return StepResult(state=run.state)
         campaign = campaign_get(campaign_id=run.campaign_id)
         assert campaign is not None
@@ -252,8 +314,9 @@ def send_run_step(
         )
         rows = []
         again: list[int] = []
-        suppressed: Counter[str] = Counter(run.suppressed)
-        skipped: Counter[str] = Counter(run.skipped)
+        decided = queued = 0
+        suppressed: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
         for position, user_id, _, _ in due:
             event_id = member_event_id(run_id=run.pk, user_id=user_id)
             decision = taken.get(event_id)
@@ -275,20 +338,28 @@ def send_run_step(
             else:
                 state, intervention_id = SendRunMember.State.DECIDED, str(decision.id)
                 reason = decision.suppression_reason
-                run.decided += 1
+                decided += 1
                 if decision.status == Intervention.Status.SUPPRESSED:
                     suppressed[reason] += 1
                 else:
-                    run.queued += 1
+                    queued += 1
             rows.append(
                 {"position": position, "state": state, "reason": reason, "intervention_id": intervention_id}
             )
         _members_settle(run_id=run.pk, rows=rows)
         if again:
             _render_retry_later(run_id=run.pk, positions=again, now=now)
-        run.suppressed, run.skipped = dict(suppressed), dict(skipped)
         if not retrying:
-            run.cursor = due[-1][0]
+            chunk.cursor = due[-1][0]
+        chunk.save()
+        # The books, last: the run's row lock is held only from here to the commit, so the chunks' steps
+        # overlap everywhere but here.
+        run = SendRun.objects.select_for_update().get(pk=run_id)
+        run.decided += decided
+        run.queued += queued
+        run.suppressed = dict(Counter(run.suppressed) + suppressed)
+        run.skipped = dict(Counter(run.skipped) + skipped)
+        run.cursor = max(run.cursor, chunk.cursor)
         run.save()
     return StepResult(state=run.state, walked=len(due))
 
@@ -311,20 +382,18 @@ def _render_retry_later(*, run_id: int, positions: list[int], now: datetime) -> 
 
 
 def _retries_due(
-    *, run_id: int, cursor: int, now: datetime, limit: int
+    *, members: QuerySet[SendRunMember], cursor: int, now: datetime, limit: int
 ) -> list[tuple[int, str, datetime, int]]:
     return list(
-        SendRunMember.objects.filter(
-            run_id=run_id, position__lte=cursor, state=SendRunMember.State.PLANNED, due_at__lte=now
-        )
+        members.filter(position__lte=cursor, state=SendRunMember.State.PLANNED, due_at__lte=now)
         .order_by("position")
         .values_list("position", "user_id", "due_at", "attempts")[:limit]
     )
 
 
-def _retry_next_due(*, run_id: int, cursor: int) -> datetime | None:
+def _retry_next_due(*, members: QuerySet[SendRunMember], cursor: int) -> datetime | None:
     return (
-        SendRunMember.objects.filter(run_id=run_id, position__lte=cursor, state=SendRunMember.State.PLANNED)
+        members.filter(position__lte=cursor, state=SendRunMember.State.PLANNED)
         .order_by("due_at")
         .values_list("due_at", flat=True)
         .first()
@@ -376,9 +445,11 @@ _MOVES: dict[str, tuple[frozenset[str], str]] = {
 
 @transaction.atomic
 def send_run_move(*, run_id: int, move: str) -> SendRun:
-    """Pause, resume or cancel a run. The row lock waits for a batch in progress, so the move takes
-    effect before the next batch; a cancelled run leaves its undecided members planned (no decision was
-    taken for them; already-decided ones keep their interventions)."""
+    """Pause, resume or cancel a run. Locking its chunks (then the run, the order the steps lock them in)
+    waits for the batches in progress, so the move takes effect before the next batch of every chunk; a
+    cancelled run leaves its undecided members planned (no decision was taken for them; already-decided
+    ones keep their interventions)."""
+    list(SendRunChunk.objects.select_for_update().filter(run_id=run_id).order_by("index").values("pk"))
     run = SendRun.objects.select_for_update().filter(pk=run_id).first()
     if run is None:
         raise NotFoundError(f"run {run_id} does not exist")
@@ -396,7 +467,13 @@ def send_run_move(*, run_id: int, move: str) -> SendRun:
         run.finished_at = timezone.now()
     run.save()
     if move == "resume" and to_state == SendRun.State.RUNNING:
-        transaction.on_commit(lambda: current_app.send_task(STEP_TASK, kwargs={"run_id": run_id}))
+        chunks = send_run_chunks(run_id=run_id)
+        transaction.on_commit(
+            lambda: [
+                current_app.send_task(STEP_TASK, kwargs={"run_id": run_id, "chunk": index})
+                for index in chunks
+            ]
+        )
     logger.info("send_run_moved", run_id=run.pk, move=move, state=run.state)
     return run
 
@@ -448,7 +525,7 @@ def send_run_books(*, run: SendRun) -> Books:
 @dataclass
 class Reconciled:
     snapshotted: list[int]
-    stepped: list[int]
+    stepped: list[tuple[int, int]]  # (run, chunk)
     unbalanced: list[Books]
 
 
@@ -461,8 +538,11 @@ def send_runs_reconcile(*, now: datetime | None = None) -> Reconciled:
             "pk", flat=True
         )
     )
+    # A chunk of a running run whose row has not moved lost its chain of steps.
     stalled = list(
-        SendRun.objects.filter(state=SendRun.State.RUNNING, updated_at__lt=stale).values_list("pk", flat=True)
+        SendRunChunk.objects.filter(
+            run__state=SendRun.State.RUNNING, done=False, updated_at__lt=stale
+        ).values_list("run_id", "index")
     )
     unbalanced = []
     recent = SendRun.objects.filter(Q(finished_at__isnull=True) | Q(finished_at__gte=now - timedelta(days=1)))

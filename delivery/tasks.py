@@ -3,8 +3,9 @@ bandit and the channel choice learned (delivery/allocation.py); and the send run
 (delivery/runs.py).
 
 Release and expiry claim their rows with SKIP LOCKED inside the service, so overlapping runs never act
-twice. A send run's step locks the run row and moves its cursor in the batch's transaction, so a step
-run twice (a redelivered task, reconcile beside the chain) walks each member once.
+twice. A send run is walked by one chain of steps per chunk of its members; a step locks its chunk's row
+and moves the chunk's cursor in the batch's transaction, so a step run twice (a redelivered task,
+reconcile beside the chain) walks each member once.
 """
 
 from __future__ import annotations
@@ -59,27 +60,33 @@ def send_run_start_task(campaign_id: int) -> int | None:
     run = runs.send_run_create(campaign_id=campaign_id)
     if run is None:
         return None
-    runs.send_run_snapshot(run_id=run.pk)
-    send_run_step_task.delay(run_id=run.pk)
+    _chunks_start(run_id=runs.send_run_snapshot(run_id=run.pk).pk)
     return run.pk
 
 
+def _chunks_start(*, run_id: int) -> None:
+    """One chain of steps per chunk of the run: the workers walk them side by side."""
+    for chunk in runs.send_run_chunks(run_id=run_id):
+        send_run_step_task.delay(run_id=run_id, chunk=chunk)
+
+
 @shared_task(name=runs.STEP_TASK, ignore_result=True, bind=True, max_retries=5)
-def send_run_step_task(self: Any, run_id: int) -> int:
-    """One batch of a run; queues the next one until the run is done, paused or cancelled."""
+def send_run_step_task(self: Any, run_id: int, chunk: int | None = None) -> int:
+    """One batch of a run's chunk; queues the chunk's next one until it is done, or the run is paused
+    or cancelled."""
     try:
-        result = runs.send_run_step(run_id=run_id)
+        result = runs.send_run_step(run_id=run_id, chunk=chunk)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             runs.send_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
             raise
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     if result.more:
-        send_run_step_task.delay(run_id=run_id)
+        send_run_step_task.delay(run_id=run_id, chunk=chunk)
     elif result.next_due is not None:
         wait = (result.next_due - timezone.now()).total_seconds()
         send_run_step_task.apply_async(
-            kwargs={"run_id": run_id}, countdown=min(max(wait, 1.0), _WAIT_MAX_SECONDS)
+            kwargs={"run_id": run_id, "chunk": chunk}, countdown=min(max(wait, 1.0), _WAIT_MAX_SECONDS)
         )
     return result.walked
 
@@ -89,8 +96,7 @@ def send_runs_reconcile_task() -> int:
     """Beat: snapshot runs left scheduled, step runs whose chain stopped, report unbalanced books."""
     outcome = runs.send_runs_reconcile()
     for run_id in outcome.snapshotted:
-        runs.send_run_snapshot(run_id=run_id)
-        send_run_step_task.delay(run_id=run_id)
-    for run_id in outcome.stepped:
-        send_run_step_task.delay(run_id=run_id)
+        _chunks_start(run_id=runs.send_run_snapshot(run_id=run_id).pk)
+    for run_id, chunk in outcome.stepped:
+        send_run_step_task.delay(run_id=run_id, chunk=chunk)
     return len(outcome.unbalanced)

@@ -368,6 +368,9 @@ NOTIFICATION_SWEEP_INTERVAL_SECONDS: float = env.float("NOTIFICATION_SWEEP_INTER
 # A running send run whose row has not moved this long lost its chain of tasks (a worker killed): the
 # reconcile task (beat, every minute) steps it again. A step of 500 members takes about a second.
 SEND_RUN_STALLED_AFTER_SECONDS: int = env.int("SEND_RUN_STALLED_AFTER_SECONDS", default=120)
+# Chunks a send run's audience is split into (by member position): each is walked by its own chain of step
+# tasks, so as many workers walk one run side by side. About the cores the workers of the default queue have.
+SEND_RUN_WALKERS: int = max(1, env.int("SEND_RUN_WALKERS", default=2))
 # A send run's member whose render ran out of TEMPLATE_RENDER_TIMEOUT_MS is decided again later (after the
 # template's cool-off), up to this many attempts in all; then it is suppressed as render_timeout.
 SEND_RUN_RENDER_ATTEMPTS: int = env.int("SEND_RUN_RENDER_ATTEMPTS", default=3)

@@ -4,16 +4,18 @@ the time-zone rollout across daylight-saving changes."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Campaign, TemplateLocalization
 from delivery import runs
-from delivery.models import SendRun, SendRunMember
+from delivery.models import SendRun, SendRunChunk, SendRunMember
 from interventions.models import Intervention
 from personalization.models import Profile
 from tests import fixtures as f
@@ -65,6 +67,7 @@ def test_it_resumes_an_interrupted_run_without_deciding_anyone_twice():
     runs.send_run_step(run_id=run.pk, batch_size=4, after_commit=False)
     SendRunMember.objects.filter(run=run).update(state="planned", reason="", intervention_id=None)
     SendRun.objects.filter(pk=run.pk).update(cursor=0, decided=0, queued=0, suppressed={}, skipped={})
+    SendRunChunk.objects.filter(run=run).update(cursor=0, done=False)
 
     # when the run is walked again from the start
     run = run_walked(run)
@@ -323,3 +326,60 @@ def test_it_suppresses_a_member_whose_render_ran_out_of_time_on_every_attempt(se
     assert (run.state, run.decided, run.queued, run.suppressed) == ("finished", 2, 0, {"render_timeout": 2})
     assert set(SendRunMember.objects.filter(run=run).values_list("attempts", flat=True)) == {1}
     assert runs.send_run_books(run=run).balanced
+
+
+@pytest.mark.django_db(transaction=True)
+def test_its_chunks_are_walked_side_by_side_and_decide_every_member_once(settings: Any) -> None:
+    # given a run of 60 split into 3 chunks
+    settings.SEND_RUN_WALKERS = 3
+    campaign = scheduled_campaign()
+    members = shoppers(60)
+    run = run_started(campaign)
+    assert sorted(SendRunChunk.objects.filter(run=run).values_list("index", "of")) == [(0, 3), (1, 3), (2, 3)]
+
+    # when three threads walk them at once, each its own chunk by batches of 4, and a fourth walks
+    # every chunk (as reconcile beside the chains would)
+    def walk(chunk: int | None) -> None:
+        try:
+            while runs.send_run_step(run_id=run.pk, chunk=chunk, batch_size=4, after_commit=False).more:
+                pass
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=walk, args=(chunk,)) for chunk in (0, 1, 2, None)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    # then every member was decided once, the chunks are done and the run finished with balanced books
+    run.refresh_from_db()
+    decided = Intervention.objects.filter(campaign=campaign)
+    assert sorted(decided.values_list("user_id", flat=True)) == sorted(members)
+    assert (run.state, run.audience_size, run.decided, run.queued) == ("finished", 60, 60, 60)
+    assert set(SendRunChunk.objects.filter(run=run).values_list("done", flat=True)) == {True}
+    assert runs.send_run_books(run=run).balanced
+
+
+def test_a_pause_stops_every_chunk_and_reconcile_restarts_a_chunk_whose_chain_stopped(settings: Any) -> None:
+    # given a run of 6 in 2 chunks, one batch of 2 walked in chunk 0
+    settings.SEND_RUN_WALKERS = 2
+    campaign = scheduled_campaign()
+    shoppers(6)
+    run = run_started(campaign)
+    runs.send_run_step(run_id=run.pk, chunk=0, batch_size=2, after_commit=False)
+
+    # when it is paused, then both chunks are stepped
+    runs.send_run_move(run_id=run.pk, move="pause")
+    paused = [runs.send_run_step(run_id=run.pk, chunk=c, batch_size=2, after_commit=False) for c in (0, 1)]
+
+    # then neither walked anyone
+    assert [(p.state, p.walked) for p in paused] == [("paused", 0), ("paused", 0)]
+
+    # and once resumed, reconcile finds both chunks' chains stopped (their rows have not moved since)
+    runs.send_run_move(run_id=run.pk, move="resume")
+    later = timezone.now() + timedelta(seconds=settings.SEND_RUN_STALLED_AFTER_SECONDS + 1)
+    assert sorted(runs.send_runs_reconcile(now=later).stepped) == [(run.pk, 0), (run.pk, 1)]
+    run = run_walked(run)
+    assert (run.state, run.decided) == ("finished", 6)
+    assert runs.send_runs_reconcile(now=later).stepped == []
