@@ -80,8 +80,10 @@ def deliveries_enqueue(*, delivery_ids: Sequence[UUID | str]) -> int:
         by_channel.setdefault(channel, []).append(str(delivery_id))
     size = max(1, settings.NOTIFICATION_TASK_BATCH_SIZE)
     count = 0
-    # One producer (and its broker connection) from the pool for every message of this call.
-    with current_app.producer_or_acquire() as producer:
+    # One producer (and its broker connection) from the pool for every message of this call, and the
+    # messages sent to the broker together (kombu's publish batch: one Redis pipeline per 500 messages
+    # instead of a round trip each; on a transport without batches each is published at once).
+    with current_app.producer_or_acquire() as producer, producer.batch(max_size=500):
         for channel, ids in by_channel.items():
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]

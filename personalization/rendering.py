@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import functools
+import math
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -135,17 +136,25 @@ class _OutOfTime(_OverBudget):
     pass
 
 
+_CLOCK_EVERY = 16
+
+
 @dataclass
 class _Budget:
     """What one message's render may spend: loop iterations in all its fields, and for each field CPU
     time until ``deadline`` on the rendering thread's own clock (``time.thread_time``): a thread waiting
     for a core, for the GIL or for I/O on a loaded machine spends none of it, so a valid template is not
-    refused because the machine is busy; a template that is slow in itself is."""
+    refused because the machine is busy; a template that is slow in itself is.
+
+    Reading that clock is a system call (about 3 µs, against 0.2 µs for the monotonic clock), so a tick
+    reads it only every ``_CLOCK_EVERY`` ticks: between two readings run at most that many lookups,
+    operators or filters, each bounded in size (``MAX_SEQUENCE_RESULT``, ``MAX_OUTPUT_CHARS``)."""
 
     iterations_left: int
     deadline: float
     max_iterations: int
     timeout_ms: int
+    ticks: int = 0
 
     @classmethod
     def start(cls) -> _Budget:
@@ -153,7 +162,8 @@ class _Budget:
         timeout_ms = int(settings.TEMPLATE_RENDER_TIMEOUT_MS)
         return cls(
             iterations_left=max_iterations,
-            deadline=time.thread_time() + timeout_ms / 1000,
+            # Each field's clock starts when it renders (restart_clock).
+            deadline=math.inf,
             max_iterations=max_iterations,
             timeout_ms=timeout_ms,
         )
@@ -171,6 +181,9 @@ class _Budget:
         self.deadline = time.thread_time() + self.timeout_ms / 1000
 
     def tick(self) -> None:
+        self.ticks += 1
+        if self.ticks % _CLOCK_EVERY:
+            return
         if time.thread_time() > self.deadline:
             raise _OutOfTime(
                 f"rendering took longer than {self.timeout_ms} ms (the limit is TEMPLATE_RENDER_TIMEOUT_MS)"
