@@ -6,8 +6,9 @@ The shoppers are made with one ``INSERT … SELECT generate_series``, the campai
 through the Twilio stub (its own process; every body names its shopper). Two real workers — one for the
 runs' steps (queue ``default``, two threads: the run's two chunks are walked side by side), one for the
 sends (``sms``) — take the run from the start task to the last send, at the default render budget; both
-are killed with ``kill -9`` at about a third and two thirds of the walk, and started again. Beat's part runs here: the sends' sweeps every half second and the runs' reconcile task every five
-seconds with a ten-second stall threshold, so a chain of steps broken by a kill resumes within seconds.
+are killed with ``kill -9`` at about a third and two thirds of the walk, and started again. Beat's part
+runs here: the sends' sweeps every half second and the runs' reconcile task every five seconds with a
+ten-second stall threshold, so a chain of steps broken by a kill resumes within seconds.
 
 Passes when the run is ``finished``, no member is left ``planned``, the run's books balance, every
 delivery is ``sent``, and the stub holds exactly one message per delivery (0 duplicates, 0 lost). Needs
