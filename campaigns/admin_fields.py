@@ -178,7 +178,7 @@ class ExitEventsField(forms.MultipleChoiceField):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("choices", [(e, f"{e} — {EVENT_LABELS.get(e, e)}") for e in EVENT_TYPES])
-        kwargs.setdefault("widget", forms.CheckboxSelectMultiple(attrs={"class": "ie-events"}))
+        kwargs.setdefault("widget", forms.CheckboxSelectMultiple(attrs={"class": "radiolist ie-events"}))
         kwargs.setdefault("required", False)
         kwargs.setdefault(
             "error_messages",
