@@ -39,10 +39,11 @@ def _log_in(page, live_server, user) -> None:
 
 def _channel_order(page) -> list[str]:
     """The rows top to bottom, an unticked channel marked with a trailing "-"."""
-    return page.locator("#id_channels > .ie-order__row").evaluate_all(
+    order: list[str] = page.locator("#id_channels > .ie-order__row").evaluate_all(
         "rows => rows.map(r => r.dataset.channel"
         " + (r.querySelector('input[type=checkbox]').checked ? '' : '-'))"
     )
+    return order
 
 
 def test_it_reorders_channels_and_ticks_exit_events_with_the_pickers(live_server, marketer, browser_page):
