@@ -125,15 +125,24 @@
         var asked = 0;
         var timer = null;
 
-        function load() {
-            var mine = ++asked;
-            var query = new URLSearchParams();
+        var sent = null;
+
+        function query() {
+            var values = new URLSearchParams();
             SCHEDULE_FIELDS.forEach(function (name) {
                 var field = form.elements[name];
-                if (field && field.value !== undefined) { query.set(name, field.value); }
+                if (field && field.value !== undefined) { values.set(name, field.value); }
             });
+            return values.toString();
+        }
+
+        function load() {
+            var asking = query();
+            if (asking === sent) { return; }  // nothing changed since the last question
+            sent = asking;
+            var mine = ++asked;
             panel.setAttribute("aria-busy", "true");
-            fetch(url + "?" + query.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+            fetch(url + "?" + asking, { credentials: "same-origin", headers: { Accept: "application/json" } })
                 .then(function (response) {
                     return response.json().then(function (answer) { return { ok: response.ok, answer: answer }; });
                 })
@@ -156,6 +165,7 @@
                 })
                 .catch(function () {
                     if (mine !== asked) { return; }
+                    sent = null;  // ask again at the next change
                     panel.removeAttribute("aria-busy");
                     body.textContent = "";
                     body.appendChild(element("p", "ie-error", "The preview could not be loaded; save to see the next runs."));
@@ -174,6 +184,12 @@
 
         form.addEventListener("input", later);
         form.addEventListener("change", later);
+        // The admin's calendar and clock shortcuts (Today, Now, a picked day) set the boxes without an
+        // input or change event: after any click, look whether a schedule field moved.
+        document.addEventListener("click", function () {
+            window.clearTimeout(timer);
+            timer = window.setTimeout(load, 300);
+        });
         load();
     }
 

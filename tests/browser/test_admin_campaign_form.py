@@ -121,6 +121,21 @@ def test_it_previews_the_next_runs_while_the_schedule_is_typed(live_server, mark
     )
     assert Campaign.objects.get(pk=campaign.pk).cron == ""  # nothing was saved
 
+    # when the marketer turns it into a one-off with the admin's own shortcuts ("Today", "Now"), which
+    # set the boxes without an input event
+    page.fill("#id_cron", "")
+    page.locator("#id_send_at_0 + .datetimeshortcuts a", has_text="Today").click()
+    page.locator("#id_send_at_1 + .datetimeshortcuts a", has_text="Now").click()
+
+    # then the panel followed them: "now" has passed by the time it is read
+    passed = panel.locator(".ie-schedule__errors li[data-field='send_at']")
+    passed.wait_for()
+    assert "has passed" in passed.inner_text()
+    page.fill("#id_cron", "30 9 * * 1")
+    page.fill("#id_send_at_0", "")
+    page.fill("#id_send_at_1", "")
+    rows.nth(4).wait_for()
+
     screenshot = tmp_path / "admin-campaign-schedule.png"
     # The form from the exit events down to the channels: the pickers and the schedule editor in one shot.
     page.locator("#toggle-nav-sidebar").click()
