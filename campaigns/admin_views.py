@@ -7,9 +7,11 @@ parsed by the campaign form's own fields (the admin's date, time and segment wid
 zone) and the runs come from ``campaigns.schedules`` — what activation checks and what beat will run — so
 the panel and the saved campaign cannot disagree. A field left out keeps the model's default.
 
-Answer: 200 ``{"scheduled": bool, "zone", "shopper_zones", "runs": [{"start", "start_text", "reaches":
-[{"zone", "at", "text"}]}], "problem"}``; 400 ``{"error": {"code": "invalid", "message", "details":
-{field: [reason]}}}`` (the API's error shape) when a field cannot be read or the schedule cannot run.
+Answer: 200 ``{"scheduled": bool, "zone", "shopper_zones", "viewer_zone", "send_local_time", "runs":
+[{"start", "start_text", "start_viewer_text", "reaches": [{"zone", "at", "text"}]}], "problem"}``
+(``viewer_zone``: the browser's zone, sent as ``viewer_zone``, when it is another than the schedule's);
+400 ``{"error": {"code": "invalid", "message", "details": {field: [reason]}}}`` (the API's error shape)
+when a field cannot be read or the schedule cannot run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.utils.dateformat import format as date_format
 
 from api.exceptions import error_body
 from campaigns.models import Campaign
-from campaigns.schedules import SchedulePreview, campaign_schedule_errors, schedule_preview
+from campaigns.schedules import SchedulePreview, campaign_schedule_errors, schedule_preview, zone_get
 from personalization.rules import RuleError
 from personalization.selectors import segment_member_zones
 
@@ -74,10 +76,16 @@ def campaign_schedule_preview_answer(
     preview = campaign_schedule_preview(campaign)
     if preview is None:
         return JsonResponse({"scheduled": False, "zone": "", "shopper_zones": [], "runs": [], "problem": ""})
+    # The browser's own zone, when it is another than the schedule's: a marketer abroad reads the starts
+    # on their clock too. It comes from the browser, not from the marketer: an unknown one is not shown.
+    viewer = zone_get(request.GET.get("viewer_zone", ""))
+    if viewer is not None and viewer.key == preview.zone:
+        viewer = None
     runs: list[dict[str, Any]] = [
         {
             "start": start.isoformat(),
             "start_text": _text(start),
+            "start_viewer_text": _text(start.astimezone(viewer)) if viewer is not None else "",
             "reaches": [
                 {"zone": zone, "at": moment.isoformat(), "text": _text(moment)}
                 for zone, moment in zip(preview.shopper_zones, reaches, strict=True)
@@ -90,6 +98,7 @@ def campaign_schedule_preview_answer(
             "scheduled": True,
             "zone": preview.zone,
             "shopper_zones": preview.shopper_zones,
+            "viewer_zone": viewer.key if viewer is not None else "",
             "send_local_time": campaign.send_local_time.strftime("%H:%M")
             if campaign.send_local_time
             else None,

@@ -2,7 +2,8 @@
    - Channels: up / down buttons reorder the rows and renumber their places (hidden, still submitted),
      and a channel ticked or unticked moves to the end of the chosen ones.
    - Next runs: while the schedule fields change, the panel asks the admin's schedule-preview view for the
-     next five runs of what is typed (before saving) and redraws itself, or shows each field's reason.
+     next five runs of what is typed (before saving) and redraws itself, or shows each field's reason;
+     it sends the browser's zone too, to show the starts on the marketer's own clock.
    No dependencies; loaded as the channel picker's form media (campaigns/admin_fields.py). */
 (function () {
     "use strict";
@@ -82,6 +83,9 @@
         var table = element("table", "ie-schedule__runs");
         var head = element("tr");
         head.appendChild(element("th", "", "Starts (" + answer.zone + ")"));
+        if (answer.viewer_zone) {
+            head.appendChild(element("th", "", "On your clock (" + answer.viewer_zone + ")"));
+        }
         answer.shopper_zones.forEach(function (zone) {
             head.appendChild(element("th", "", "Reaches a shopper in " + zone));
         });
@@ -91,6 +95,7 @@
             var tr = tbody.appendChild(element("tr"));
             var start = tr.appendChild(element("td", "", run.start_text));
             start.dataset.at = run.start;
+            if (answer.viewer_zone) { tr.appendChild(element("td", "", run.start_viewer_text)); }
             run.reaches.forEach(function (reach) {
                 var td = tr.appendChild(element("td", "", reach.text));
                 td.dataset.at = reach.at;
@@ -133,6 +138,9 @@
                 var field = form.elements[name];
                 if (field && field.value !== undefined) { values.set(name, field.value); }
             });
+            try {
+                values.set("viewer_zone", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
+            } catch (e) { /* an old browser: the schedule's zone only */ }
             return values.toString();
         }
 

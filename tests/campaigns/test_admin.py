@@ -839,6 +839,27 @@ def test_it_answers_that_a_triggered_campaign_has_no_runs(marketer_client):
     assert response.json() == {"scheduled": False, "zone": "", "shopper_zones": [], "runs": [], "problem": ""}
 
 
+def test_it_shows_the_starts_on_the_browsers_clock_when_it_is_another_zone(marketer_client):
+    # given a Monday 09:00 Paris schedule
+    schedule = {"kind": "scheduled", "cron": "0 9 * * 1", "schedule_timezone": "Europe/Paris"}
+
+    # when the page asks from a browser in Tokyo, from one in Paris, and from one that names no real zone
+    tokyo = _preview(marketer_client, **schedule, viewer_zone="Asia/Tokyo").json()
+    paris = _preview(marketer_client, **schedule, viewer_zone="Europe/Paris").json()
+    unknown = _preview(marketer_client, **schedule, viewer_zone="Nowhere/Else").json()
+
+    # then only Tokyo gets the starts on its own clock: Monday 09:00 in Paris is 17:00 in Tokyo (16:00 in
+    # Paris's summer)
+    assert tokyo["viewer_zone"] == "Asia/Tokyo"
+    assert len(tokyo["runs"]) == 5
+    for run in tokyo["runs"]:
+        in_tokyo = ", 17:00 JST" if run["start_text"].endswith("CET") else ", 16:00 JST"
+        assert run["start_text"].endswith((", 09:00 CET", ", 09:00 CEST"))
+        assert run["start_viewer_text"].endswith(in_tokyo)
+    assert (paris["viewer_zone"], unknown["viewer_zone"]) == ("", "")
+    assert {run["start_viewer_text"] for run in paris["runs"] + unknown["runs"]} == {""}
+
+
 def test_it_draws_the_next_runs_panel_on_the_add_page_hidden_until_a_schedule_is_typed(marketer_client):
     page = marketer_client.get(reverse("admin:campaigns_campaign_add")).content.decode()
 
