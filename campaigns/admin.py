@@ -499,6 +499,12 @@ class CampaignAdminForm(forms.ModelForm):
         "checkout_completed: a member who ordered after the run's snapshot is skipped."
     )
 
+    def clean_exit_events(self) -> list[str]:
+        # The same events in another order are no change: keep the stored list (and the audit trail quiet).
+        chosen: list[str] = self.cleaned_data["exit_events"]
+        stored = list(self.instance.exit_events or [])
+        return stored if sorted(stored) == sorted(chosen) else chosen
+
     def clean_conditions(self) -> str:
         conditions: str = self.cleaned_data["conditions"]
         try:

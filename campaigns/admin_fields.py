@@ -133,8 +133,8 @@ class OrderedChannelsField(forms.Field):
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> list[str]:
-        if not isinstance(value, dict):
-            return _as_list(value)
+        if not isinstance(value, dict):  # a list, in its order: checked as the form's rows are
+            value = {"chosen": _as_list(value), "places": {}}
         known = dict(self.choices)
         chosen = [c for c in value.get("chosen", []) if isinstance(c, str)]
         unknown = [c for c in chosen if c not in known]
