@@ -9,7 +9,6 @@ its ``ApplicationError.message`` is what the marketer reads. See docs/admin.md.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,10 +26,11 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from campaigns.admin_fields import ExitEventsField, OrderedChannelsField
+from campaigns.admin_views import campaign_schedule_preview, campaign_schedule_preview_answer
 from campaigns.models import (
     AuditEntry,
     Campaign,
@@ -38,7 +38,6 @@ from campaigns.models import (
     TemplateLocalization,
     Variant,
 )
-from campaigns.schedules import SchedulePreview, schedule_preview
 from campaigns.selectors import audit_entries_for, campaign_get, template_get
 from campaigns.services import (
     ALLOWED_TRANSITIONS,
@@ -66,10 +65,10 @@ from campaigns.services import (
 )
 from core.admin import ReadOnlyModelAdmin, admin_permission_required, status_badge
 from core.errors import ApplicationError
-from personalization.models import CHANNELS, Segment
+from personalization.models import CHANNELS, Channel, Segment
 from personalization.rendering import TemplateRenderError, sample_context
 from personalization.rules import RuleError, validate_rule
-from personalization.selectors import segment_estimate_size, segment_member_zones, segment_recent_members
+from personalization.selectors import segment_estimate_size, segment_recent_members
 
 # --- Saving through the services ------------------------------------------------------------------------
 
@@ -491,9 +490,20 @@ class CampaignAdminForm(forms.ModelForm):
         widgets = {
             "conditions": forms.Textarea(attrs={"rows": 2, "class": "ie-code vLargeTextField"}),
             "description": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
-            "channels": forms.Textarea(attrs={"rows": 1, "class": "ie-code ie-json"}),
-            "exit_events": forms.Textarea(attrs={"rows": 1, "class": "ie-code ie-json"}),
         }
+
+    # Pickers in place of JSON text boxes; they store the same lists (campaigns/admin_fields.py).
+    channels = OrderedChannelsField(choices=Channel.choices)
+    exit_events = ExitEventsField(
+        help_text="The shopper leaves the campaign on any of these. A scheduled send honours "
+        "checkout_completed: a member who ordered after the run's snapshot is skipped."
+    )
+
+    def clean_exit_events(self) -> list[str]:
+        # The same events in another order are no change: keep the stored list (and the audit trail quiet).
+        chosen: list[str] = self.cleaned_data["exit_events"]
+        stored = list(self.instance.exit_events or [])
+        return stored if sorted(stored) == sorted(chosen) else chosen
 
     def clean_conditions(self) -> str:
         conditions: str = self.cleaned_data["conditions"]
@@ -683,6 +693,11 @@ class CampaignAdmin(ServiceBackedAdmin):
     def get_urls(self) -> list[URLPattern]:
         return [
             path(
+                "schedule-preview/",
+                self.admin_site.admin_view(self.schedule_preview_view),
+                name="campaigns_campaign_schedule_preview",
+            ),
+            path(
                 "<path:object_id>/status/<str:action>/",
                 self.admin_site.admin_view(self.status_action_view),
                 name="campaigns_campaign_status",
@@ -724,6 +739,11 @@ class CampaignAdmin(ServiceBackedAdmin):
         result = self._run(request, campaign, action)
         target = result if action == "duplicate" and result is not None else campaign
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[target.pk]))
+
+    @admin_permission_required(("campaigns.view_campaign",))
+    def schedule_preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The schedule editor's next runs, from the form's unsaved fields (campaigns/admin_views.py)."""
+        return campaign_schedule_preview_answer(request=request, form_class=self.get_form(request))
 
     def _run_many(self, request: HttpRequest, queryset: QuerySet[Campaign], action: str) -> None:
         for campaign in queryset.order_by("pk"):
@@ -778,7 +798,7 @@ class CampaignAdmin(ServiceBackedAdmin):
                     segment_size = error.message
             content_type = ContentType.objects.get_for_model(Campaign)
             context.update(
-                schedule=_schedule_preview(campaign),
+                schedule=campaign_schedule_preview(campaign),
                 previews=campaign_previews(campaign=campaign, locale=locale),
                 preview_locales=available,
                 preview_locale=locale,
@@ -796,15 +816,6 @@ class CampaignAdmin(ServiceBackedAdmin):
                 can_duplicate=self._may_run(request, "duplicate"),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
-
-
-def _schedule_preview(campaign: Campaign) -> SchedulePreview | None:
-    """The next five runs, in the schedule's zone and in the zones most common among the audience."""
-    zones: list[str] = []
-    if campaign.kind == Campaign.Kind.SCHEDULED and campaign.segment is not None:
-        with contextlib.suppress(RuleError):
-            zones = segment_member_zones(segment=campaign.segment)
-    return schedule_preview(campaign=campaign, now=timezone.now(), shopper_zones=zones)
 
 
 # --- What the system wrote: read-only -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -631,3 +632,243 @@ def test_it_shows_how_many_and_which_shoppers_a_segment_holds(marketer_client):
     assert "u-gold" in page
     assert "u-silver" not in page
     assert "shoppers in the segment now" in page.lower()
+
+
+# --- The pickers: channels in order, exit events from the known types --------------------------------------
+
+
+def _campaign_form(client, campaign: Campaign) -> tuple[str, dict[str, list[str]]]:
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    return url, form_data(client.get(url), "campaign_form")
+
+
+def test_it_offers_every_channel_in_the_campaigns_order_and_saves_it_unchanged(marketer_client):
+    # given: the demo campaign, its channels set to SMS then on-site
+    campaign = build_cart_rescue()
+    # ... and exit events in an order of their own, as the API may have stored them
+    Campaign.objects.filter(pk=campaign.pk).update(
+        channels=["sms", "onsite"], exit_events=["cart_abandoned", "checkout_completed"]
+    )
+    url, data = _campaign_form(marketer_client, campaign)
+
+    # then the picker ticks the chosen channels, in their order, and lists the others after them
+    assert data["channels"] == ["sms", "onsite"]
+    assert [data[f"channels_place_{c}"] for c in ("sms", "onsite", "email", "push")] == [
+        ["1"],
+        ["2"],
+        ["3"],
+        ["4"],
+    ]
+    assert data["exit_events"] == ["checkout_completed", "cart_abandoned"]
+
+    # when the form goes back as it came
+    response = marketer_client.post(url, data)
+
+    # then the lists are stored as they were: no change recorded for them
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.channels, campaign.exit_events) == (
+        ["sms", "onsite"],
+        ["cart_abandoned", "checkout_completed"],
+    )
+    entry = AuditEntry.objects.filter(object_id=str(campaign.pk), action="campaign.updated").first()
+    assert entry is None or not {"channels", "exit_events"} & set(entry.changes)
+
+
+def test_it_stores_the_ticked_channels_in_the_order_of_their_places(marketer_client):
+    # given
+    campaign = build_cart_rescue()
+    url, data = _campaign_form(marketer_client, campaign)
+
+    # when the marketer keeps e-mail and push, push first, and exits on a cart abandoned or an order
+    data["channels"] = ["email", "push"]
+    data["channels_place_email"], data["channels_place_push"] = ["5"], ["2"]
+    data["exit_events"] = ["cart_abandoned", "checkout_completed"]
+    response = marketer_client.post(url, data)
+
+    # then the same JSON lists the API reads and writes
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.channels == ["push", "email"]
+    assert campaign.exit_events == ["checkout_completed", "cart_abandoned"]
+    assert marketer_client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"channels": ["email", "push"], "channels_place_push": ["1"], "channels_place_email": ["1"]},
+            "Email and Push share place 1: give each chosen channel its own place.",
+        ),
+        (
+            {"channels": ["email"], "channels_place_email": ["first"]},
+            "The place of Email must be a whole number, not &#x27;first&#x27;.",
+        ),
+        ({"channels": ["email", "fax"]}, "Unknown channel fax: use onsite, email, sms, push."),
+        ({"channels": []}, "Choose at least one channel, in the order to try them."),
+        ({"exit_events": ["order_refunded"]}, "order_refunded is not an event type the engine receives"),
+    ],
+)
+def test_it_refuses_a_picker_value_it_cannot_store_on_its_field_with_the_reason(
+    marketer_client, change, reason
+):
+    # given
+    campaign = build_cart_rescue()
+    url, data = _campaign_form(marketer_client, campaign)
+    data.update(change)
+    data["priority"] = ["9"]
+
+    # when
+    response = marketer_client.post(url, data)
+
+    # then the form comes back with the reason on the field, and nothing is saved
+    assert response.status_code == 200
+    field = next(iter(change)).split("_place_")[0]
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field]
+    assert reason in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.priority == 0
+
+
+def test_it_shows_what_was_sent_again_when_the_form_is_refused(marketer_client):
+    # given: push placed before e-mail, and the name left empty
+    campaign = build_cart_rescue()
+    url, data = _campaign_form(marketer_client, campaign)
+    data["channels"] = ["email", "push"]
+    data["channels_place_email"], data["channels_place_push"] = ["2"], ["1"]
+    data["name"] = [""]
+
+    # when
+    response = marketer_client.post(url, data)
+
+    # then the picker shows push, then e-mail, ticked, as sent
+    assert response.status_code == 200
+    sent_again = form_data(response, "campaign_form")
+    assert sent_again["channels"] == ["push", "email"]
+
+
+# --- The schedule editor: next runs of what is typed, before saving ----------------------------------------
+
+
+def _preview(client, **fields: str):
+    return client.get(reverse("admin:campaigns_campaign_schedule_preview"), fields)
+
+
+def test_it_previews_the_next_runs_of_an_unsaved_schedule_in_both_zones(marketer_client):
+    # given a segment of gold shoppers, two in New York
+    segment = segment_create(name="Gold NY", rules='attributes.tier == "gold"', actor_label="t")
+    for user_id in ("u-ny-1", "u-ny-2"):
+        Profile.objects.create(user_id=user_id, timezone="America/New_York", attributes={"tier": "gold"})
+
+    # when a marketer types a daily 10:00 Paris schedule, sent at 10:00 on each shopper's clock
+    response = _preview(
+        marketer_client,
+        kind="scheduled",
+        cron="0 10 * * *",
+        schedule_timezone="Europe/Paris",
+        send_local_time="10:00",
+        segment=str(segment.pk),
+    )
+
+    # then five runs, each starting 10:00 in Paris and reaching New York at 10:00 there
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["scheduled"], answer["zone"], answer["shopper_zones"]) == (
+        True,
+        "Europe/Paris",
+        ["America/New_York"],
+    )
+    assert answer["send_local_time"] == "10:00"
+    assert len(answer["runs"]) == 5
+    for run in answer["runs"]:
+        assert "10:00" in run["start_text"]
+        (reach,) = run["reaches"]
+        assert reach["zone"] == "America/New_York"
+        assert "10:00" in reach["text"]
+        assert datetime.fromisoformat(reach["at"]) > datetime.fromisoformat(run["start"])
+
+
+def test_it_previews_a_one_off_time_typed_in_the_admins_date_and_time_boxes(marketer_client):
+    # given a time tomorrow, as the admin's split date and time inputs send it (the admin's zone: UTC)
+    tomorrow = timezone.now() + timedelta(days=1)
+
+    # when
+    response = _preview(
+        marketer_client,
+        kind="scheduled",
+        send_at_0=tomorrow.strftime("%Y-%m-%d"),
+        send_at_1="09:30:00",
+        schedule_timezone="Asia/Tokyo",
+    )
+
+    # then one run, shown in Tokyo time (UTC+9)
+    assert response.status_code == 200
+    (run,) = response.json()["runs"]
+    assert run["start"] == f"{tomorrow.strftime('%Y-%m-%d')}T18:30:00+09:00"
+    assert run["reaches"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"cron": "0 25 * * *"}, "cron", "not a cron expression"),
+        ({"cron": "0 10 * *"}, "cron", "five fields"),
+        ({"cron": "0 10 * * *", "schedule_timezone": "Mars/Olympus"}, "schedule_timezone", "not a known"),
+        ({"send_at_0": "2020-01-01", "send_at_1": "10:00"}, "send_at", "has passed"),
+        ({"send_at_0": "2020-13-45", "send_at_1": "10:00"}, "send_at", "Enter a valid date"),
+        ({"send_local_time": "25:99", "cron": "0 10 * * *"}, "send_local_time", "Enter a valid time"),
+        ({}, "send_at", "set a one-off time, or a cron expression"),
+        ({"cron": "0 10 * * *", "segment": "999999"}, "segment", "Select a valid choice"),
+    ],
+)
+def test_it_answers_a_schedule_that_cannot_run_with_the_field_and_reason(
+    marketer_client, fields, field, reason
+):
+    # when
+    response = _preview(marketer_client, kind="scheduled", **fields)
+
+    # then
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert field in error["details"]
+    assert reason in " ".join(error["details"][field])
+    assert error["message"].startswith(f"{field}: ")
+
+
+def test_it_answers_that_a_triggered_campaign_has_no_runs(marketer_client):
+    response = _preview(marketer_client, kind="triggered", cron="nonsense")
+
+    assert response.status_code == 200
+    assert response.json() == {"scheduled": False, "zone": "", "shopper_zones": [], "runs": [], "problem": ""}
+
+
+def test_it_shows_the_starts_on_the_browsers_clock_when_it_is_another_zone(marketer_client):
+    # given a Monday 09:00 Paris schedule
+    schedule = {"kind": "scheduled", "cron": "0 9 * * 1", "schedule_timezone": "Europe/Paris"}
+
+    # when the page asks from a browser in Tokyo, from one in Paris, and from one that names no real zone
+    tokyo = _preview(marketer_client, **schedule, viewer_zone="Asia/Tokyo").json()
+    paris = _preview(marketer_client, **schedule, viewer_zone="Europe/Paris").json()
+    unknown = _preview(marketer_client, **schedule, viewer_zone="Nowhere/Else").json()
+
+    # then only Tokyo gets the starts on its own clock: Monday 09:00 in Paris is 17:00 in Tokyo (16:00 in
+    # Paris's summer)
+    assert tokyo["viewer_zone"] == "Asia/Tokyo"
+    assert len(tokyo["runs"]) == 5
+    for run in tokyo["runs"]:
+        in_tokyo = ", 17:00 JST" if run["start_text"].endswith("CET") else ", 16:00 JST"
+        assert run["start_text"].endswith((", 09:00 CET", ", 09:00 CEST"))
+        assert run["start_viewer_text"].endswith(in_tokyo)
+    assert (paris["viewer_zone"], unknown["viewer_zone"]) == ("", "")
+    assert {run["start_viewer_text"] for run in paris["runs"] + unknown["runs"]} == {""}
+
+
+def test_it_draws_the_next_runs_panel_on_the_add_page_hidden_until_a_schedule_is_typed(marketer_client):
+    page = marketer_client.get(reverse("admin:campaigns_campaign_add")).content.decode()
+
+    assert 'id="ie-schedule"' in page
+    assert reverse("admin:campaigns_campaign_schedule_preview") in page
+    assert "admin-ext/campaign-form.js" in page

@@ -235,6 +235,7 @@ VIEW_CALLS: dict[str, Callable[[World], list[Call]]] = {
         Call("POST", {"object_id": w.campaign_id, "action": action})
         for action in ("activate", "pause", "complete", "archive", "duplicate")
     ],
+    "admin:campaigns_campaign_schedule_preview": lambda w: [Call("GET")],
     "admin-campaign-report": lambda w: [Call("GET", {"campaign_id": w.campaign_id})],
     "admin-campaigns-overview": lambda w: [Call("GET")],
     "admin-raw-export": lambda w: [
